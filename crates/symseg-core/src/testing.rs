@@ -1,0 +1,214 @@
+//! Test support shared by every backend's suite: a seeded generator of random
+//! cases covering SPEC §1's corners, and SPEC §4's accuracy check against the
+//! float64 [`reference`](crate::reference).
+
+use crate::reference::{RefBatch, RefOutput};
+use crate::validate::Dims;
+
+/// SplitMix64: small, seedable, and identical on every platform, so a failing
+/// seed reproduces anywhere.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.uniform() < p
+    }
+
+    /// Standard normal (Box–Muller).
+    pub fn normal(&mut self) -> f64 {
+        let u = self.uniform().max(1e-300);
+        let v = self.uniform();
+        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+    }
+}
+
+/// What a random case looks like.
+#[derive(Debug, Clone)]
+pub struct CaseSpec {
+    /// `B`.
+    pub batch: usize,
+    /// `N`.
+    pub n: usize,
+    /// Draw per-sample lengths in `1..=N` (the first sample keeps `N`).
+    pub lengths: bool,
+    /// `min_sep`.
+    pub min_sep: usize,
+    /// Draw a random symmetric mask.
+    pub mask: bool,
+    /// Make the mask all zeros (an empty counted set).
+    pub empty_mask: bool,
+    /// Fraction of unordered pairs marked 255.
+    pub ignore: f64,
+    /// Fraction of positive pairs.
+    pub positive: f64,
+    /// Standard deviation of the logits.
+    pub scale: f64,
+    /// Fraction of logits set to ±80.
+    pub extreme: f64,
+    /// Draw 0/1 labels independently for `(i, j)` and `(j, i)` (ignore marks stay mirrored).
+    pub asymmetric_labels: bool,
+}
+
+impl CaseSpec {
+    /// A dense case of `batch` maps of size `n` with 5% positives and unit-scale logits.
+    pub fn new(batch: usize, n: usize) -> Self {
+        CaseSpec {
+            batch,
+            n,
+            lengths: false,
+            min_sep: 0,
+            mask: false,
+            empty_mask: false,
+            ignore: 0.0,
+            positive: 0.05,
+            scale: 3.0,
+            extreme: 0.0,
+            asymmetric_labels: false,
+        }
+    }
+}
+
+/// One random input: C-order `[B, N, N]` buffers.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// Shape.
+    pub dims: Dims,
+    /// Logits.
+    pub logits: Vec<f32>,
+    /// Labels in {0, 1, 255}.
+    pub labels: Vec<u8>,
+    /// Optional symmetric mask.
+    pub mask: Option<Vec<u8>>,
+    /// Optional lengths.
+    pub lengths: Option<Vec<usize>>,
+    /// `min_sep`.
+    pub min_sep: usize,
+}
+
+impl Case {
+    /// Draws a case.
+    pub fn random(rng: &mut Rng, spec: &CaseSpec) -> Case {
+        let (b, n) = (spec.batch, spec.n);
+        let dims = Dims { batch: b, n };
+        let mut logits = Vec::with_capacity(dims.len());
+        for _ in 0..dims.len() {
+            let x = if rng.chance(spec.extreme) {
+                if rng.chance(0.5) { 80.0 } else { -80.0 }
+            } else {
+                rng.normal() * spec.scale
+            };
+            logits.push(x as f32);
+        }
+        let mut labels = vec![0u8; dims.len()];
+        let mut mask = spec.mask.then(|| vec![0u8; dims.len()]);
+        for s in 0..b {
+            for i in 0..n {
+                for j in i..n {
+                    let (a, t) = ((s * n + i) * n + j, (s * n + j) * n + i);
+                    if rng.chance(spec.ignore) {
+                        labels[a] = 255;
+                        labels[t] = 255;
+                    } else {
+                        labels[a] = u8::from(rng.chance(spec.positive));
+                        labels[t] = if spec.asymmetric_labels { u8::from(rng.chance(spec.positive)) } else { labels[a] };
+                    }
+                    if let Some(m) = mask.as_mut() {
+                        let v = if spec.empty_mask { 0 } else { u8::from(rng.chance(0.7)) };
+                        m[a] = v;
+                        m[t] = v;
+                    }
+                }
+            }
+        }
+        let lengths = spec
+            .lengths
+            .then(|| (0..b).map(|s| if s == 0 { n } else { 1 + rng.below(n) }).collect());
+        Case { dims, logits, labels, mask, lengths, min_sep: spec.min_sep }
+    }
+
+    /// The logits widened to f64, for the reference.
+    pub fn logits_f64(&self) -> Vec<f64> {
+        self.logits.iter().map(|&v| f64::from(v)).collect()
+    }
+
+    /// This case as a reference batch over `logits` (from [`Case::logits_f64`]).
+    pub fn ref_batch<'a>(&'a self, logits: &'a [f64]) -> RefBatch<'a> {
+        RefBatch {
+            logits,
+            labels: &self.labels,
+            mask: self.mask.as_deref(),
+            lengths: self.lengths.as_deref(),
+            batch: self.dims.batch,
+            n: self.dims.n,
+            min_sep: self.min_sep,
+        }
+    }
+}
+
+/// Checks a backend's loss and gradient against the reference to SPEC §4's accuracy:
+/// loss relative error `<= 1e-5`, gradient relative L2 error `<= 1e-5`, every
+/// element within `1e-4 * max|g_ref|`, and exactly zero where the reference is
+/// outside the counted set.
+///
+/// # Errors
+/// A message saying which bound failed and by how much.
+pub fn check_against_reference(
+    loss: f64,
+    grad: Option<&[f32]>,
+    reference: &RefOutput,
+    batch: &RefBatch<'_>,
+) -> Result<(), String> {
+    let rl = reference.loss;
+    if !loss.is_finite() || (loss - rl).abs() > 1e-5 * rl.abs() + 1e-300 {
+        return Err(format!("loss {loss:e} vs reference {rl:e} (rel err {:e})", (loss - rl).abs() / rl.abs()));
+    }
+    let Some(grad) = grad else { return Ok(()) };
+    if grad.len() != reference.grad.len() {
+        return Err(format!("gradient has {} elements, reference {}", grad.len(), reference.grad.len()));
+    }
+    let gmax = reference.grad.iter().fold(0.0f64, |m, g| m.max(g.abs()));
+    let (mut err2, mut ref2) = (0.0f64, 0.0f64);
+    let n = batch.n;
+    for (k, (&g, &r)) in grad.iter().zip(&reference.grad).enumerate() {
+        let (b, i, j) = (k / (n * n), (k / n) % n, k % n);
+        if !batch.in_set(b, i, j) && g != 0.0 {
+            return Err(format!("gradient {g:e} at ({b},{i},{j}) outside the counted set"));
+        }
+        let d = f64::from(g) - r;
+        if !g.is_finite() || d.abs() > 1e-4 * gmax {
+            return Err(format!("gradient at ({b},{i},{j}): {g:e} vs {r:e} (max |g_ref| {gmax:e})"));
+        }
+        err2 += d * d;
+        ref2 += r * r;
+    }
+    if err2.sqrt() > 1e-5 * ref2.sqrt() {
+        return Err(format!("gradient relative L2 error {:e}", (err2 / ref2).sqrt()));
+    }
+    Ok(())
+}
