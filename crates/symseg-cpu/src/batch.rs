@@ -1,0 +1,61 @@
+//! A validated-shape batch as flat C-order slices: what every CPU pass reads.
+
+use symseg_core::validate::{SampleRegion, sample_len};
+use symseg_core::{Dims, RegionCounts, Result};
+use rayon::prelude::*;
+
+use crate::tiles::{self, Task};
+
+/// Flat views of one call's inputs (shapes already checked).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Batch<'a> {
+    pub dims: Dims,
+    pub logits: &'a [f32],
+    pub labels: &'a [u8],
+    pub mask: Option<&'a [u8]>,
+    pub lengths: Option<&'a [usize]>,
+    pub min_sep: usize,
+}
+
+impl<'a> Batch<'a> {
+    /// The real size of sample `b`.
+    pub fn len(&self, b: usize) -> usize {
+        sample_len(self.lengths, b, self.dims.n)
+    }
+
+    /// Offset of sample `b` in the flat buffers.
+    pub fn offset(&self, b: usize) -> usize {
+        b * self.dims.map_len()
+    }
+
+    /// Sample `b`'s region, for the shared validation scan and membership test.
+    pub fn region(&self, b: usize) -> SampleRegion<'a> {
+        let (o, m) = (self.offset(b), self.dims.map_len());
+        SampleRegion {
+            sample: b,
+            labels: &self.labels[o..o + m],
+            mask: self.mask.map(|mk| &mk[o..o + m]),
+            n: self.dims.n,
+            len: self.len(b),
+            min_sep: self.min_sep,
+        }
+    }
+
+    /// Validates labels and mask (SPEC §1) over tiles in parallel and returns each
+    /// sample's counted-set sizes. The first error in task order wins, so the
+    /// reported position does not depend on the thread count.
+    pub fn scan(&self, require_symmetric: bool) -> Result<Vec<RegionCounts>> {
+        let tasks = tiles::tasks(self.dims.batch, |b| self.len(b));
+        let parts: Vec<Result<RegionCounts>> = tasks
+            .par_iter()
+            .map(|t: &Task| {
+                symseg_core::validate::scan_block(&self.region(t.sample), t.rows.clone(), t.cols.clone(), require_symmetric)
+            })
+            .collect();
+        let mut counts = vec![RegionCounts::default(); self.dims.batch];
+        for (t, part) in tasks.iter().zip(parts) {
+            counts[t.sample] = counts[t.sample].add(part?);
+        }
+        Ok(counts)
+    }
+}

@@ -1,0 +1,186 @@
+//! The fused loss pass: validation scan, then one tiled pass that evaluates the
+//! strategy and the penalty and writes the gradient.
+
+mod kernels;
+
+use rayon::prelude::*;
+use symseg_core::elem::{ElemFn, PenaltyFn};
+use symseg_core::{Error, LossConfig, LossReport, Reduction, RegionCounts, Result, Strategy};
+
+use crate::batch::Batch;
+use crate::tiles::{self, SharedMut, Task};
+use kernels::{Average, Dual, Lower, Plain, StrategyKernel, Upper};
+
+/// Per-sample factors applied to a task's unscaled sums.
+#[derive(Debug, Clone, Copy, Default)]
+struct Scales {
+    /// Reduction factor `r_b` of the strategy loss.
+    r: f64,
+    /// `lambda * r_P` of the penalty.
+    wp: f64,
+}
+
+/// One task's unscaled sums and the lowest index of a non-finite counted logit.
+#[derive(Debug, Clone, Copy, Default)]
+struct Partial {
+    elem: f64,
+    pen: f64,
+    bad: Option<usize>,
+}
+
+/// Per-sample reduction factors (SPEC §4) from per-sample term counts.
+fn factors(reduction: Reduction, counts: impl Iterator<Item = u64> + Clone) -> Vec<f64> {
+    let total: u64 = counts.clone().sum();
+    let nonempty = counts.clone().filter(|&c| c > 0).count();
+    counts
+        .map(|c| match reduction {
+            Reduction::Sum => 1.0,
+            Reduction::Mean if total > 0 => 1.0 / total as f64,
+            Reduction::SampleMean if c > 0 => 1.0 / (c as f64 * nonempty as f64),
+            _ => 0.0,
+        })
+        .collect()
+}
+
+/// Computes the loss, and the gradient into `grad` when given (same length as
+/// the logits). Shapes, lengths and `cfg` are validated by the caller.
+pub(crate) fn run(batch: &Batch<'_>, cfg: &LossConfig, grad: Option<&mut [f32]>) -> Result<LossReport> {
+    let counts = batch.scan(!cfg.allow_asymmetric_labels)?;
+    let terms = |c: &RegionCounts| match cfg.strategy {
+        Strategy::Upper | Strategy::Lower => c.triangle(),
+        _ => c.ordered(),
+    };
+    let r = factors(cfg.reduction, counts.iter().map(terms));
+    let lambda = cfg.penalty.map_or(0.0, |p| p.weight);
+    let rp = factors(cfg.reduction, counts.iter().map(|c| c.pairs));
+    let scales: Vec<Scales> = r.iter().zip(&rp).map(|(&r, &rp)| Scales { r, wp: lambda * rp }).collect();
+
+    let f = ElemFn::<f32>::new(&cfg.loss);
+    let pen = cfg.penalty.as_ref().map(PenaltyFn::<f32>::new);
+    let parts = match cfg.strategy {
+        Strategy::Plain => dispatch(&Plain(f), pen, batch, &scales, grad),
+        Strategy::Dual => dispatch(&Dual(f), pen, batch, &scales, grad),
+        Strategy::Average => dispatch(&Average(f), pen, batch, &scales, grad),
+        Strategy::Upper => dispatch(&Upper(f), pen, batch, &scales, grad),
+        Strategy::Lower => dispatch(&Lower(f), pen, batch, &scales, grad),
+    };
+
+    let (mut element_loss, mut penalty, mut bad) = (0.0, 0.0, None::<usize>);
+    for (t, p) in parts {
+        let s = scales[t.sample];
+        element_loss += s.r * p.elem;
+        penalty += s.wp * p.pen;
+        bad = match (bad, p.bad) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    if let Some(k) = bad {
+        let (n, m) = (batch.dims.n, batch.dims.map_len());
+        return Err(Error::NonFiniteLogit { sample: k / m, i: (k % m) / n, j: k % n, value: batch.logits[k] });
+    }
+    Ok(LossReport {
+        loss: element_loss + penalty,
+        element_loss,
+        penalty,
+        counted: counts.iter().map(|c| c.ordered()).sum(),
+        pairs: counts.iter().map(|c| c.pairs).sum(),
+        nonempty_samples: counts.iter().filter(|c| terms(c) > 0).count(),
+    })
+}
+
+/// Runs every task of the batch with kernel `k`, in parallel, and returns the
+/// partial sums in task order (so their sum is deterministic).
+fn dispatch<K: StrategyKernel>(
+    k: &K,
+    pen: Option<PenaltyFn<f32>>,
+    batch: &Batch<'_>,
+    scales: &[Scales],
+    grad: Option<&mut [f32]>,
+) -> Vec<(Task, Partial)> {
+    let n = batch.dims.n;
+    match grad {
+        Some(g) => {
+            // Tasks cover the whole N x N map so that padding gets its zeros in the same pass.
+            let out = SharedMut::new(g);
+            let tasks = tiles::tasks(batch.dims.batch, |_| n);
+            let parts: Vec<Partial> =
+                tasks.par_iter().map(|t| run_task::<K, true>(k, pen, batch, t, scales[t.sample], out)).collect();
+            tasks.into_iter().zip(parts).collect()
+        }
+        None => {
+            let mut dummy = [];
+            let out = SharedMut::new(&mut dummy);
+            let tasks = tiles::tasks(batch.dims.batch, |b| batch.len(b));
+            let parts: Vec<Partial> =
+                tasks.par_iter().map(|t| run_task::<K, false>(k, pen, batch, t, scales[t.sample], out)).collect();
+            tasks.into_iter().zip(parts).collect()
+        }
+    }
+}
+
+/// Visits the task's unordered pairs once each: `(i, j)` and `(j, i)` together.
+fn run_task<K: StrategyKernel, const G: bool>(
+    k: &K,
+    pen: Option<PenaltyFn<f32>>,
+    batch: &Batch<'_>,
+    t: &Task,
+    s: Scales,
+    out: SharedMut,
+) -> Partial {
+    let n = batch.dims.n;
+    let base = batch.offset(t.sample);
+    let len = batch.len(t.sample);
+    let region = batch.region(t.sample);
+    let (x, y) = (&batch.logits[base..base + n * n], region.labels);
+    let (r, wp) = (s.r as f32, s.wp as f32);
+    let mut part = Partial::default();
+    // SAFETY (for every `out.write` below): this task owns exactly the elements
+    // (i, j) and (j, i) of its unordered pairs, see `tiles::tasks`.
+    let put = |k: usize, v: f32| {
+        if G {
+            unsafe { out.write(base + k, v) }
+        }
+    };
+    for i in t.rows.clone() {
+        for j in t.cols.start.max(i)..t.cols.end {
+            let (kij, kji) = (i * n + j, j * n + i);
+            let yij = y[kij];
+            if i >= len || j >= len || !region.counts(i, j, yij) {
+                put(kij, 0.0);
+                put(kji, 0.0);
+                continue;
+            }
+            let (xij, xji) = (x[kij], x[kji]);
+            if !(xij.is_finite() && xji.is_finite()) {
+                let k = match (xij.is_finite(), xji.is_finite()) {
+                    (false, false) => kij.min(kji),
+                    (false, true) => kij,
+                    _ => kji,
+                };
+                part.bad = Some(part.bad.map_or(base + k, |b| b.min(base + k)));
+                continue;
+            }
+            if i == j {
+                let (l, g) = k.diag::<G>(xij, yij == 1);
+                part.elem += f64::from(l);
+                put(kij, r * g);
+                continue;
+            }
+            let yji = y[kji];
+            let (l, mut gij, mut gji) = k.pair::<G>(xij, xji, yij == 1, yji == 1);
+            part.elem += f64::from(l);
+            gij *= r;
+            gji *= r;
+            if let Some(p) = &pen {
+                let (rho, da, db) = p.value_grad(xij, xji);
+                part.pen += f64::from(rho);
+                gij += wp * da;
+                gji += wp * db;
+            }
+            put(kij, gij);
+            put(kji, gji);
+        }
+    }
+    part
+}

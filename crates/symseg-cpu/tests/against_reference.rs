@@ -1,0 +1,131 @@
+//! The CPU backend against the float64 reference (SPEC §4's accuracy) on fresh
+//! random inputs, over every loss x strategy x penalty x reduction and region.
+
+mod common;
+
+use common::{check, element_losses, penalties};
+use symseg_core::testing::{Case, CaseSpec, Rng};
+use symseg_core::{ElementLoss, LossConfig, Reduction, Strategy};
+use symseg_cpu::CpuBackend;
+
+/// Region variants: (name, spec tweak).
+fn regions(n: usize) -> Vec<(&'static str, CaseSpec)> {
+    let base = CaseSpec::new(3, n);
+    let k = (n / 4).max(1);
+    vec![
+        ("full", base.clone()),
+        ("lengths", CaseSpec { lengths: true, ..base.clone() }),
+        ("min_sep", CaseSpec { min_sep: k, ..base.clone() }),
+        ("mask", CaseSpec { mask: true, ..base.clone() }),
+        ("ignore", CaseSpec { ignore: 0.2, ..base.clone() }),
+        ("empty_mask", CaseSpec { mask: true, empty_mask: true, ..base.clone() }),
+        (
+            "everything",
+            CaseSpec { lengths: true, min_sep: 1, mask: true, ignore: 0.1, extreme: 0.05, ..base.clone() },
+        ),
+    ]
+}
+
+#[test]
+fn every_combination_matches_reference() {
+    let backend = CpuBackend::new();
+    let seed = 0x5EED_0001;
+    let mut rng = Rng::new(seed);
+    let sizes = [1usize, 2, 7, 9, 17, 33, 66];
+    let mut cases = 0;
+    for loss in element_losses() {
+        for strategy in Strategy::ALL {
+            for penalty in penalties() {
+                for reduction in Reduction::ALL {
+                    let n = sizes[rng.below(sizes.len())];
+                    for (name, spec) in regions(n) {
+                        let case = Case::random(&mut rng, &spec);
+                        let cfg = LossConfig { loss, strategy, penalty, reduction, allow_asymmetric_labels: false };
+                        check(&backend, &case, &cfg, &format!("seed {seed:#x} case {cases} n={n} region={name}"));
+                        cases += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(cases, 5 * 5 * 7 * 3 * 7);
+}
+
+#[test]
+fn sizes_straddling_tiles_and_padding() {
+    let backend = CpuBackend::new();
+    let seed = 0x5EED_0002;
+    let mut rng = Rng::new(seed);
+    let penalties = penalties();
+    for n in [1usize, 2, 7, 8, 9, 63, 64, 65, 127, 129, 257] {
+        for strategy in Strategy::ALL {
+            let spec = CaseSpec {
+                batch: if n > 100 { 2 } else { 3 },
+                lengths: true,
+                min_sep: rng.below(4),
+                mask: rng.chance(0.5),
+                ignore: 0.05,
+                extreme: 0.02,
+                ..CaseSpec::new(1, n)
+            };
+            let case = Case::random(&mut rng, &spec);
+            let reduction = Reduction::ALL[rng.below(3)];
+            let penalty = penalties[rng.below(penalties.len())];
+            let cfg = LossConfig::default().strategy(strategy).reduction(reduction).penalty(penalty);
+            check(&backend, &case, &cfg, &format!("seed {seed:#x} n={n} {strategy}"));
+        }
+    }
+}
+
+#[test]
+fn gamma_and_alpha_sweep_with_extreme_logits() {
+    let backend = CpuBackend::new();
+    let seed = 0x5EED_0003;
+    let mut rng = Rng::new(seed);
+    for gamma in [0.0, 0.5, 1.0, 2.0, 5.0] {
+        for alpha in [None, Some(0.25), Some(0.9)] {
+            for strategy in Strategy::ALL {
+                let spec = CaseSpec { extreme: 0.3, scale: 20.0, positive: 0.3, ..CaseSpec::new(2, 23) };
+                let case = Case::random(&mut rng, &spec);
+                let cfg = LossConfig::default().loss(ElementLoss::Focal { alpha, gamma }).strategy(strategy);
+                check(&backend, &case, &cfg, &format!("seed {seed:#x} gamma={gamma} alpha={alpha:?} {strategy}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn asymmetric_labels_for_plain_and_dual() {
+    let backend = CpuBackend::new();
+    let seed = 0x5EED_0004;
+    let mut rng = Rng::new(seed);
+    for strategy in [Strategy::Plain, Strategy::Dual] {
+        for reduction in Reduction::ALL {
+            for penalty in penalties() {
+                let spec = CaseSpec { asymmetric_labels: true, positive: 0.3, ignore: 0.1, lengths: true, ..CaseSpec::new(2, 19) };
+                let case = Case::random(&mut rng, &spec);
+                let cfg = LossConfig::default()
+                    .strategy(strategy)
+                    .reduction(reduction)
+                    .penalty(penalty)
+                    .allow_asymmetric_labels(true);
+                check(&backend, &case, &cfg, &format!("seed {seed:#x} asymmetric {strategy}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn result_is_independent_of_thread_count() {
+    let seed = 0x5EED_0005;
+    let mut rng = Rng::new(seed);
+    let case = Case::random(&mut rng, &CaseSpec { lengths: true, ignore: 0.1, ..CaseSpec::new(3, 200) });
+    for strategy in Strategy::ALL {
+        let cfg = LossConfig::default().strategy(strategy).penalty(common::penalties()[3]);
+        let one = common::run_cpu(&CpuBackend::with_threads(1).unwrap(), &case, &cfg).unwrap();
+        let three = common::run_cpu(&CpuBackend::with_threads(3).unwrap(), &case, &cfg).unwrap();
+        assert_eq!(one.0.loss.to_bits(), three.0.loss.to_bits(), "{strategy}");
+        assert_eq!(one.2.loss.to_bits(), three.2.loss.to_bits(), "{strategy} loss only");
+        assert!(one.1.iter().zip(&three.1).all(|(a, b)| a.to_bits() == b.to_bits()), "{strategy} gradient");
+    }
+}
