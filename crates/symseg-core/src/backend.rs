@@ -121,6 +121,7 @@ pub struct LossReport {
 /// # Examples
 /// Code generic over backends:
 /// ```
+/// # #![allow(dead_code)]
 /// use symseg_core::{LossConfig, LossInput, Result, TensorBackend};
 /// /// The default loss of `input` on any backend.
 /// pub fn total<B: TensorBackend>(b: &B, input: &LossInput<'_, B>) -> Result<f64> {
