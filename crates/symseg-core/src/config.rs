@@ -118,13 +118,8 @@ pub enum Strategy {
 
 impl Strategy {
     /// All strategies, in SPEC order.
-    pub const ALL: [Strategy; 5] = [
-        Strategy::Plain,
-        Strategy::Dual,
-        Strategy::Average,
-        Strategy::Upper,
-        Strategy::Lower,
-    ];
+    pub const ALL: [Strategy; 5] =
+        [Strategy::Plain, Strategy::Dual, Strategy::Average, Strategy::Upper, Strategy::Lower];
 
     /// The name used by the command line and in JSON.
     pub fn as_str(self) -> &'static str {
@@ -427,8 +422,7 @@ mod tests {
                 "penalty_weight",
             ),
             (
-                LossConfig::default()
-                    .penalty(Some(Penalty::new(PenaltyKind::Huber { delta: 0.0 }))),
+                LossConfig::default().penalty(Some(Penalty::new(PenaltyKind::Huber { delta: 0.0 }))),
                 "huber_delta",
             ),
             (
@@ -442,7 +436,9 @@ mod tests {
                 other => panic!("{name}: expected InvalidConfig, got {other:?}"),
             }
         }
-        assert!(LossConfig::default().strategy(Strategy::Dual).allow_asymmetric_labels(true).validate().is_ok());
+        assert!(
+            LossConfig::default().strategy(Strategy::Dual).allow_asymmetric_labels(true).validate().is_ok()
+        );
     }
 
     #[test]

@@ -292,8 +292,10 @@ mod tests {
                     for y in [false, true] {
                         let want = literal_focal(x, y, alpha, gamma);
                         let (got, _) = f.value_grad(x, y);
-                        assert!((got - want).abs() <= 1e-12 * want.abs().max(1e-300) + 1e-15,
-                            "x={x} y={y} a={alpha:?} g={gamma}: {got} vs {want}");
+                        assert!(
+                            (got - want).abs() <= 1e-12 * want.abs().max(1e-300) + 1e-15,
+                            "x={x} y={y} a={alpha:?} g={gamma}: {got} vs {want}"
+                        );
                         assert_eq!(got, f.value(x, y));
                     }
                 }
@@ -332,8 +334,14 @@ mod tests {
                     let (l, g) = f32fn.value_grad(x, y);
                     assert!(l.is_finite() && g.is_finite(), "x={x} gamma={gamma}");
                     let (lr, gr) = f64fn.value_grad(x as f64, y);
-                    assert!((l as f64 - lr).abs() <= 2e-6 * lr.abs() + 1e-30, "loss x={x} y={y} g={gamma}: {l} vs {lr}");
-                    assert!((g as f64 - gr).abs() <= 2e-6 * gr.abs() + 1e-30, "grad x={x} y={y} g={gamma}: {g} vs {gr}");
+                    assert!(
+                        (l as f64 - lr).abs() <= 2e-6 * lr.abs() + 1e-30,
+                        "loss x={x} y={y} g={gamma}: {l} vs {lr}"
+                    );
+                    assert!(
+                        (g as f64 - gr).abs() <= 2e-6 * gr.abs() + 1e-30,
+                        "grad x={x} y={y} g={gamma}: {g} vs {gr}"
+                    );
                 }
             }
         }

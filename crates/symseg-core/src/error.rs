@@ -48,9 +48,7 @@ pub enum Error {
         value: u8,
     },
     /// `y[b,i,j] != y[b,j,i]` while symmetric labels are required.
-    #[error(
-        "labels are not symmetric at sample {sample}: y[{i},{j}] = {upper} but y[{j},{i}] = {lower}"
-    )]
+    #[error("labels are not symmetric at sample {sample}: y[{i},{j}] = {upper} but y[{j},{i}] = {lower}")]
     AsymmetricLabels {
         /// Sample index.
         sample: usize,
@@ -64,9 +62,7 @@ pub enum Error {
         lower: u8,
     },
     /// The mask is not symmetric.
-    #[error(
-        "mask is not symmetric at sample {sample}: mask[{i},{j}] = {upper} but mask[{j},{i}] = {lower}"
-    )]
+    #[error("mask is not symmetric at sample {sample}: mask[{i},{j}] = {upper} but mask[{j},{i}] = {lower}")]
     AsymmetricMask {
         /// Sample index.
         sample: usize,

@@ -149,7 +149,9 @@ pub fn loss_grad(bt: &RefBatch<'_>, cfg: &LossConfig) -> RefOutput {
             }
     };
     let counts: Vec<u64> = (0..nb)
-        .map(|b| (0..n).flat_map(|i| (0..n).map(move |j| (i, j))).filter(|&(i, j)| term(b, i, j)).count() as u64)
+        .map(|b| {
+            (0..n).flat_map(|i| (0..n).map(move |j| (i, j))).filter(|&(i, j)| term(b, i, j)).count() as u64
+        })
         .collect();
     let r = factors(cfg.reduction, &counts);
 
@@ -179,7 +181,12 @@ pub fn loss_grad(bt: &RefBatch<'_>, cfg: &LossConfig) -> RefOutput {
     let mut penalty = 0.0;
     if let Some(p) = cfg.penalty {
         let pair_counts: Vec<u64> = (0..nb)
-            .map(|b| (0..n).flat_map(|i| (i + 1..n).map(move |j| (i, j))).filter(|&(i, j)| bt.in_set(b, i, j)).count() as u64)
+            .map(|b| {
+                (0..n)
+                    .flat_map(|i| (i + 1..n).map(move |j| (i, j)))
+                    .filter(|&(i, j)| bt.in_set(b, i, j))
+                    .count() as u64
+            })
             .collect();
         let rp = factors(cfg.reduction, &pair_counts);
         let t = |x: f64| match p.on {
@@ -204,7 +211,10 @@ pub fn loss_grad(bt: &RefBatch<'_>, cfg: &LossConfig) -> RefOutput {
     }
 
     let counted = (0..nb)
-        .map(|b| (0..n).flat_map(|i| (0..n).map(move |j| (i, j))).filter(|&(i, j)| bt.in_set(b, i, j)).count() as u64)
+        .map(|b| {
+            (0..n).flat_map(|i| (0..n).map(move |j| (i, j))).filter(|&(i, j)| bt.in_set(b, i, j)).count()
+                as u64
+        })
         .sum();
     RefOutput { loss: element_loss + penalty, element_loss, penalty, counted, grad }
 }

@@ -136,7 +136,11 @@ impl Case {
                         labels[t] = 255;
                     } else {
                         labels[a] = u8::from(rng.chance(spec.positive));
-                        labels[t] = if spec.asymmetric_labels { u8::from(rng.chance(spec.positive)) } else { labels[a] };
+                        labels[t] = if spec.asymmetric_labels {
+                            u8::from(rng.chance(spec.positive))
+                        } else {
+                            labels[a]
+                        };
                     }
                     if let Some(m) = mask.as_mut() {
                         let v = if spec.empty_mask { 0 } else { u8::from(rng.chance(0.7)) };
@@ -146,9 +150,8 @@ impl Case {
                 }
             }
         }
-        let lengths = spec
-            .lengths
-            .then(|| (0..b).map(|s| if s == 0 { n } else { 1 + rng.below(n) }).collect());
+        let lengths =
+            spec.lengths.then(|| (0..b).map(|s| if s == 0 { n } else { 1 + rng.below(n) }).collect());
         Case { dims, logits, labels, mask, lengths, min_sep: spec.min_sep }
     }
 
@@ -186,7 +189,10 @@ pub fn check_against_reference(
 ) -> Result<(), String> {
     let rl = reference.loss;
     if !loss.is_finite() || (loss - rl).abs() > 1e-5 * rl.abs() + 1e-300 {
-        return Err(format!("loss {loss:e} vs reference {rl:e} (rel err {:e})", (loss - rl).abs() / rl.abs()));
+        return Err(format!(
+            "loss {loss:e} vs reference {rl:e} (rel err {:e})",
+            (loss - rl).abs() / rl.abs()
+        ));
     }
     let Some(grad) = grad else { return Ok(()) };
     if grad.len() != reference.grad.len() {

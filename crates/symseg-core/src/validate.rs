@@ -3,7 +3,7 @@
 //! Shapes and lengths are checked up front ([`check_inputs`]); label values,
 //! label and mask symmetry and the size of the counted set are found by one
 //! scan over each unordered pair ([`scan_block`]), which a backend may run over
-//! tiles in parallel and combine with [`RegionCounts::add`]. The non-finite
+//! tiles in parallel and add up with `+`. The non-finite
 //! logit check rides in the backend's loss pass instead (it reads the logits).
 
 use std::ops::Range;
@@ -74,11 +74,7 @@ pub fn check_inputs(
 ) -> Result<Dims> {
     let dims = Dims::from_shape("logits", logits)?;
     if labels != logits {
-        return Err(Error::ShapeMismatch {
-            what: "labels",
-            got: labels.to_vec(),
-            expected: logits.to_vec(),
-        });
+        return Err(Error::ShapeMismatch { what: "labels", got: labels.to_vec(), expected: logits.to_vec() });
     }
     if let Some(m) = mask
         && m != logits
@@ -133,9 +129,11 @@ impl RegionCounts {
         self.pairs + self.diagonal
     }
 
-    /// Element-wise sum.
-    #[must_use]
-    pub fn add(self, o: RegionCounts) -> RegionCounts {
+}
+
+impl std::ops::Add for RegionCounts {
+    type Output = RegionCounts;
+    fn add(self, o: RegionCounts) -> RegionCounts {
         RegionCounts { diagonal: self.diagonal + o.diagonal, pairs: self.pairs + o.pairs }
     }
 }
@@ -227,7 +225,13 @@ pub fn scan_sample(r: &SampleRegion<'_>, require_symmetric: bool) -> Result<Regi
 mod tests {
     use super::*;
 
-    fn region<'a>(labels: &'a [u8], mask: Option<&'a [u8]>, n: usize, len: usize, k: usize) -> SampleRegion<'a> {
+    fn region<'a>(
+        labels: &'a [u8],
+        mask: Option<&'a [u8]>,
+        n: usize,
+        len: usize,
+        k: usize,
+    ) -> SampleRegion<'a> {
         SampleRegion { sample: 3, labels, mask, n, len, min_sep: k }
     }
 
@@ -296,7 +300,10 @@ mod tests {
         assert!(scan_sample(&region(&y, None, 3, 3, 0), false).is_ok());
         y[5] = 255;
         y[7] = 0;
-        assert!(matches!(scan_sample(&region(&y, None, 3, 3, 0), false), Err(Error::AsymmetricLabels { .. })));
+        assert!(matches!(
+            scan_sample(&region(&y, None, 3, 3, 0), false),
+            Err(Error::AsymmetricLabels { .. })
+        ));
         let y = [0u8; 9];
         let mut m = [1u8; 9];
         m[3] = 0;

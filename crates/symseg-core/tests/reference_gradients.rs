@@ -1,5 +1,6 @@
 //! Finite-difference checks of the float64 reference's analytic gradients, over
 //! every strategy, penalty and reduction with lengths, min_sep, masks and ignores.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use symseg_core::reference::loss_grad;
 use symseg_core::testing::{Case, CaseSpec, Rng};
@@ -39,7 +40,8 @@ fn reference_gradients_match_central_differences() {
                         ..CaseSpec::new(2, 2 + rng.below(5))
                     };
                     let case = Case::random(&mut rng, &spec);
-                    let cfg = LossConfig { loss, strategy, penalty, reduction, allow_asymmetric_labels: false };
+                    let cfg =
+                        LossConfig { loss, strategy, penalty, reduction, allow_asymmetric_labels: false };
                     let mut x = case.logits_f64();
                     let analytic = loss_grad(&case.ref_batch(&x), &cfg).grad;
                     let gmax = analytic.iter().fold(0.0f64, |m, g| m.max(g.abs()));
@@ -70,7 +72,10 @@ fn reference_gradients_match_central_differences() {
 fn asymmetric_label_gradients_match_central_differences() {
     let mut rng = Rng::new(0xFD_0002);
     for strategy in [Strategy::Plain, Strategy::Dual] {
-        let case = Case::random(&mut rng, &CaseSpec { asymmetric_labels: true, positive: 0.4, ..CaseSpec::new(1, 6) });
+        let case = Case::random(
+            &mut rng,
+            &CaseSpec { asymmetric_labels: true, positive: 0.4, ..CaseSpec::new(1, 6) },
+        );
         let cfg = LossConfig::default().strategy(strategy).allow_asymmetric_labels(true);
         let mut x = case.logits_f64();
         let analytic = loss_grad(&case.ref_batch(&x), &cfg).grad;

@@ -107,7 +107,11 @@ fn contiguous<'a, T: Clone>(v: &'a ArrayView3<'_, T>) -> Cow<'a, [T]> {
     }
 }
 
-fn output_slice<'a>(g: &'a mut ArrayViewMut3<'_, f32>, dims: Dims, what: &'static str) -> Result<&'a mut [f32]> {
+fn output_slice<'a>(
+    g: &'a mut ArrayViewMut3<'_, f32>,
+    dims: Dims,
+    what: &'static str,
+) -> Result<&'a mut [f32]> {
     if g.shape() != dims.shape() {
         return Err(Error::ShapeMismatch { what, got: g.shape().to_vec(), expected: dims.shape().to_vec() });
     }
@@ -138,7 +142,12 @@ impl TensorBackend for CpuBackend {
         self.run(input, cfg, None)
     }
 
-    fn symmetrise(&self, x: ArrayView3<'_, f32>, mode: SymMode, mut out: ArrayViewMut3<'_, f32>) -> Result<()> {
+    fn symmetrise(
+        &self,
+        x: ArrayView3<'_, f32>,
+        mode: SymMode,
+        mut out: ArrayViewMut3<'_, f32>,
+    ) -> Result<()> {
         let dims = Dims::from_shape("logits", x.shape())?;
         let xs = contiguous(&x);
         let o = output_slice(&mut out, dims, "output")?;

@@ -1,8 +1,8 @@
 //! A validated-shape batch as flat C-order slices: what every CPU pass reads.
 
+use rayon::prelude::*;
 use symseg_core::validate::{SampleRegion, sample_len};
 use symseg_core::{Dims, RegionCounts, Result};
-use rayon::prelude::*;
 
 use crate::tiles::{self, Task};
 
@@ -49,12 +49,17 @@ impl<'a> Batch<'a> {
         let parts: Vec<Result<RegionCounts>> = tasks
             .par_iter()
             .map(|t: &Task| {
-                symseg_core::validate::scan_block(&self.region(t.sample), t.rows.clone(), t.cols.clone(), require_symmetric)
+                symseg_core::validate::scan_block(
+                    &self.region(t.sample),
+                    t.rows.clone(),
+                    t.cols.clone(),
+                    require_symmetric,
+                )
             })
             .collect();
         let mut counts = vec![RegionCounts::default(); self.dims.batch];
         for (t, part) in tasks.iter().zip(parts) {
-            counts[t.sample] = counts[t.sample].add(part?);
+            counts[t.sample] = counts[t.sample] + part?;
         }
         Ok(counts)
     }

@@ -1,5 +1,6 @@
 //! The CPU backend against the float64 reference (SPEC §4's accuracy) on fresh
 //! random inputs, over every loss x strategy x penalty x reduction and region.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -40,8 +41,14 @@ fn every_combination_matches_reference() {
                     let n = sizes[rng.below(sizes.len())];
                     for (name, spec) in regions(n) {
                         let case = Case::random(&mut rng, &spec);
-                        let cfg = LossConfig { loss, strategy, penalty, reduction, allow_asymmetric_labels: false };
-                        check(&backend, &case, &cfg, &format!("seed {seed:#x} case {cases} n={n} region={name}"));
+                        let cfg =
+                            LossConfig { loss, strategy, penalty, reduction, allow_asymmetric_labels: false };
+                        check(
+                            &backend,
+                            &case,
+                            &cfg,
+                            &format!("seed {seed:#x} case {cases} n={n} region={name}"),
+                        );
                         cases += 1;
                     }
                 }
@@ -88,7 +95,12 @@ fn gamma_and_alpha_sweep_with_extreme_logits() {
                 let spec = CaseSpec { extreme: 0.3, scale: 20.0, positive: 0.3, ..CaseSpec::new(2, 23) };
                 let case = Case::random(&mut rng, &spec);
                 let cfg = LossConfig::default().loss(ElementLoss::Focal { alpha, gamma }).strategy(strategy);
-                check(&backend, &case, &cfg, &format!("seed {seed:#x} gamma={gamma} alpha={alpha:?} {strategy}"));
+                check(
+                    &backend,
+                    &case,
+                    &cfg,
+                    &format!("seed {seed:#x} gamma={gamma} alpha={alpha:?} {strategy}"),
+                );
             }
         }
     }
@@ -102,7 +114,13 @@ fn asymmetric_labels_for_plain_and_dual() {
     for strategy in [Strategy::Plain, Strategy::Dual] {
         for reduction in Reduction::ALL {
             for penalty in penalties() {
-                let spec = CaseSpec { asymmetric_labels: true, positive: 0.3, ignore: 0.1, lengths: true, ..CaseSpec::new(2, 19) };
+                let spec = CaseSpec {
+                    asymmetric_labels: true,
+                    positive: 0.3,
+                    ignore: 0.1,
+                    lengths: true,
+                    ..CaseSpec::new(2, 19)
+                };
                 let case = Case::random(&mut rng, &spec);
                 let cfg = LossConfig::default()
                     .strategy(strategy)

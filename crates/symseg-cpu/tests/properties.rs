@@ -1,5 +1,6 @@
 //! SPEC §3's properties as proptest properties on the CPU backend, plus
 //! symmetrise against the reference.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -22,7 +23,11 @@ fn arb_case() -> impl Strategy<Value = Case> {
 fn arb_cfg() -> impl Strategy<Value = LossConfig> {
     (0usize..3, 0.0f64..4.0, prop_oneof![Just(None), (0.0f64..1.0).prop_map(Some)], 1.0f64..5.0).prop_map(
         |(red, gamma, alpha, w)| {
-            let loss = if gamma > 3.5 { ElementLoss::Bce { pos_weight: w } } else { ElementLoss::Focal { alpha, gamma } };
+            let loss = if gamma > 3.5 {
+                ElementLoss::Bce { pos_weight: w }
+            } else {
+                ElementLoss::Focal { alpha, gamma }
+            };
             LossConfig::default().loss(loss).reduction(Reduction::ALL[red])
         },
     )

@@ -1,5 +1,6 @@
 //! One test per validation error of SPEC §1, through the CPU backend: each names
 //! the offending sample and position, and nothing panics.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ndarray::{Array3, ArrayView3, s};
 use symseg_core::{Error, LossConfig, LossInput, Region, Strategy, SymMode, TensorBackend};
@@ -13,13 +14,22 @@ fn logits(b: usize, n: usize) -> Array3<f32> {
     Array3::from_shape_fn((b, n, n), |(s, i, j)| ((s * 31 + i * 7 + j * 3) % 11) as f32 * 0.4 - 2.0)
 }
 
-fn loss_err(x: &Array3<f32>, y: &Array3<u8>, region: Region<'_, ArrayView3<'_, u8>>, cfg: &LossConfig) -> Error {
+fn loss_err(
+    x: &Array3<f32>,
+    y: &Array3<u8>,
+    region: Region<'_, ArrayView3<'_, u8>>,
+    cfg: &LossConfig,
+) -> Error {
     let input = LossInput::new(x.view(), y.view()).region(region);
     let mut g = Array3::<f32>::zeros(x.raw_dim());
     let with_grad = CpuBackend::new().loss_grad(&input, cfg, g.view_mut()).expect_err("must fail");
     let alone = CpuBackend::new().loss(&input, cfg).expect_err("must fail");
     // Compared as text: a NaN value makes the errors unequal under PartialEq.
-    assert_eq!(format!("{with_grad:?}"), format!("{alone:?}"), "loss and loss_grad must report the same error");
+    assert_eq!(
+        format!("{with_grad:?}"),
+        format!("{alone:?}"),
+        "loss and loss_grad must report the same error"
+    );
     with_grad
 }
 

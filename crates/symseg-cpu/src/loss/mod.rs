@@ -77,7 +77,12 @@ pub(crate) fn run(batch: &Batch<'_>, cfg: &LossConfig, grad: Option<&mut [f32]>)
     }
     if let Some(k) = bad {
         let (n, m) = (batch.dims.n, batch.dims.map_len());
-        return Err(Error::NonFiniteLogit { sample: k / m, i: (k % m) / n, j: k % n, value: batch.logits[k] });
+        return Err(Error::NonFiniteLogit {
+            sample: k / m,
+            i: (k % m) / n,
+            j: k % n,
+            value: batch.logits[k],
+        });
     }
     Ok(LossReport {
         loss: element_loss + penalty,
@@ -104,16 +109,20 @@ fn dispatch<K: StrategyKernel>(
             // Tasks cover the whole N x N map so that padding gets its zeros in the same pass.
             let out = SharedMut::new(g);
             let tasks = tiles::tasks(batch.dims.batch, |_| n);
-            let parts: Vec<Partial> =
-                tasks.par_iter().map(|t| run_task::<K, true>(k, pen, batch, t, scales[t.sample], out)).collect();
+            let parts: Vec<Partial> = tasks
+                .par_iter()
+                .map(|t| run_task::<K, true>(k, pen, batch, t, scales[t.sample], out))
+                .collect();
             tasks.into_iter().zip(parts).collect()
         }
         None => {
             let mut dummy = [];
             let out = SharedMut::new(&mut dummy);
             let tasks = tiles::tasks(batch.dims.batch, |b| batch.len(b));
-            let parts: Vec<Partial> =
-                tasks.par_iter().map(|t| run_task::<K, false>(k, pen, batch, t, scales[t.sample], out)).collect();
+            let parts: Vec<Partial> = tasks
+                .par_iter()
+                .map(|t| run_task::<K, false>(k, pen, batch, t, scales[t.sample], out))
+                .collect();
             tasks.into_iter().zip(parts).collect()
         }
     }

@@ -4,7 +4,8 @@
 use ndarray::{Array3, ArrayView3};
 use symseg_core::testing::{Case, check_against_reference};
 use symseg_core::{
-    ElementLoss, LossConfig, LossInput, LossReport, Penalty, PenaltyKind, PenaltyOn, Region, Result, TensorBackend,
+    ElementLoss, LossConfig, LossInput, LossReport, Penalty, PenaltyKind, PenaltyOn, Region, Result,
+    TensorBackend,
 };
 use symseg_cpu::CpuBackend;
 
@@ -17,7 +18,11 @@ where
 }
 
 /// Runs the CPU backend on a case: loss with gradient, and loss alone.
-pub fn run_cpu(backend: &CpuBackend, case: &Case, cfg: &LossConfig) -> Result<(LossReport, Vec<f32>, LossReport)> {
+pub fn run_cpu(
+    backend: &CpuBackend,
+    case: &Case,
+    cfg: &LossConfig,
+) -> Result<(LossReport, Vec<f32>, LossReport)> {
     let x = view(case, &case.logits);
     let y = view(case, &case.labels);
     let mask = case.mask.as_ref().map(|m| view(case, m));
@@ -49,7 +54,12 @@ pub fn check(backend: &CpuBackend, case: &Case, cfg: &LossConfig, what: &str) {
     }
     assert_eq!(report.counted, reference.counted, "{what}: counted");
     let pen_tol = 1e-5 * reference.penalty.abs() + 1e-300;
-    assert!((report.penalty - reference.penalty).abs() <= pen_tol, "{what}: penalty {} vs {}", report.penalty, reference.penalty);
+    assert!(
+        (report.penalty - reference.penalty).abs() <= pen_tol,
+        "{what}: penalty {} vs {}",
+        report.penalty,
+        reference.penalty
+    );
 }
 
 pub fn element_losses() -> Vec<ElementLoss> {

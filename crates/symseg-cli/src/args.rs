@@ -1,0 +1,276 @@
+//! The command line's flags (clap derive: doc comments are the help) and their
+//! mapping onto symseg's configuration, so the library never sees clap.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use symseg::{ElementLoss, LossConfig, Penalty, PenaltyKind, PenaltyOn, Reduction, Strategy};
+
+use crate::error::{CliError, CliResult};
+
+/// symseg: losses for sparse symmetric binary maps (contact maps, RNA pairing, Hi-C).
+#[derive(Debug, Parser)]
+#[command(name = "symseg", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Loss (and optionally its gradient) of logits against symmetric labels (SPEC §7).
+    Loss(LossArgs),
+    /// Write a small synthetic data set (logits, labels, lengths, mask) as .npy files.
+    Synth(SynthArgs),
+}
+
+/// Element loss names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LossName {
+    /// Focal loss (torchvision's convention).
+    Focal,
+    /// Binary cross-entropy.
+    Bce,
+}
+
+/// Symmetry strategy names (SPEC §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StrategyName {
+    /// Every pair on its own.
+    Plain,
+    /// Add l(x_ji, y_ij): exactly 2 x plain when labels are symmetric.
+    Dual,
+    /// Loss of (x + x^T) / 2.
+    Average,
+    /// Upper triangle only.
+    Upper,
+    /// Lower triangle only.
+    Lower,
+}
+
+/// Penalty names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PenaltyName {
+    /// No penalty.
+    None,
+    /// |d|.
+    L1,
+    /// d^2.
+    L2,
+    /// Huber with --huber-delta.
+    Huber,
+}
+
+/// What the penalty compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PenaltyOnName {
+    /// Logits.
+    Logits,
+    /// Probabilities.
+    Probs,
+}
+
+/// Reduction names (SPEC §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReductionName {
+    /// One mean over the batch's counted set.
+    Mean,
+    /// Mean of per-sample means.
+    SampleMean,
+    /// Sum.
+    Sum,
+}
+
+/// Backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendName {
+    /// The CPU backend.
+    Cpu,
+    /// The CUDA backend (not in this build).
+    Cuda,
+}
+
+/// `alpha` or `none`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Alpha(pub Option<f64>);
+
+fn parse_alpha(s: &str) -> Result<Alpha, String> {
+    if s.eq_ignore_ascii_case("none") {
+        return Ok(Alpha(None));
+    }
+    let v: f64 = s.parse().map_err(|_| format!("'{s}' is neither a number nor 'none'"))?;
+    if !(0.0..=1.0).contains(&v) {
+        return Err(format!("{v} is outside [0, 1]"));
+    }
+    Ok(Alpha(Some(v)))
+}
+
+fn parse_nonneg(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if !(v.is_finite() && v >= 0.0) {
+        return Err(format!("{v} must be finite and >= 0"));
+    }
+    Ok(v)
+}
+
+fn parse_positive(s: &str) -> Result<f64, String> {
+    let v = parse_nonneg(s)?;
+    if v == 0.0 {
+        return Err("must be > 0".to_string());
+    }
+    Ok(v)
+}
+
+/// Where the counted set comes from: lengths, mask, min_sep (SPEC §1).
+#[derive(Debug, Args)]
+pub struct RegionArgs {
+    /// Per-sample lengths, an integer .npy of shape [B]; the rest of each map is padding.
+    #[arg(long, value_name = "L.npy")]
+    pub lengths: Option<PathBuf>,
+    /// A symmetric mask .npy of the logits' shape; 0 excludes a pair.
+    #[arg(long, value_name = "M.npy")]
+    pub mask: Option<PathBuf>,
+    /// Only pairs with |i - j| >= K count (1 drops the diagonal).
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub min_sep: usize,
+}
+
+/// `symseg loss`.
+#[derive(Debug, Args)]
+pub struct LossArgs {
+    /// Logits, a float32 or float64 .npy of shape [B, N, N] or [N, N].
+    #[arg(long, value_name = "X.npy")]
+    pub logits: PathBuf,
+    /// Labels of the same shape: 0, 1, or 255 (ignore); u8, bool, any integer or float.
+    #[arg(long, value_name = "Y.npy")]
+    pub labels: PathBuf,
+    #[command(flatten)]
+    pub region: RegionArgs,
+    /// Element loss.
+    #[arg(long, value_enum, default_value_t = LossName::Focal)]
+    pub loss: LossName,
+    /// Focal weight of positives in [0, 1], or `none` [default: 0.25].
+    #[arg(long, value_name = "A|none", value_parser = parse_alpha)]
+    pub alpha: Option<Alpha>,
+    /// Focal exponent, >= 0 [default: 2].
+    #[arg(long, value_name = "G", value_parser = parse_nonneg)]
+    pub gamma: Option<f64>,
+    /// BCE weight of positives, > 0 [default: 1].
+    #[arg(long, value_name = "W", value_parser = parse_positive)]
+    pub pos_weight: Option<f64>,
+    /// Symmetry strategy.
+    #[arg(long, value_enum, default_value_t = StrategyName::Plain)]
+    pub symmetry: StrategyName,
+    /// Symmetry penalty added to the loss.
+    #[arg(long, value_enum, default_value_t = PenaltyName::None)]
+    pub penalty: PenaltyName,
+    /// Penalty weight lambda, >= 0 [default: 1].
+    #[arg(long, value_name = "W", value_parser = parse_nonneg)]
+    pub penalty_weight: Option<f64>,
+    /// What the penalty compares [default: logits].
+    #[arg(long, value_enum)]
+    pub penalty_on: Option<PenaltyOnName>,
+    /// Huber threshold, > 0 [default: 1].
+    #[arg(long, value_name = "D", value_parser = parse_positive)]
+    pub huber_delta: Option<f64>,
+    /// Reduction.
+    #[arg(long, value_enum, default_value_t = ReductionName::Mean)]
+    pub reduction: ReductionName,
+    /// Accept labels with y[i,j] != y[j,i] (plain and dual only).
+    #[arg(long)]
+    pub allow_asymmetric_labels: bool,
+    /// Write the float32 gradient, with the logits' shape, to this .npy file.
+    #[arg(long, value_name = "G.npy")]
+    pub grad_out: Option<PathBuf>,
+    /// Compute backend.
+    #[arg(long, value_enum, default_value_t = BackendName::Cpu)]
+    pub backend: BackendName,
+    /// Worker threads for the CPU backend [default: all cores].
+    #[arg(long, value_name = "T")]
+    pub threads: Option<usize>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl LossArgs {
+    /// The loss configuration these flags describe. Flags that do not apply to the
+    /// chosen loss or penalty are usage errors rather than silently ignored.
+    pub fn config(&self) -> CliResult<LossConfig> {
+        let loss = match self.loss {
+            LossName::Focal => {
+                if self.pos_weight.is_some() {
+                    return Err(CliError::Usage("--pos-weight applies to --loss bce only".into()));
+                }
+                ElementLoss::focal()
+                    .with_alpha(self.alpha.map_or(Some(0.25), |a| a.0))
+                    .with_gamma(self.gamma.unwrap_or(2.0))
+            }
+            LossName::Bce => {
+                if self.alpha.is_some() || self.gamma.is_some() {
+                    return Err(CliError::Usage("--alpha and --gamma apply to --loss focal only".into()));
+                }
+                ElementLoss::Bce { pos_weight: self.pos_weight.unwrap_or(1.0) }
+            }
+        };
+        let kind = match self.penalty {
+            PenaltyName::None => None,
+            PenaltyName::L1 => Some(PenaltyKind::L1),
+            PenaltyName::L2 => Some(PenaltyKind::L2),
+            PenaltyName::Huber => Some(PenaltyKind::Huber { delta: self.huber_delta.unwrap_or(1.0) }),
+        };
+        if kind.is_none() && (self.penalty_weight.is_some() || self.penalty_on.is_some()) {
+            return Err(CliError::Usage(
+                "--penalty-weight and --penalty-on need --penalty l1|l2|huber".into(),
+            ));
+        }
+        if self.huber_delta.is_some() && self.penalty != PenaltyName::Huber {
+            return Err(CliError::Usage("--huber-delta applies to --penalty huber only".into()));
+        }
+        let penalty = kind.map(|k| {
+            Penalty::new(k).weight(self.penalty_weight.unwrap_or(1.0)).on(match self.penalty_on {
+                Some(PenaltyOnName::Probs) => PenaltyOn::Probs,
+                _ => PenaltyOn::Logits,
+            })
+        });
+        let strategy = match self.symmetry {
+            StrategyName::Plain => Strategy::Plain,
+            StrategyName::Dual => Strategy::Dual,
+            StrategyName::Average => Strategy::Average,
+            StrategyName::Upper => Strategy::Upper,
+            StrategyName::Lower => Strategy::Lower,
+        };
+        let reduction = match self.reduction {
+            ReductionName::Mean => Reduction::Mean,
+            ReductionName::SampleMean => Reduction::SampleMean,
+            ReductionName::Sum => Reduction::Sum,
+        };
+        let cfg = LossConfig::default()
+            .loss(loss)
+            .strategy(strategy)
+            .penalty(penalty)
+            .reduction(reduction)
+            .allow_asymmetric_labels(self.allow_asymmetric_labels);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// `symseg synth`.
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// Output directory (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Samples.
+    #[arg(long, default_value_t = 2)]
+    pub batch: usize,
+    /// Map size N.
+    #[arg(long, default_value_t = 48)]
+    pub n: usize,
+    /// Random seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}

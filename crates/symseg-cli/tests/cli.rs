@@ -1,0 +1,367 @@
+//! The `symseg` binary end to end: write `.npy` files, run it, read the JSON and
+//! the gradient back, and compare with the library and the f64 reference.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ndarray::{Array1, Array2, Array3, ArrayD};
+use ndarray_npy::{read_npy, write_npy};
+use symseg::reference::{RefBatch, loss_grad};
+use symseg::testing::Rng;
+use symseg::{
+    CpuBackend, ElementLoss, LossConfig, LossInput, Penalty, PenaltyKind, PenaltyOn, Reduction, Region,
+    Strategy, TensorBackend,
+};
+
+fn symseg(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_symseg")).args(args).output().expect("the symseg binary runs")
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("stdout is one JSON object")
+}
+
+/// Runs a command that must fail: one `error:` line on stderr, no panic, the exit code.
+fn failure(args: &[&str]) -> (i32, String) {
+    let out = symseg(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "{args:?} succeeded");
+    assert_eq!(stderr.lines().count(), 1, "{args:?}: stderr is not one line: {stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.stdout.is_empty(), "{args:?}: stdout should be empty on error");
+    (out.status.code().unwrap_or(-1), stderr)
+}
+
+struct Data {
+    dir: tempfile::TempDir,
+    x: Array3<f32>,
+    y: Array3<u8>,
+    lengths: Vec<usize>,
+    mask: Array3<u8>,
+}
+
+impl Data {
+    fn new(b: usize, n: usize, seed: u64) -> Data {
+        let mut rng = Rng::new(seed);
+        let x = Array3::from_shape_fn((b, n, n), |_| (rng.normal() * 3.0) as f32);
+        let mut y = Array3::<u8>::zeros((b, n, n));
+        let mut mask = Array3::<u8>::ones((b, n, n));
+        for s in 0..b {
+            for i in 0..n {
+                for j in i..n {
+                    let v = if rng.chance(0.05) { 255 } else { u8::from(rng.chance(0.08)) };
+                    let m = u8::from(rng.chance(0.9));
+                    for (p, q) in [(i, j), (j, i)] {
+                        y[[s, p, q]] = v;
+                        mask[[s, p, q]] = m;
+                    }
+                }
+            }
+        }
+        let lengths = (0..b).map(|s| if s == 0 { n } else { 1 + rng.below(n) }).collect();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let d = Data { dir, x, y, lengths, mask };
+        write_npy(d.path("x.npy"), &d.x).unwrap();
+        write_npy(d.path("y.npy"), &d.y).unwrap();
+        write_npy(d.path("mask.npy"), &d.mask).unwrap();
+        let l: Array1<i64> = d.lengths.iter().map(|&v| v as i64).collect();
+        write_npy(d.path("lengths.npy"), &l).unwrap();
+        d
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn p(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+}
+
+fn read_grad(path: &Path) -> ArrayD<f32> {
+    read_npy(path).expect("gradient is a float32 .npy")
+}
+
+#[test]
+fn every_strategy_and_penalty_from_the_command_line() {
+    let d = Data::new(3, 37, 11);
+    let penalties: [(&[&str], Option<Penalty>); 3] = [
+        (&[], None),
+        (&["--penalty", "l1", "--penalty-weight", "0.2"], Some(Penalty::new(PenaltyKind::L1).weight(0.2))),
+        (
+            &["--penalty", "huber", "--huber-delta", "0.5", "--penalty-on", "probs"],
+            Some(Penalty::new(PenaltyKind::Huber { delta: 0.5 }).on(PenaltyOn::Probs)),
+        ),
+    ];
+    let x64: Vec<f64> = d.x.iter().map(|&v| f64::from(v)).collect();
+    for strategy in Strategy::ALL {
+        for reduction in Reduction::ALL {
+            for (flags, penalty) in &penalties {
+                let g = d.path("g.npy");
+                let mut args = vec![
+                    "loss",
+                    "--logits",
+                    &d.p("x.npy"),
+                    "--labels",
+                    &d.p("y.npy"),
+                    "--lengths",
+                    &d.p("lengths.npy"),
+                    "--mask",
+                    &d.p("mask.npy"),
+                    "--min-sep",
+                    "2",
+                    "--symmetry",
+                    strategy.as_str(),
+                    "--reduction",
+                    reduction.as_str(),
+                    "--json",
+                ]
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>();
+                args.extend(["--grad-out".to_string(), g.display().to_string()]);
+                args.extend(flags.iter().map(|s| s.to_string()));
+                let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+                let v = json(&symseg(&argv));
+
+                let cfg = LossConfig::default().strategy(strategy).reduction(reduction).penalty(*penalty);
+                let region = Region::default().lengths(&d.lengths).min_sep(2).mask(d.mask.view());
+                let input = LossInput::new(d.x.view(), d.y.view()).region(region);
+                let mut lib_g = Array3::<f32>::zeros(d.x.raw_dim());
+                let lib = CpuBackend::new().loss_grad(&input, &cfg, lib_g.view_mut()).unwrap();
+                assert_eq!(v["loss"].as_f64().unwrap(), lib.loss, "{strategy} {reduction} {flags:?}");
+                assert_eq!(v["counted"].as_u64().unwrap(), lib.counted);
+                assert_eq!(v["backend"], "cpu");
+                let cli_g = read_grad(&g);
+                assert_eq!(cli_g.shape(), &[3, 37, 37]);
+                assert_eq!(cli_g.as_slice().unwrap(), lib_g.as_slice().unwrap());
+
+                let rb = RefBatch {
+                    logits: &x64,
+                    labels: d.y.as_slice().unwrap(),
+                    mask: d.mask.as_slice(),
+                    lengths: Some(&d.lengths),
+                    batch: 3,
+                    n: 37,
+                    min_sep: 2,
+                };
+                let reference = loss_grad(&rb, &cfg);
+                let rel = (lib.loss - reference.loss).abs() / reference.loss.abs().max(1e-300);
+                assert!(rel <= 1e-5, "{strategy} {reduction}: {} vs reference {}", lib.loss, reference.loss);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_single_map_keeps_its_shape_and_other_dtypes_give_the_same_loss() {
+    let mut rng = Rng::new(5);
+    let n = 21;
+    let x = Array2::from_shape_fn((n, n), |_| rng.normal() * 2.0); // float64 logits
+    let mut y = Array2::<u8>::zeros((n, n));
+    for i in 0..n {
+        for j in i + 3..n {
+            if rng.chance(0.1) {
+                y[[i, j]] = 1;
+                y[[j, i]] = 1;
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = |s: &str| dir.path().join(s).display().to_string();
+    write_npy(p("x64.npy"), &x).unwrap();
+    write_npy(p("x32.npy"), &x.mapv(|v| v as f32)).unwrap();
+    write_npy(p("y_u8.npy"), &y).unwrap();
+    write_npy(p("y_bool.npy"), &y.mapv(|v| v == 1)).unwrap();
+    write_npy(p("y_i64.npy"), &y.mapv(i64::from)).unwrap();
+    write_npy(p("y_f64.npy"), &y.mapv(f64::from)).unwrap();
+    let base = json(&symseg(&[
+        "loss",
+        "--logits",
+        &p("x32.npy"),
+        "--labels",
+        &p("y_u8.npy"),
+        "--symmetry",
+        "average",
+        "--json",
+        "--grad-out",
+        &p("g.npy"),
+    ]));
+    assert_eq!(read_grad(Path::new(&p("g.npy"))).shape(), &[n, n]);
+    for (xs, ys) in [
+        ("x64.npy", "y_u8.npy"),
+        ("x32.npy", "y_bool.npy"),
+        ("x32.npy", "y_i64.npy"),
+        ("x32.npy", "y_f64.npy"),
+    ] {
+        let v = json(&symseg(&[
+            "loss",
+            "--logits",
+            &p(xs),
+            "--labels",
+            &p(ys),
+            "--symmetry",
+            "average",
+            "--json",
+        ]));
+        assert_eq!(v["loss"], base["loss"], "{xs} {ys}");
+    }
+    // The human table names the loss too.
+    let out = symseg(&[
+        "loss",
+        "--logits",
+        &p("x32.npy"),
+        "--labels",
+        &p("y_u8.npy"),
+        "--loss",
+        "bce",
+        "--pos-weight",
+        "3",
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().any(|l| l.starts_with("loss ")), "{text}");
+    let cfg = LossConfig::default().loss(ElementLoss::Bce { pos_weight: 3.0 });
+    let x32 = x.mapv(|v| v as f32).insert_axis(ndarray::Axis(0));
+    let y3 = y.clone().insert_axis(ndarray::Axis(0));
+    let lib = CpuBackend::new().loss(&LossInput::new(x32.view(), y3.view()), &cfg).unwrap();
+    let shown: f64 = text.lines().find(|l| l.starts_with("loss ")).unwrap()[4..].trim().parse().unwrap();
+    assert!((shown - lib.loss).abs() <= 1e-8 * lib.loss);
+}
+
+#[test]
+fn synth_writes_files_that_loss_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = symseg(&[
+        "synth",
+        "--out",
+        &dir.path().display().to_string(),
+        "--n",
+        "30",
+        "--batch",
+        "3",
+        "--seed",
+        "4",
+    ]);
+    assert!(out.status.success());
+    let p = |s: &str| dir.path().join(s).display().to_string();
+    let y: Array3<u8> = read_npy(p("labels.npy")).unwrap();
+    assert_eq!(y, y.clone().permuted_axes([0, 2, 1]), "synthetic labels are symmetric");
+    assert!(y.iter().any(|&v| v == 1));
+    for row in y.outer_iter() {
+        for r in row.outer_iter() {
+            assert!(r.iter().filter(|&&v| v == 1).count() <= 1, "one partner per base");
+        }
+    }
+    let v = json(&symseg(&[
+        "loss",
+        "--logits",
+        &p("logits.npy"),
+        "--labels",
+        &p("labels.npy"),
+        "--lengths",
+        &p("lengths.npy"),
+        "--mask",
+        &p("mask.npy"),
+        "--json",
+    ]));
+    assert!(v["loss"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn bad_input_gets_one_line_and_the_right_exit_code() {
+    let d = Data::new(2, 9, 3);
+    let (x, y) = (d.p("x.npy"), d.p("y.npy"));
+    // Data errors: exit 1.
+    write_npy(d.path("y_bad.npy"), &d.y.mapv(|v| if v == 255 { 2u8 } else { v })).unwrap();
+    let mut asym = d.y.clone();
+    asym[[1, 0, 5]] = 1;
+    asym[[1, 5, 0]] = 0;
+    write_npy(d.path("y_asym.npy"), &asym).unwrap();
+    write_npy(d.path("y_half.npy"), &d.y.mapv(|v| if v == 1 { 0.5f32 } else { f32::from(v) })).unwrap();
+    write_npy(d.path("y_small.npy"), &Array3::<u8>::zeros((2, 8, 8))).unwrap();
+    write_npy(d.path("x_int.npy"), &Array3::<i32>::zeros((2, 9, 9))).unwrap();
+    write_npy(d.path("x_rect.npy"), &Array3::<f32>::zeros((2, 9, 8))).unwrap();
+    let mut nan = d.x.clone();
+    nan[[1, 4, 6]] = f32::NAN;
+    write_npy(d.path("x_nan.npy"), &nan).unwrap();
+    write_npy(d.path("len_bad.npy"), &Array1::from(vec![9i64, 10])).unwrap();
+    write_npy(d.path("len_neg.npy"), &Array1::from(vec![-1i32, 3])).unwrap();
+    write_npy(d.path("len_short.npy"), &Array1::from(vec![9u8])).unwrap();
+    std::fs::write(d.path("garbage.npy"), b"not numpy").unwrap();
+    let data_errors: [(&[&str], &str); 12] = [
+        (&["--logits", &d.p("missing.npy"), "--labels", &y], "cannot read logits"),
+        (&["--logits", &d.p("garbage.npy"), "--labels", &y], "not a valid .npy"),
+        (&["--logits", &d.p("x_int.npy"), "--labels", &y], "dtype"),
+        (&["--logits", &d.p("x_rect.npy"), "--labels", &y], "square"),
+        (&["--logits", &x, "--labels", &d.p("y_small.npy")], "shape mismatch"),
+        (&["--logits", &x, "--labels", &d.p("y_bad.npy")], "is not 0, 1 or 255"),
+        (&["--logits", &x, "--labels", &d.p("y_half.npy")], "0.5"),
+        (&["--logits", &x, "--labels", &d.p("y_asym.npy")], "not symmetric at sample 1"),
+        (
+            &["--logits", &d.p("x_nan.npy"), "--labels", &y, "--grad-out", &d.p("g.npy")],
+            "non-finite logit NaN at sample 1, position (4, 6)",
+        ),
+        (&["--logits", &x, "--labels", &y, "--lengths", &d.p("len_bad.npy")], "length 10 of sample 1"),
+        (&["--logits", &x, "--labels", &y, "--lengths", &d.p("len_neg.npy")], "length -1 of sample 0"),
+        (&["--logits", &x, "--labels", &y, "--lengths", &d.p("len_short.npy")], "lengths has 1 entries"),
+    ];
+    for (args, needle) in data_errors {
+        let argv: Vec<&str> = ["loss"].into_iter().chain(args.iter().copied()).collect();
+        let (code, msg) = failure(&argv);
+        assert_eq!(code, 1, "{argv:?}: {msg}");
+        assert!(msg.contains(needle), "{argv:?}: '{msg}' lacks '{needle}'");
+    }
+    let (code, msg) = failure(&["loss", "--logits", &x, "--labels", &y, "--backend", "cuda"]);
+    assert_eq!(code, 1);
+    assert!(msg.contains("cuda"), "{msg}");
+
+    // Usage errors: exit 2.
+    let usage: [&[&str]; 9] = [
+        &["loss", "--labels", &y],
+        &["loss", "--logits", &x, "--labels", &y, "--symmetry", "diagonal"],
+        &["loss", "--logits", &x, "--labels", &y, "--alpha", "1.5"],
+        &["loss", "--logits", &x, "--labels", &y, "--gamma", "-1"],
+        &["loss", "--logits", &x, "--labels", &y, "--pos-weight", "0", "--loss", "bce"],
+        &["loss", "--logits", &x, "--labels", &y, "--loss", "bce", "--gamma", "2"],
+        &["loss", "--logits", &x, "--labels", &y, "--penalty-weight", "0.1"],
+        &["loss", "--logits", &x, "--labels", &y, "--symmetry", "average", "--allow-asymmetric-labels"],
+        &["loss", "--logits", &x, "--labels", &y, "--min-sep", "-3"],
+    ];
+    for argv in usage {
+        let (code, msg) = failure(argv);
+        assert_eq!(code, 2, "{argv:?}: {msg}");
+    }
+}
+
+#[test]
+fn help_lists_every_spec_flag() {
+    let out = symseg(&["loss", "--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--logits",
+        "--labels",
+        "--lengths",
+        "--mask",
+        "--min-sep",
+        "--loss",
+        "--alpha",
+        "--gamma",
+        "--pos-weight",
+        "--symmetry",
+        "--penalty",
+        "--penalty-weight",
+        "--penalty-on",
+        "--huber-delta",
+        "--reduction",
+        "--grad-out",
+        "--backend",
+        "--json",
+    ] {
+        assert!(help.contains(flag), "help lacks {flag}");
+    }
+}
