@@ -365,3 +365,26 @@ fn help_lists_every_spec_flag() {
         assert!(help.contains(flag), "help lacks {flag}");
     }
 }
+
+#[test]
+fn shipped_example_data_is_what_synth_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = symseg(&[
+        "synth",
+        "--out",
+        &dir.path().display().to_string(),
+        "--n",
+        "48",
+        "--batch",
+        "2",
+        "--seed",
+        "1",
+    ]);
+    assert!(out.status.success());
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/data");
+    for name in ["logits.npy", "labels.npy", "lengths.npy", "mask.npy"] {
+        let a = std::fs::read(dir.path().join(name)).unwrap();
+        let b = std::fs::read(shipped.join(name)).unwrap();
+        assert!(a == b, "examples/data/{name} differs from `symseg synth --n 48 --batch 2 --seed 1`");
+    }
+}

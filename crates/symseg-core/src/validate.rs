@@ -128,7 +128,6 @@ impl RegionCounts {
     pub fn triangle(self) -> u64 {
         self.pairs + self.diagonal
     }
-
 }
 
 impl std::ops::Add for RegionCounts {

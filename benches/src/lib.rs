@@ -1,0 +1,1 @@
+//! Criterion benchmarks of symseg live in `benches/`; this crate has no API.

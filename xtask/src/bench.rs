@@ -1,0 +1,141 @@
+//! `cargo xtask bench`: throughput of every strategy (with and without a
+//! penalty, with and without the gradient) beside the copy bandwidth this
+//! command measures first on the same threads.
+
+use std::time::{Duration, Instant};
+
+use ndarray::Array3;
+use rayon::prelude::*;
+use serde::Serialize;
+use symseg::testing::{Case, CaseSpec, Rng};
+use symseg::{CpuBackend, LossConfig, LossInput, Penalty, PenaltyKind, Strategy, TensorBackend};
+
+/// Bytes moved per element by a loss + gradient call: f32 logits read, u8 label
+/// read, f32 gradient written.
+const BYTES_PER_ELEMENT: f64 = 9.0;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print one JSON array of records instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Seconds spent measuring each case (after warm-up).
+    #[arg(long, default_value_t = 1.0)]
+    seconds: f64,
+    /// Only shapes with this N (e.g. 2048).
+    #[arg(long)]
+    n: Option<usize>,
+}
+
+#[derive(Debug, Serialize)]
+struct Record {
+    op: &'static str,
+    strategy: &'static str,
+    penalty: &'static str,
+    shape: [usize; 3],
+    ms: f64,
+    gelem_s: f64,
+    gbs: f64,
+    copy_gbs: f64,
+}
+
+/// Median seconds of `f` over repeated runs for about `budget`, after one warm-up run.
+fn median_secs(budget: Duration, mut f: impl FnMut()) -> f64 {
+    f();
+    let start = Instant::now();
+    let mut times = Vec::new();
+    while times.len() < 5 || (start.elapsed() < budget && times.len() < 1000) {
+        let t = Instant::now();
+        f();
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+/// Copy bandwidth (bytes read + bytes written per second) of a parallel memcpy
+/// of a buffer far larger than the caches.
+fn copy_bandwidth(budget: Duration) -> f64 {
+    let len = 64 << 20; // 256 MiB of f32
+    let src = vec![1.0f32; len];
+    let mut dst = vec![0.0f32; len];
+    let chunk = 1 << 16;
+    let secs = median_secs(budget, || {
+        dst.par_chunks_mut(chunk).zip(src.par_chunks(chunk)).for_each(|(d, s)| d.copy_from_slice(s));
+    });
+    std::hint::black_box(&dst);
+    2.0 * (len * 4) as f64 / secs
+}
+
+pub fn run(args: &Args) -> bool {
+    let budget = Duration::from_secs_f64(args.seconds);
+    let threads = rayon::current_num_threads();
+    let copy = copy_bandwidth(budget);
+    let copy_gbs = copy / 1e9;
+    if !args.json {
+        println!("CPU backend, {threads} threads; copy bandwidth {copy_gbs:.1} GB/s (read + write)");
+        println!(
+            "{:<10} {:<8} {:<8} {:<14} {:>9} {:>9} {:>8} {:>7}",
+            "op", "strategy", "penalty", "shape", "ms", "Gelem/s", "GB/s", "of copy"
+        );
+    }
+    let shapes = [(8usize, 512usize), (1, 2048), (32, 256)];
+    let backend = CpuBackend::new();
+    let mut records = Vec::new();
+    for (b, n) in shapes.into_iter().filter(|&(_, n)| args.n.is_none_or(|m| m == n)) {
+        let case = Case::random(&mut Rng::new(7), &CaseSpec::new(b, n));
+        let x = Array3::from_shape_vec((b, n, n), case.logits).expect("case dims");
+        let y = Array3::from_shape_vec((b, n, n), case.labels).expect("case dims");
+        let mut g = Array3::<f32>::zeros((b, n, n));
+        let input = LossInput::new(x.view(), y.view());
+        for op in ["loss_grad", "loss"] {
+            for strategy in Strategy::ALL {
+                for (pname, penalty) in
+                    [("none", None), ("l2", Some(Penalty::new(PenaltyKind::L2).weight(0.1)))]
+                {
+                    let cfg = LossConfig::default().strategy(strategy).penalty(penalty);
+                    let secs = median_secs(budget, || {
+                        let r = if op == "loss" {
+                            backend.loss(&input, &cfg)
+                        } else {
+                            backend.loss_grad(&input, &cfg, g.view_mut())
+                        };
+                        std::hint::black_box(r.expect("bench input is valid"));
+                    });
+                    let elems = (b * n * n) as f64;
+                    let bytes = if op == "loss" { 5.0 } else { BYTES_PER_ELEMENT };
+                    let rec = Record {
+                        op,
+                        strategy: strategy.as_str(),
+                        penalty: pname,
+                        shape: [b, n, n],
+                        ms: secs * 1e3,
+                        gelem_s: elems / secs / 1e9,
+                        gbs: elems * bytes / secs / 1e9,
+                        copy_gbs,
+                    };
+                    if !args.json {
+                        println!(
+                            "{:<10} {:<8} {:<8} {:<14} {:>9.3} {:>9.3} {:>8.2} {:>6.1}%",
+                            rec.op,
+                            rec.strategy,
+                            rec.penalty,
+                            format!("{b}x{n}x{n}"),
+                            rec.ms,
+                            rec.gelem_s,
+                            rec.gbs,
+                            100.0 * rec.gbs / copy_gbs
+                        );
+                    }
+                    records.push(rec);
+                }
+            }
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&records).expect("records serialise"));
+    } else {
+        println!("GB/s counts 9 bytes/element with the gradient (x read, y read, g written), 5 without.");
+    }
+    true
+}

@@ -1,0 +1,38 @@
+//! `cargo xtask …`: project tasks that are programs rather than tests.
+//!
+//! - `test-backends`: random cases on every available backend against the f64
+//!   reference (SPEC §4's accuracy) and against each other;
+//! - `bench`: loss/gradient throughput of every strategy beside the machine's
+//!   measured copy bandwidth.
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
+
+mod bench;
+mod test_backends;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Run random cases on every available backend against the f64 reference.
+    TestBackends(test_backends::Args),
+    /// Measure loss and gradient throughput (ms, G elements/s, GB/s vs copy bandwidth).
+    Bench(bench::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let ok = match cli.task {
+        Task::TestBackends(a) => test_backends::run(&a),
+        Task::Bench(a) => bench::run(&a),
+    };
+    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}

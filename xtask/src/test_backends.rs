@@ -1,0 +1,107 @@
+//! Cross-backend check: the same random cases on every backend this build has,
+//! each compared with the float64 reference and with the CPU backend.
+
+use ndarray::Array3;
+use symseg::testing::{Case, CaseSpec, Rng, check_against_reference};
+use symseg::{
+    CpuBackend, ElementLoss, LossConfig, LossInput, Penalty, PenaltyKind, PenaltyOn, Reduction, Region,
+    Strategy, TensorBackend,
+};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Random cases per backend.
+    #[arg(long, default_value_t = 2000)]
+    cases: usize,
+    /// Seed of the first case.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+fn random_config(rng: &mut Rng) -> LossConfig {
+    let loss = if rng.chance(0.8) {
+        let gamma = [0.0, 0.5, 1.0, 2.0, 5.0][rng.below(5)];
+        let alpha = [None, Some(0.25), Some(0.9)][rng.below(3)];
+        ElementLoss::Focal { alpha, gamma }
+    } else {
+        ElementLoss::Bce { pos_weight: 0.5 + 4.0 * rng.uniform() }
+    };
+    let penalty = rng.chance(0.5).then(|| {
+        let kind = [PenaltyKind::L1, PenaltyKind::L2, PenaltyKind::Huber { delta: 0.1 + rng.uniform() }]
+            [rng.below(3)];
+        let on = if rng.chance(0.5) { PenaltyOn::Logits } else { PenaltyOn::Probs };
+        Penalty::new(kind).on(on).weight(rng.uniform())
+    });
+    LossConfig::default()
+        .loss(loss)
+        .strategy(Strategy::ALL[rng.below(5)])
+        .reduction(Reduction::ALL[rng.below(3)])
+        .penalty(penalty)
+}
+
+fn random_case(rng: &mut Rng) -> Case {
+    let sizes = [1, 2, 3, 7, 8, 9, 31, 63, 64, 65, 100, 129];
+    let spec = CaseSpec {
+        lengths: rng.chance(0.5),
+        min_sep: if rng.chance(0.5) { rng.below(6) } else { 0 },
+        mask: rng.chance(0.3),
+        empty_mask: rng.chance(0.02),
+        ignore: if rng.chance(0.5) { 0.1 } else { 0.0 },
+        extreme: if rng.chance(0.3) { 0.05 } else { 0.0 },
+        positive: 0.02 + 0.2 * rng.uniform(),
+        ..CaseSpec::new(1 + rng.below(3), sizes[rng.below(sizes.len())])
+    };
+    Case::random(rng, &spec)
+}
+
+/// Loss and gradient of `case` on the CPU backend.
+fn cpu(case: &Case, cfg: &LossConfig) -> symseg::Result<(f64, Vec<f32>)> {
+    let [b, n, _] = case.dims.shape();
+    let x = Array3::from_shape_vec((b, n, n), case.logits.clone()).expect("case dims");
+    let y = Array3::from_shape_vec((b, n, n), case.labels.clone()).expect("case dims");
+    let m = case.mask.as_ref().map(|m| Array3::from_shape_vec((b, n, n), m.clone()).expect("case dims"));
+    let region = Region {
+        lengths: case.lengths.as_deref(),
+        min_sep: case.min_sep,
+        mask: m.as_ref().map(|m| m.view()),
+    };
+    let mut g = Array3::<f32>::zeros((b, n, n));
+    let r =
+        CpuBackend::new().loss_grad(&LossInput::new(x.view(), y.view()).region(region), cfg, g.view_mut())?;
+    Ok((r.loss, g.into_raw_vec_and_offset().0))
+}
+
+pub fn run(args: &Args) -> bool {
+    let backends: [(&str, &dyn Fn(&Case, &LossConfig) -> symseg::Result<(f64, Vec<f32>)>); 1] =
+        [("cpu", &cpu)];
+    println!("cross-backend check: {} random cases per backend, seeds {}..", args.cases, args.seed);
+    println!("(the CUDA backend is not part of this build; it joins this table when it lands)");
+    println!("{:<8} {:>7} {:>7} {:>14}", "backend", "cases", "failed", "max loss err");
+    let mut ok = true;
+    for (name, run_backend) in backends {
+        let (mut failed, mut worst) = (0usize, 0.0f64);
+        for k in 0..args.cases {
+            let seed = args.seed + k as u64;
+            let mut rng = Rng::new(seed);
+            let case = random_case(&mut rng);
+            let cfg = random_config(&mut rng);
+            let x64 = case.logits_f64();
+            let rb = case.ref_batch(&x64);
+            let reference = symseg::reference::loss_grad(&rb, &cfg);
+            let verdict = run_backend(&case, &cfg).map_err(|e| e.to_string()).and_then(|(loss, grad)| {
+                worst = worst.max((loss - reference.loss).abs() / reference.loss.abs().max(1e-300));
+                check_against_reference(loss, Some(&grad), &reference, &rb)
+            });
+            if let Err(msg) = verdict {
+                failed += 1;
+                if failed <= 5 {
+                    eprintln!("{name}: seed {seed}: {msg} ({cfg:?})");
+                }
+            }
+        }
+        println!("{name:<8} {:>7} {failed:>7} {worst:>14.3e}", args.cases);
+        ok &= failed == 0;
+    }
+    println!("{}", if ok { "all backends agree with the reference" } else { "FAILED" });
+    ok
+}
