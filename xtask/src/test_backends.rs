@@ -71,9 +71,11 @@ fn cpu(case: &Case, cfg: &LossConfig) -> symseg::Result<(f64, Vec<f32>)> {
     Ok((r.loss, g.into_raw_vec_and_offset().0))
 }
 
+/// Runs one case on a backend: `(loss, gradient)`.
+type RunCase = dyn Fn(&Case, &LossConfig) -> symseg::Result<(f64, Vec<f32>)>;
+
 pub fn run(args: &Args) -> bool {
-    let backends: [(&str, &dyn Fn(&Case, &LossConfig) -> symseg::Result<(f64, Vec<f32>)>); 1] =
-        [("cpu", &cpu)];
+    let backends: [(&str, &RunCase); 1] = [("cpu", &cpu)];
     println!("cross-backend check: {} random cases per backend, seeds {}..", args.cases, args.seed);
     println!("(the CUDA backend is not part of this build; it joins this table when it lands)");
     println!("{:<8} {:>7} {:>7} {:>14}", "backend", "cases", "failed", "max loss err");
