@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::config::{LossConfig, SymMode};
 use crate::error::Result;
+use crate::metrics::{PredictConfig, SampleStats};
 
 /// Element types a backend stores: `f32` logits and gradients, `u8` labels and masks.
 pub trait Element: Copy + Send + Sync + std::fmt::Debug + 'static + sealed::Sealed {}
@@ -154,6 +155,15 @@ pub trait TensorBackend: Send + Sync {
     /// # Errors
     /// As [`TensorBackend::loss_grad`].
     fn loss(&self, input: &LossInput<'_, Self>, cfg: &LossConfig) -> Result<LossReport>;
+
+    /// Each sample's confusion counts of the thresholded prediction (SPEC §5–6)
+    /// over its counted pairs, and the asymmetry sum of the raw logits. Labels
+    /// must be symmetric.
+    ///
+    /// # Errors
+    /// As [`TensorBackend::loss_grad`], and [`crate::Error::InvalidConfig`] for a
+    /// threshold outside `[0, 1]`.
+    fn sample_stats(&self, input: &LossInput<'_, Self>, pred: &PredictConfig) -> Result<Vec<SampleStats>>;
 
     /// A symmetrised copy of `x` (SPEC §5) written into `out`.
     ///

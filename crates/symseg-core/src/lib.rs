@@ -10,6 +10,7 @@
 //! - [`validate`]: SPEC §1's input checks, shared by every backend;
 //! - [`TensorBackend`]: the narrow trait a backend implements (see `symseg-cpu`);
 //! - [`elem`]: the per-element math every backend evaluates;
+//! - [`metrics`] and [`postprocess`]: SPEC §5–6's figures and decoding steps;
 //! - [`reference`]: a float64 oracle written for clarity, used by all test suites;
 //! - [`testing`]: random cases and SPEC §4's accuracy check.
 //!
@@ -32,6 +33,8 @@ pub mod backend;
 pub mod config;
 pub mod elem;
 pub mod error;
+pub mod metrics;
+pub mod postprocess;
 pub mod reference;
 pub mod testing;
 pub mod validate;

@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use ndarray::{ArrayView3, ArrayViewMut3};
+use symseg_core::metrics::{PredictConfig, SampleStats};
 use symseg_core::validate::check_inputs;
 use symseg_core::{Dims, Error, LossConfig, LossInput, LossReport, Result, SymMode, TensorBackend};
 
@@ -64,13 +65,12 @@ impl CpuBackend {
         }
     }
 
-    fn run(
+    /// Shapes checked and inputs as flat C-order slices (copied only when not contiguous).
+    fn with_batch<R: Send>(
         &self,
         input: &LossInput<'_, Self>,
-        cfg: &LossConfig,
-        grad: Option<ArrayViewMut3<'_, f32>>,
-    ) -> Result<LossReport> {
-        cfg.validate()?;
+        f: impl FnOnce(&Batch<'_>) -> Result<R> + Send,
+    ) -> Result<R> {
         let r = &input.region;
         let dims = check_inputs(
             input.logits.shape(),
@@ -89,12 +89,23 @@ impl CpuBackend {
             lengths: r.lengths,
             min_sep: r.min_sep,
         };
+        self.install(|| f(&batch))
+    }
+
+    fn run(
+        &self,
+        input: &LossInput<'_, Self>,
+        cfg: &LossConfig,
+        grad: Option<ArrayViewMut3<'_, f32>>,
+    ) -> Result<LossReport> {
+        cfg.validate()?;
         match grad {
             Some(mut g) => {
+                let dims = Dims::from_shape("logits", input.logits.shape())?;
                 let out = output_slice(&mut g, dims, "gradient")?;
-                self.install(|| crate::loss::run(&batch, cfg, Some(out)))
+                self.with_batch(input, |batch| crate::loss::run(batch, cfg, Some(out)))
             }
-            None => self.install(|| crate::loss::run(&batch, cfg, None)),
+            None => self.with_batch(input, |batch| crate::loss::run(batch, cfg, None)),
         }
     }
 }
@@ -140,6 +151,10 @@ impl TensorBackend for CpuBackend {
 
     fn loss(&self, input: &LossInput<'_, Self>, cfg: &LossConfig) -> Result<LossReport> {
         self.run(input, cfg, None)
+    }
+
+    fn sample_stats(&self, input: &LossInput<'_, Self>, pred: &PredictConfig) -> Result<Vec<SampleStats>> {
+        self.with_batch(input, |batch| crate::metrics::sample_stats(batch, pred))
     }
 
     fn symmetrise(

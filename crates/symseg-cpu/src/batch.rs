@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 use symseg_core::validate::{SampleRegion, sample_len};
-use symseg_core::{Dims, RegionCounts, Result};
+use symseg_core::{Dims, Error, RegionCounts, Result};
 
 use crate::tiles::{self, Task};
 
@@ -62,5 +62,32 @@ impl<'a> Batch<'a> {
             counts[t.sample] = counts[t.sample] + part?;
         }
         Ok(counts)
+    }
+}
+
+/// The lower of the two indices whose logit is not finite (one of them is not).
+#[inline]
+pub(crate) fn non_finite_index(kij: usize, kji: usize, xij: f32, xji: f32) -> usize {
+    match (xij.is_finite(), xji.is_finite()) {
+        (false, false) => kij.min(kji),
+        (false, true) => kij,
+        _ => kji,
+    }
+}
+
+/// The lowest of two optional offending indices.
+#[inline]
+pub(crate) fn lowest(a: Option<usize>, b: Option<usize>) -> Option<usize> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl Batch<'_> {
+    /// SPEC §1's error for the non-finite logit at flat index `k`.
+    pub fn non_finite(&self, k: usize) -> Error {
+        let (n, m) = (self.dims.n, self.dims.map_len());
+        Error::NonFiniteLogit { sample: k / m, i: (k % m) / n, j: k % n, value: self.logits[k] }
     }
 }

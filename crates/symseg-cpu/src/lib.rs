@@ -12,6 +12,7 @@
 mod backend;
 mod batch;
 mod loss;
+mod metrics;
 mod symmetrise;
 mod tiles;
 

@@ -5,9 +5,9 @@ mod kernels;
 
 use rayon::prelude::*;
 use symseg_core::elem::{ElemFn, PenaltyFn};
-use symseg_core::{Error, LossConfig, LossReport, Reduction, RegionCounts, Result, Strategy};
+use symseg_core::{LossConfig, LossReport, Reduction, RegionCounts, Result, Strategy};
 
-use crate::batch::Batch;
+use crate::batch::{Batch, lowest, non_finite_index};
 use crate::tiles::{self, SharedMut, Task};
 use kernels::{Average, Dual, Lower, Plain, StrategyKernel, Upper};
 
@@ -70,19 +70,10 @@ pub(crate) fn run(batch: &Batch<'_>, cfg: &LossConfig, grad: Option<&mut [f32]>)
         let s = scales[t.sample];
         element_loss += s.r * p.elem;
         penalty += s.wp * p.pen;
-        bad = match (bad, p.bad) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        bad = lowest(bad, p.bad);
     }
     if let Some(k) = bad {
-        let (n, m) = (batch.dims.n, batch.dims.map_len());
-        return Err(Error::NonFiniteLogit {
-            sample: k / m,
-            i: (k % m) / n,
-            j: k % n,
-            value: batch.logits[k],
-        });
+        return Err(batch.non_finite(k));
     }
     Ok(LossReport {
         loss: element_loss + penalty,
@@ -162,12 +153,7 @@ fn run_task<K: StrategyKernel, const G: bool>(
             }
             let (xij, xji) = (x[kij], x[kji]);
             if !(xij.is_finite() && xji.is_finite()) {
-                let k = match (xij.is_finite(), xji.is_finite()) {
-                    (false, false) => kij.min(kji),
-                    (false, true) => kij,
-                    _ => kji,
-                };
-                part.bad = Some(part.bad.map_or(base + k, |b| b.min(base + k)));
+                part.bad = lowest(part.bad, Some(base + non_finite_index(kij, kji, xij, xji)));
                 continue;
             }
             if i == j {
