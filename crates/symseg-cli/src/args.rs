@@ -22,6 +22,8 @@ pub struct Cli {
 pub enum Command {
     /// Loss (and optionally its gradient) of logits against symmetric labels (SPEC §7).
     Loss(LossArgs),
+    /// Metrics of a symmetrised, thresholded (optionally decoded) prediction (SPEC §5–7).
+    Metrics(MetricsArgs),
     /// Write a small synthetic data set (logits, labels, lengths, mask) as .npy files.
     Synth(SynthArgs),
 }
@@ -273,4 +275,89 @@ pub struct SynthArgs {
     /// Random seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+/// Symmetrising modes for `symseg metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeName {
+    /// z = x.
+    None,
+    /// z = (x + x^T) / 2.
+    Average,
+    /// The upper triangle mirrored.
+    Upper,
+    /// The lower triangle mirrored.
+    Lower,
+    /// Upper or lower, whichever has the higher F1 on the validation set (needs --val-logits).
+    BestHalf,
+}
+
+/// A threshold in [0, 1], or `best` (chosen to maximise F1 on the validation set).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ThresholdArg {
+    /// A fixed threshold on sigmoid(z).
+    Fixed(f64),
+    /// Chosen on validation data.
+    Best,
+}
+
+fn parse_threshold(s: &str) -> Result<ThresholdArg, String> {
+    if s.eq_ignore_ascii_case("best") {
+        return Ok(ThresholdArg::Best);
+    }
+    let v: f64 = s.parse().map_err(|_| format!("'{s}' is neither a number nor 'best'"))?;
+    if !(0.0..=1.0).contains(&v) {
+        return Err(format!("{v} is outside [0, 1]"));
+    }
+    Ok(ThresholdArg::Fixed(v))
+}
+
+/// `symseg metrics`.
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// Logits, a float32 or float64 .npy of shape [B, N, N] or [N, N].
+    #[arg(long, value_name = "X.npy")]
+    pub logits: PathBuf,
+    /// Labels of the same shape: 0, 1, or 255 (ignore).
+    #[arg(long, value_name = "Y.npy")]
+    pub labels: PathBuf,
+    #[command(flatten)]
+    pub region: RegionArgs,
+    /// How logits are made symmetric before thresholding.
+    #[arg(long, value_enum, default_value_t = ModeName::Average)]
+    pub mode: ModeName,
+    /// A pair is predicted iff sigmoid(z) >= T; `best` picks T on the validation set [default: 0.5].
+    #[arg(long, value_name = "T|best", value_parser = parse_threshold)]
+    pub threshold: Option<ThresholdArg>,
+    /// One-partner decoding: keep the highest-scoring pairs so every index pairs at most once.
+    #[arg(long)]
+    pub one_partner: bool,
+    /// A pair-type mask .npy (logits' shape) applied to predictions: 0 forbids a pair.
+    #[arg(long, value_name = "P.npy", conflicts_with = "sequences")]
+    pub pair_mask: Option<PathBuf>,
+    /// RNA sequences (FASTA or dot-bracket FASTA, one record per sample): predictions are
+    /// restricted to canonical pairs (AU, CG, GU).
+    #[arg(long, value_name = "SEQ.fa")]
+    pub sequences: Option<PathBuf>,
+    /// Validation logits for --mode best-half and --threshold best.
+    #[arg(long, value_name = "VX.npy", requires = "val_labels")]
+    pub val_logits: Option<PathBuf>,
+    /// Validation labels.
+    #[arg(long, value_name = "VY.npy", requires = "val_logits")]
+    pub val_labels: Option<PathBuf>,
+    /// Validation lengths.
+    #[arg(long, value_name = "VL.npy", requires = "val_logits")]
+    pub val_lengths: Option<PathBuf>,
+    /// Validation mask.
+    #[arg(long, value_name = "VM.npy", requires = "val_logits")]
+    pub val_mask: Option<PathBuf>,
+    /// Worker threads for the CPU backend [default: all cores].
+    #[arg(long, value_name = "T")]
+    pub threads: Option<usize>,
+    /// Compute backend.
+    #[arg(long, value_enum, default_value_t = BackendName::Cpu)]
+    pub backend: BackendName,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -388,3 +388,133 @@ fn shipped_example_data_is_what_synth_writes() {
         assert!(a == b, "examples/data/{name} differs from `symseg synth --n 48 --batch 2 --seed 1`");
     }
 }
+
+#[test]
+fn metrics_prints_spec_fields_that_match_the_library() {
+    let d = Data::new(3, 33, 21);
+    let v = json(&symseg(&[
+        "metrics",
+        "--logits",
+        &d.p("x.npy"),
+        "--labels",
+        &d.p("y.npy"),
+        "--lengths",
+        &d.p("lengths.npy"),
+        "--mask",
+        &d.p("mask.npy"),
+        "--min-sep",
+        "2",
+        "--mode",
+        "upper",
+        "--threshold",
+        "0.3",
+        "--json",
+    ]));
+    for key in [
+        "tp",
+        "fp",
+        "fn",
+        "tn",
+        "precision",
+        "recall",
+        "f1",
+        "mcc",
+        "iou",
+        "f1_mean",
+        "f1_shift",
+        "auprc",
+        "asymmetry",
+    ] {
+        assert!(v[key].is_number(), "missing {key}: {v}");
+    }
+    for range in ["short", "medium", "long", "all"] {
+        for k in ["L", "L/2", "L/5"] {
+            assert!(v["top"][range][k].is_number(), "missing top.{range}.{k}");
+        }
+    }
+    let mut acc = symseg::metrics::MetricsAccumulator::new(
+        symseg::metrics::PredictConfig::default().mode(symseg::SymMode::Upper).threshold(0.3),
+        false,
+    );
+    let batch = symseg::metrics::HostBatch {
+        dims: symseg::Dims { batch: 3, n: 33 },
+        logits: d.x.as_slice().unwrap(),
+        labels: d.y.as_slice().unwrap(),
+        mask: d.mask.as_slice(),
+        pair_mask: None,
+        lengths: Some(&d.lengths),
+        min_sep: 2,
+    };
+    acc.add(&batch, None).unwrap();
+    let r = acc.finish();
+    assert_eq!(v["tp"].as_u64().unwrap(), r.tp);
+    assert_eq!(v["fn"].as_u64().unwrap(), r.fn_);
+    assert_eq!(v["f1"].as_f64().unwrap(), r.f1);
+    assert_eq!(v["auprc"].as_f64().unwrap(), r.auprc);
+    assert_eq!(v["asymmetry"].as_f64().unwrap(), r.asymmetry);
+    assert_eq!(v["top"]["all"]["L/5"].as_f64().unwrap(), r.top.all.l5);
+}
+
+#[test]
+fn metrics_decoding_and_validation_choices() {
+    let d = Data::new(2, 20, 8);
+    let (x, y) = (d.p("x.npy"), d.p("y.npy"));
+    // One-partner: no index is predicted in two pairs, so tp + fp <= 2 * (n / 2) per sample.
+    let v = json(&symseg(&[
+        "metrics",
+        "--logits",
+        &x,
+        "--labels",
+        &y,
+        "--one-partner",
+        "--min-sep",
+        "1",
+        "--json",
+    ]));
+    assert!(v["tp"].as_u64().unwrap() + v["fp"].as_u64().unwrap() <= 2 * 20);
+    assert_eq!(v["one_partner"], true);
+    // Sequences: a canonical-pair mask from FASTA restricts predictions.
+    let seqs = ">a\nGGGGGCCCCCAAAAAUUUUU\n((((....))))........\n>b\nACGUACGUACGUACGUACGU\n";
+    std::fs::write(d.path("s.fa"), seqs).unwrap();
+    let masked =
+        json(&symseg(&["metrics", "--logits", &x, "--labels", &y, "--sequences", &d.p("s.fa"), "--json"]));
+    let plain = json(&symseg(&["metrics", "--logits", &x, "--labels", &y, "--json"]));
+    assert!(masked["fp"].as_u64().unwrap() < plain["fp"].as_u64().unwrap());
+    assert_eq!(masked["pair_mask"], true);
+    // best-half and the best threshold are chosen on validation data and reported.
+    let v = json(&symseg(&[
+        "metrics",
+        "--logits",
+        &x,
+        "--labels",
+        &y,
+        "--mode",
+        "best-half",
+        "--threshold",
+        "best",
+        "--val-logits",
+        &x,
+        "--val-labels",
+        &y,
+        "--json",
+    ]));
+    assert!(v["mode"] == "upper" || v["mode"] == "lower", "{v}");
+    let t = v["threshold"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&t));
+    // Usage and data errors.
+    let (code, _) = failure(&["metrics", "--logits", &x, "--labels", &y, "--mode", "best-half"]);
+    assert_eq!(code, 2);
+    let (code, _) = failure(&["metrics", "--logits", &x, "--labels", &y, "--threshold", "2"]);
+    assert_eq!(code, 2);
+    std::fs::write(d.path("one.fa"), ">a\nACGU\n").unwrap();
+    let (code, msg) = failure(&["metrics", "--logits", &x, "--labels", &y, "--sequences", &d.p("one.fa")]);
+    assert_eq!(code, 1);
+    assert!(msg.contains("1 sequences for a batch of 2"), "{msg}");
+    let mut asym = d.y.clone();
+    asym[[0, 1, 2]] = 1;
+    asym[[0, 2, 1]] = 0;
+    write_npy(d.path("ya.npy"), &asym).unwrap();
+    let (code, msg) = failure(&["metrics", "--logits", &x, "--labels", &d.p("ya.npy")]);
+    assert_eq!(code, 1);
+    assert!(msg.contains("not symmetric"), "{msg}");
+}

@@ -1,6 +1,7 @@
 //! One file per subcommand.
 
 pub mod loss;
+pub mod metrics;
 pub mod synth;
 
 use crate::args::{Cli, Command};
@@ -10,6 +11,7 @@ use crate::error::CliResult;
 pub fn run(cli: Cli) -> CliResult<()> {
     match cli.command {
         Command::Loss(a) => loss::run(&a),
+        Command::Metrics(a) => metrics::run(&a),
         Command::Synth(a) => synth::run(&a),
     }
 }

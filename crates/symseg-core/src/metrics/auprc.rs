@@ -46,7 +46,7 @@ impl ScoreCounts {
     /// Distinct scores from highest to lowest with their `(positives, negatives)`.
     fn descending(&self) -> Vec<(f64, u64, u64)> {
         let mut v: Vec<(u64, (u64, u64))> = self.counts.iter().map(|(&k, &c)| (k, c)).collect();
-        v.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        v.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
         v.into_iter().map(|(k, (p, n))| (f64::from_bits(k), p, n)).collect()
     }
 

@@ -1,0 +1,201 @@
+//! `symseg metrics`: SPEC §6's figures of a prediction, with optional decoding
+//! and with the threshold or triangle chosen on a validation set.
+
+use std::path::Path;
+
+use serde::Serialize;
+use symseg::metrics::{HostBatch, MetricsAccumulator, MetricsReport, PredictConfig};
+use symseg::{CpuBackend, LossInput, SymMode, TensorBackend, postprocess};
+
+use super::loss::{Inputs, backend};
+use crate::args::{MetricsArgs, ModeName, RegionArgs, ThresholdArg};
+use crate::error::{CliError, CliResult};
+use crate::{io, output};
+
+#[derive(Debug, Serialize)]
+struct MetricsOutput<'a> {
+    #[serde(flatten)]
+    report: &'a MetricsReport,
+    mode: SymMode,
+    threshold: f64,
+    one_partner: bool,
+    pair_mask: bool,
+    backend: &'static str,
+}
+
+/// Scores `inputs` with `pred`, using the backend's counts when predictions are
+/// only thresholded.
+fn score(
+    cpu: &CpuBackend,
+    inputs: &Inputs,
+    pred: PredictConfig,
+    one_partner: bool,
+    pair_mask: Option<&[u8]>,
+) -> CliResult<MetricsAccumulator> {
+    let logits = inputs.logits.as_slice().ok_or(symseg::Error::Layout { what: "logits" })?;
+    let labels = inputs.labels.as_slice().ok_or(symseg::Error::Layout { what: "labels" })?;
+    let batch = HostBatch {
+        dims: symseg::Dims::from_shape("logits", inputs.logits.shape())?,
+        logits,
+        labels,
+        mask: inputs.mask.as_ref().and_then(|m| m.as_slice()),
+        pair_mask,
+        lengths: inputs.lengths.as_deref(),
+        min_sep: inputs.min_sep,
+    };
+    let mut acc = MetricsAccumulator::new(pred, one_partner);
+    let stats = if acc.decodes(&batch) {
+        None
+    } else {
+        let input = LossInput::new(inputs.logits.view(), inputs.labels.view()).region(inputs.region());
+        Some(cpu.sample_stats(&input, &pred)?)
+    };
+    acc.add(&batch, stats.as_deref())?;
+    Ok(acc)
+}
+
+/// Reads sequences (FASTA or dot-bracket FASTA) into a `[B, N, N]` canonical-pair mask.
+fn sequence_mask(path: &Path, batch: usize, n: usize) -> CliResult<Vec<u8>> {
+    let text = std::fs::read_to_string(path).map_err(|source| CliError::Read {
+        what: "sequences",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let data_err = |message: String| CliError::Data { what: "sequences", path: path.to_path_buf(), message };
+    let mut seqs: Vec<String> = Vec::new();
+    let mut open = false;
+    for (line_no, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if line.starts_with('>') {
+            seqs.push(String::new());
+            open = true;
+        } else if line.chars().all(|c| ".()[]{}<>".contains(c)) {
+            open = false; // a dot-bracket structure line
+        } else if line.chars().all(|c| c.is_ascii_alphabetic()) {
+            if !open {
+                seqs.push(String::new());
+                open = true;
+            }
+            if let Some(s) = seqs.last_mut() {
+                s.push_str(line);
+            }
+        } else {
+            return Err(data_err(format!(
+                "line {}: not a sequence, header or dot-bracket line",
+                line_no + 1
+            )));
+        }
+    }
+    if seqs.len() != batch {
+        return Err(data_err(format!("{} sequences for a batch of {batch} samples", seqs.len())));
+    }
+    let mut out = Vec::with_capacity(batch * n * n);
+    for (b, s) in seqs.iter().enumerate() {
+        let m = postprocess::canonical_mask(s.as_bytes(), n)
+            .map_err(|_| data_err(format!("sequence {b} has length {} > N = {n}", s.len())))?;
+        out.extend(m);
+    }
+    Ok(out)
+}
+
+/// Runs `symseg metrics`.
+pub fn run(args: &MetricsArgs) -> CliResult<()> {
+    let cpu = backend(args.backend, args.threads)?;
+    let needs_val = args.mode == ModeName::BestHalf || args.threshold == Some(ThresholdArg::Best);
+    if needs_val && args.val_logits.is_none() {
+        return Err(CliError::Usage(
+            "--mode best-half and --threshold best need --val-logits and --val-labels".into(),
+        ));
+    }
+    let inputs = Inputs::read(&args.logits, &args.labels, &args.region)?;
+    let val = match (&args.val_logits, &args.val_labels) {
+        (Some(x), Some(y)) => {
+            let region = RegionArgs {
+                lengths: args.val_lengths.clone(),
+                mask: args.val_mask.clone(),
+                min_sep: args.region.min_sep,
+            };
+            Some(Inputs::read(x, y, &region)?)
+        }
+        _ => None,
+    };
+    let fixed = match args.threshold {
+        Some(ThresholdArg::Fixed(t)) => t,
+        _ => 0.5,
+    };
+    let mode = match args.mode {
+        ModeName::None => SymMode::None,
+        ModeName::Average => SymMode::Average,
+        ModeName::Upper => SymMode::Upper,
+        ModeName::Lower => SymMode::Lower,
+        ModeName::BestHalf => {
+            let val = val
+                .as_ref()
+                .ok_or_else(|| CliError::Usage("--mode best-half needs validation data".into()))?;
+            let f1 = |mode| -> CliResult<f64> {
+                let pred = PredictConfig::default().mode(mode).threshold(fixed);
+                Ok(score(&cpu, val, pred, false, None)?.finish().f1)
+            };
+            postprocess::best_half(f1(SymMode::Upper)?, f1(SymMode::Lower)?)
+        }
+    };
+    let threshold = match (args.threshold, &val) {
+        (Some(ThresholdArg::Best), Some(val)) => {
+            let acc = score(&cpu, val, PredictConfig::default().mode(mode).threshold(fixed), false, None)?;
+            acc.scores().best_f1_threshold().0
+        }
+        _ => fixed,
+    };
+    let dims = symseg::Dims::from_shape("logits", inputs.logits.shape())?;
+    let pair_mask = match (&args.pair_mask, &args.sequences) {
+        (Some(p), _) => {
+            let m = io::read_mask(p)?;
+            if m.shape != inputs.shape {
+                return Err(symseg::Error::ShapeMismatch {
+                    what: "pair mask",
+                    got: m.shape,
+                    expected: inputs.shape.clone(),
+                }
+                .into());
+            }
+            Some(m.data)
+        }
+        (None, Some(p)) => Some(sequence_mask(p, dims.batch, dims.n)?),
+        (None, None) => None,
+    };
+    let pred = PredictConfig::default().mode(mode).threshold(threshold);
+    let report = score(&cpu, &inputs, pred, args.one_partner, pair_mask.as_deref())?.finish();
+    let out = MetricsOutput {
+        report: &report,
+        mode,
+        threshold,
+        one_partner: args.one_partner,
+        pair_mask: pair_mask.is_some(),
+        backend: cpu.name(),
+    };
+    if args.json {
+        return output::json(&out);
+    }
+    let f = |v: f64| format!("{v:.4}");
+    let top = |t: symseg::metrics::TopKRange| format!("{:.4} / {:.4} / {:.4}", t.l1, t.l2, t.l5);
+    output::table(&[
+        ("tp fp fn tn", format!("{} {} {} {}", report.tp, report.fp, report.fn_, report.tn)),
+        ("precision", f(report.precision)),
+        ("recall", f(report.recall)),
+        ("f1", f(report.f1)),
+        ("mcc", f(report.mcc)),
+        ("iou", f(report.iou)),
+        ("f1_mean", f(report.f1_mean)),
+        ("f1_shift", f(report.f1_shift)),
+        ("auprc", f(report.auprc)),
+        ("top short L, L/2, L/5", top(report.top.short)),
+        ("top medium", top(report.top.medium)),
+        ("top long", top(report.top.long)),
+        ("top all", top(report.top.all)),
+        ("asymmetry", f(report.asymmetry)),
+        ("mode, threshold", format!("{} {threshold}", mode.as_str())),
+    ])
+}
