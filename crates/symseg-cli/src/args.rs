@@ -24,6 +24,12 @@ pub enum Command {
     Loss(LossArgs),
     /// Metrics of a symmetrised, thresholded (optionally decoded) prediction (SPEC §5–7).
     Metrics(MetricsArgs),
+    /// Train a model with one symmetry strategy; writes model.ckpt, log.jsonl and report.md.
+    Train(TrainArgs),
+    /// Score a trained model on a data set.
+    Eval(EvalArgs),
+    /// Predict structures (dot-bracket) or probability maps with a trained model.
+    Predict(PredictArgs),
     /// Write a small synthetic data set (logits, labels, lengths, mask) as .npy files.
     Synth(SynthArgs),
 }
@@ -139,21 +145,14 @@ pub struct RegionArgs {
     pub min_sep: usize,
 }
 
-/// `symseg loss`.
+/// The loss flags shared by `symseg loss` and `symseg train` (SPEC §7).
 #[derive(Debug, Args)]
-pub struct LossArgs {
-    /// Logits, a float32 or float64 .npy of shape [B, N, N] or [N, N].
-    #[arg(long, value_name = "X.npy")]
-    pub logits: PathBuf,
-    /// Labels of the same shape: 0, 1, or 255 (ignore); u8, bool, any integer or float.
-    #[arg(long, value_name = "Y.npy")]
-    pub labels: PathBuf,
-    #[command(flatten)]
-    pub region: RegionArgs,
+pub struct LossFlags {
     /// Element loss.
     #[arg(long, value_enum, default_value_t = LossName::Focal)]
     pub loss: LossName,
-    /// Focal weight of positives in [0, 1], or `none` [default: 0.25].
+    /// Focal weight of positives in [0, 1], or `none` [default: 0.25 for `loss`; none for
+    /// `train`, where 0.25 starves the ~1% positives of gradient].
     #[arg(long, value_name = "A|none", value_parser = parse_alpha)]
     pub alpha: Option<Alpha>,
     /// Focal exponent, >= 0 [default: 2].
@@ -162,8 +161,8 @@ pub struct LossArgs {
     /// BCE weight of positives, > 0 [default: 1].
     #[arg(long, value_name = "W", value_parser = parse_positive)]
     pub pos_weight: Option<f64>,
-    /// Symmetry strategy.
-    #[arg(long, value_enum, default_value_t = StrategyName::Plain)]
+    /// Symmetry strategy (`--strategy` is the same flag).
+    #[arg(long, alias = "strategy", value_enum, default_value_t = StrategyName::Plain)]
     pub symmetry: StrategyName,
     /// Symmetry penalty added to the loss.
     #[arg(long, value_enum, default_value_t = PenaltyName::None)]
@@ -183,6 +182,21 @@ pub struct LossArgs {
     /// Accept labels with y[i,j] != y[j,i] (plain and dual only).
     #[arg(long)]
     pub allow_asymmetric_labels: bool,
+}
+
+/// `symseg loss`.
+#[derive(Debug, Args)]
+pub struct LossArgs {
+    /// Logits, a float32 or float64 .npy of shape [B, N, N] or [N, N].
+    #[arg(long, value_name = "X.npy")]
+    pub logits: PathBuf,
+    /// Labels of the same shape: 0, 1, or 255 (ignore); u8, bool, any integer or float.
+    #[arg(long, value_name = "Y.npy")]
+    pub labels: PathBuf,
+    #[command(flatten)]
+    pub region: RegionArgs,
+    #[command(flatten)]
+    pub flags: LossFlags,
     /// Write the float32 gradient, with the logits' shape, to this .npy file.
     #[arg(long, value_name = "G.npy")]
     pub grad_out: Option<PathBuf>,
@@ -197,17 +211,22 @@ pub struct LossArgs {
     pub json: bool,
 }
 
-impl LossArgs {
+impl LossFlags {
     /// The loss configuration these flags describe. Flags that do not apply to the
     /// chosen loss or penalty are usage errors rather than silently ignored.
     pub fn config(&self) -> CliResult<LossConfig> {
+        self.config_with_alpha(Some(0.25))
+    }
+
+    /// As [`LossFlags::config`], with another default `alpha` when `--alpha` is not given.
+    pub fn config_with_alpha(&self, default_alpha: Option<f64>) -> CliResult<LossConfig> {
         let loss = match self.loss {
             LossName::Focal => {
                 if self.pos_weight.is_some() {
                     return Err(CliError::Usage("--pos-weight applies to --loss bce only".into()));
                 }
                 ElementLoss::focal()
-                    .with_alpha(self.alpha.map_or(Some(0.25), |a| a.0))
+                    .with_alpha(self.alpha.map_or(default_alpha, |a| a.0))
                     .with_gamma(self.gamma.unwrap_or(2.0))
             }
             LossName::Bce => {
@@ -360,4 +379,82 @@ pub struct MetricsArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `symseg train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Training data: a dot-bracket FASTA (.dbn/.fa), a .bpseq file, a directory of
+    /// .bpseq or .npz files, or `synthetic[:COUNT[:SEED]]` [default: the embedded PDB-derived train.dbn].
+    #[arg(long, value_name = "FILE|DIR")]
+    pub data: Option<String>,
+    /// Validation data, same forms [default: the embedded test.dbn when --data is not given].
+    #[arg(long, value_name = "FILE|DIR")]
+    pub val: Option<String>,
+    /// Output directory [default: a new folder under runs/].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub flags: LossFlags,
+    /// Only pairs with |i - j| >= K count in the loss and the metrics.
+    #[arg(long, value_name = "K", default_value_t = 4)]
+    pub min_sep: usize,
+    /// Passes over the training data.
+    #[arg(long, value_name = "E", default_value_t = 30)]
+    pub epochs: usize,
+    /// Peak learning rate (AdamW, warm-up then cosine decay).
+    #[arg(long, value_name = "LR", default_value_t = 0.01)]
+    pub lr: f64,
+    /// Samples per optimiser step.
+    #[arg(long, value_name = "B", default_value_t = 8)]
+    pub batch_size: usize,
+    /// Hidden width of the network.
+    #[arg(long, value_name = "W", default_value_t = 16)]
+    pub width: usize,
+    /// Seed of initialisation and shuffling.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub seed: u64,
+    /// Skip malformed records (counted and reported) instead of stopping at the first.
+    #[arg(long)]
+    pub skip_bad: bool,
+    /// Worker threads [default: all cores].
+    #[arg(long, value_name = "T")]
+    pub threads: Option<usize>,
+    /// Print the final summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `symseg eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A checkpoint written by `symseg train`.
+    #[arg(long, value_name = "DIR/model.ckpt")]
+    pub checkpoint: PathBuf,
+    /// Data to score (same forms as `symseg train --data`).
+    #[arg(long, value_name = "FILE|DIR")]
+    pub data: String,
+    /// Skip malformed records (counted and reported).
+    #[arg(long)]
+    pub skip_bad: bool,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `symseg predict`.
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// A checkpoint written by `symseg train`.
+    #[arg(long, value_name = "DIR/model.ckpt")]
+    pub checkpoint: PathBuf,
+    /// Inputs (same forms as `symseg train --data`; labels are not needed but are read if present).
+    #[arg(long, value_name = "FILE|DIR")]
+    pub data: String,
+    /// Output: a dot-bracket FASTA file for RNA input, a directory of .npy probability maps otherwise.
+    #[arg(long, value_name = "PATH")]
+    pub out: PathBuf,
+    /// Skip malformed records (counted and reported).
+    #[arg(long)]
+    pub skip_bad: bool,
 }

@@ -36,6 +36,9 @@ pub enum CliError {
         /// Why.
         message: String,
     },
+    /// A data, checkpoint or training error from the trainer.
+    #[error(transparent)]
+    Train(#[from] symseg_train::error::TrainError),
     /// A validation or backend error from the library.
     #[error(transparent)]
     Core(#[from] symseg::Error),
@@ -47,6 +50,8 @@ impl CliError {
         match self {
             CliError::Usage(_) => 2,
             CliError::Core(e) if e.is_config_error() => 2,
+            CliError::Train(symseg_train::error::TrainError::Config { .. }) => 2,
+            CliError::Train(symseg_train::error::TrainError::Symseg(e)) if e.is_config_error() => 2,
             _ => 1,
         }
     }

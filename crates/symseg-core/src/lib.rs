@@ -36,6 +36,7 @@ pub mod error;
 pub mod metrics;
 pub mod postprocess;
 pub mod reference;
+pub mod rng;
 pub mod testing;
 pub mod validate;
 

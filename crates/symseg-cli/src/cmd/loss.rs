@@ -112,7 +112,7 @@ struct LossOutput<'a> {
 
 /// Runs `symseg loss`.
 pub fn run(args: &LossArgs) -> CliResult<()> {
-    let cfg = args.config()?;
+    let cfg = args.flags.config()?;
     let backend = backend(args.backend, args.threads)?;
     let inputs = Inputs::read(&args.logits, &args.labels, &args.region)?;
     let input = LossInput::new(inputs.logits.view(), inputs.labels.view()).region(inputs.region());

@@ -1,6 +1,9 @@
 //! One file per subcommand.
 
+pub mod eval;
 pub mod loss;
+pub mod predict;
+pub mod train;
 pub mod metrics;
 pub mod synth;
 
@@ -12,6 +15,9 @@ pub fn run(cli: Cli) -> CliResult<()> {
     match cli.command {
         Command::Loss(a) => loss::run(&a),
         Command::Metrics(a) => metrics::run(&a),
+        Command::Train(a) => train::run(&a),
+        Command::Eval(a) => eval::run(&a),
+        Command::Predict(a) => predict::run(&a),
         Command::Synth(a) => synth::run(&a),
     }
 }

@@ -1,0 +1,214 @@
+//! Data sets: RNA structures (dot-bracket FASTA, `.bpseq`), generic `.npz`
+//! directories, built-in synthetic data, and the embedded PDB-derived RNA set.
+
+pub mod rna;
+mod synthetic;
+
+use std::path::{Path, PathBuf};
+
+use ndarray::{Array2, Array3};
+
+use crate::error::{TrainError, TrainResult};
+pub use synthetic::synthetic_rna;
+
+/// The embedded training set (`data/rna/train.dbn`, PDB-derived, Apache-2.0; see
+/// `data/rna/README.md` and `NOTICE` in this crate).
+pub const EMBEDDED_TRAIN: &str = include_str!("../../data/rna/train.dbn");
+/// The embedded validation set (`data/rna/test.dbn`).
+pub const EMBEDDED_TEST: &str = include_str!("../../data/rna/test.dbn");
+
+/// One training example: `C x N x N` features and `N x N` labels.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// Record id (or file stem).
+    pub id: String,
+    /// Input features.
+    pub features: Array3<f32>,
+    /// Labels in {0, 1, 255}.
+    pub labels: Array2<u8>,
+    /// The RNA sequence, for RNA data (used for canonical-pair decoding and dot-bracket output).
+    pub sequence: Option<String>,
+}
+
+impl Sample {
+    /// `N`.
+    pub fn len(&self) -> usize {
+        self.labels.nrows()
+    }
+
+    /// True for `N = 0` (never produced by the loaders).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// An RNA sample from a record.
+    pub fn from_rna(rec: &rna::RnaRecord) -> Sample {
+        Sample {
+            id: rec.id.clone(),
+            features: rna::rna_features(&rec.sequence),
+            labels: rna::pair_labels(rec),
+            sequence: Some(rec.sequence.clone()),
+        }
+    }
+}
+
+/// What kind of samples a data set holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataKind {
+    /// RNA structures featurised as pair features.
+    Rna,
+    /// Generic `C x N x N` inputs.
+    Generic,
+}
+
+/// A loaded data set.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// Where it came from (for messages).
+    pub source: String,
+    /// The samples.
+    pub samples: Vec<Sample>,
+    /// Input channels `C`.
+    pub channels: usize,
+    /// RNA or generic.
+    pub kind: DataKind,
+    /// Messages of records skipped under `--skip-bad` (file, line, problem).
+    pub skipped: Vec<String>,
+}
+
+impl Dataset {
+    fn from_rna(source: String, records: &[rna::RnaRecord], skipped: Vec<String>) -> TrainResult<Dataset> {
+        if records.is_empty() {
+            return Err(TrainError::Dataset { path: source.into(), message: "no records".into() });
+        }
+        Ok(Dataset {
+            source,
+            samples: records.iter().map(Sample::from_rna).collect(),
+            channels: rna::RNA_CHANNELS,
+            kind: DataKind::Rna,
+            skipped,
+        })
+    }
+
+    /// The embedded training (`test = false`) or validation set.
+    pub fn embedded(test: bool) -> TrainResult<Dataset> {
+        let (name, text) = if test { ("test.dbn", EMBEDDED_TEST) } else { ("train.dbn", EMBEDDED_TRAIN) };
+        let parsed = rna::parse_dbn(text, Path::new(name), false)?;
+        Dataset::from_rna(format!("embedded {name}"), &parsed.records, Vec::new())
+    }
+
+    /// Loads `spec`: `synthetic[:COUNT[:SEED]]`, a `.dbn`/`.fa`/`.fasta` file, a
+    /// `.bpseq` file, or a directory of `.bpseq` files or of `.npz` files (arrays
+    /// `x`, `C x N x N` float32, and `y`, `N x N` labels).
+    ///
+    /// # Errors
+    /// [`TrainError`] naming the file and line of the first bad record, unless
+    /// `skip_bad`, which skips bad records and lists them in [`Dataset::skipped`].
+    pub fn load(spec: &str, skip_bad: bool) -> TrainResult<Dataset> {
+        if let Some(rest) = spec.strip_prefix("synthetic") {
+            let mut parts = rest.trim_start_matches(':').split(':').filter(|s| !s.is_empty());
+            let count = parse_num(parts.next(), 64, "synthetic count")?;
+            let seed = parse_num(parts.next(), 0, "synthetic seed")? as u64;
+            return Dataset::from_rna(format!("synthetic:{count}:{seed}"), &synthetic_rna(count, seed, 24, 96), Vec::new());
+        }
+        let path = PathBuf::from(spec);
+        if path.is_dir() {
+            return load_dir(&path, skip_bad);
+        }
+        let text = read_text(&path)?;
+        match extension(&path).as_str() {
+            "bpseq" => Dataset::from_rna(spec.to_string(), &[rna::parse_bpseq(&text, &path)?], Vec::new()),
+            _ => {
+                let parsed = rna::parse_dbn(&text, &path, skip_bad)?;
+                Dataset::from_rna(spec.to_string(), &parsed.records, parsed.skipped.iter().map(|e| e.to_string()).collect())
+            }
+        }
+    }
+}
+
+fn parse_num(s: Option<&str>, default: usize, what: &'static str) -> TrainResult<usize> {
+    match s {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| TrainError::Config { param: what, value: v.to_string(), reason: "expected an integer" }),
+    }
+}
+
+fn extension(path: &Path) -> String {
+    path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default()
+}
+
+fn read_text(path: &Path) -> TrainResult<String> {
+    std::fs::read_to_string(path).map_err(|source| TrainError::Io { path: path.to_path_buf(), source })
+}
+
+fn load_dir(dir: &Path, skip_bad: bool) -> TrainResult<Dataset> {
+    let io = |source| TrainError::Io { path: dir.to_path_buf(), source };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).map_err(io)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    files.sort();
+    let bpseq: Vec<&PathBuf> = files.iter().filter(|p| extension(p) == "bpseq").collect();
+    let npz: Vec<&PathBuf> = files.iter().filter(|p| extension(p) == "npz").collect();
+    let source = dir.display().to_string();
+    match (bpseq.is_empty(), npz.is_empty()) {
+        (false, true) => {
+            let (mut records, mut skipped) = (Vec::new(), Vec::new());
+            for p in bpseq {
+                match read_text(p).and_then(|t| rna::parse_bpseq(&t, p)) {
+                    Ok(r) => records.push(r),
+                    Err(e) if skip_bad => skipped.push(e.to_string()),
+                    Err(e) => return Err(e),
+                }
+            }
+            Dataset::from_rna(source, &records, skipped)
+        }
+        (true, false) => {
+            let (mut samples, mut skipped) = (Vec::new(), Vec::new());
+            for p in npz {
+                match read_npz(p) {
+                    Ok(s) => samples.push(s),
+                    Err(e) if skip_bad => skipped.push(e.to_string()),
+                    Err(e) => return Err(e),
+                }
+            }
+            let Some(channels) = samples.first().map(|s| s.features.shape()[0]) else {
+                return Err(TrainError::Dataset { path: dir.to_path_buf(), message: "no readable .npz files".into() });
+            };
+            if let Some(s) = samples.iter().find(|s| s.features.shape()[0] != channels) {
+                return Err(TrainError::Dataset {
+                    path: dir.to_path_buf(),
+                    message: format!("{} has {} channels, the first file {channels}", s.id, s.features.shape()[0]),
+                });
+            }
+            Ok(Dataset { source, samples, channels, kind: DataKind::Generic, skipped })
+        }
+        (false, false) => Err(TrainError::Dataset { path: dir.to_path_buf(), message: "mixes .bpseq and .npz files".into() }),
+        (true, true) => Err(TrainError::Dataset { path: dir.to_path_buf(), message: "holds no .bpseq or .npz files".into() }),
+    }
+}
+
+/// Reads one generic sample: arrays `x` (`C x N x N` float32) and `y` (`N x N`, 0/1/255).
+fn read_npz(path: &Path) -> TrainResult<Sample> {
+    let bad = |message: String| TrainError::Parse { path: path.to_path_buf(), line: 0, message };
+    let file = std::fs::File::open(path).map_err(|source| TrainError::Io { path: path.to_path_buf(), source })?;
+    let mut npz = ndarray_npy::NpzReader::new(file).map_err(|e| bad(format!("not a valid .npz file ({e})")))?;
+    let x: Array3<f32> = npz.by_name("x").map_err(|e| bad(format!("array 'x' (C x N x N float32): {e}")))?;
+    let y: Array2<u8> = match npz.by_name::<ndarray::OwnedRepr<u8>, ndarray::Ix2>("y") {
+        Ok(y) => y,
+        Err(_) => {
+            let y: Array2<i64> = npz.by_name("y").map_err(|e| bad(format!("array 'y' (N x N integer labels): {e}")))?;
+            if let Some(v) = y.iter().find(|v| !matches!(v, 0 | 1 | 255)) {
+                return Err(bad(format!("label {v} is not 0, 1 or 255")));
+            }
+            y.mapv(|v| v as u8)
+        }
+    };
+    let n = y.nrows();
+    if y.ncols() != n || x.shape()[1] != n || x.shape()[2] != n || n == 0 {
+        return Err(bad(format!("x has shape {:?} and y {:?}: expected C x N x N and N x N", x.shape(), y.shape())));
+    }
+    if let Some(v) = y.iter().find(|v| !matches!(v, 0 | 1 | 255)) {
+        return Err(bad(format!("label {v} is not 0, 1 or 255")));
+    }
+    let id = path.file_stem().map_or_else(String::new, |s| s.to_string_lossy().to_string());
+    Ok(Sample { id, features: x, labels: y, sequence: None })
+}

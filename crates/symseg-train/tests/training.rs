@@ -1,0 +1,96 @@
+//! Data loading in every format, determinism, and an overfitting test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ndarray::{Array2, Array3};
+use symseg_train::data::{DataKind, Dataset};
+use symseg_train::model::CpuOps;
+use symseg_train::train::{Decode, TrainConfig, choose_decode, evaluate, predict_all, train};
+
+#[test]
+fn embedded_rna_set_loads_with_its_attribution_beside_it() {
+    let train = Dataset::embedded(false).unwrap();
+    let test = Dataset::embedded(true).unwrap();
+    assert_eq!((train.samples.len(), test.samples.len()), (266, 219));
+    assert_eq!(train.kind, DataKind::Rna);
+    assert!(train.samples.iter().all(|s| s.len() <= 150 && s.features.shape()[0] == 17));
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/rna");
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    assert!(readme.contains("squarna") && readme.contains("Apache"));
+    assert!(std::fs::read_to_string(dir.join("NOTICE")).unwrap().contains("Apache License, Version 2.0"));
+}
+
+#[test]
+fn every_format_loads_and_malformed_input_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |s: &str| dir.path().join(s);
+    std::fs::write(p("a.dbn"), ">x\nGGGAAACCC\n(((...)))\n>y\nGCAUAGC\n((...))\n").unwrap();
+    let d = Dataset::load(p("a.dbn").to_str().unwrap(), false).unwrap();
+    assert_eq!(d.samples.len(), 2);
+    assert_eq!(d.samples[0].labels[[0, 8]], 1);
+    std::fs::write(p("bad.dbn"), ">x\nGGGAAACCC\n(((...)))\n>y\nGCAUAGC\n((...)\n").unwrap();
+    let err = Dataset::load(p("bad.dbn").to_str().unwrap(), false).unwrap_err().to_string();
+    assert!(err.contains("bad.dbn:6:"), "{err}");
+    let d = Dataset::load(p("bad.dbn").to_str().unwrap(), true).unwrap();
+    assert_eq!((d.samples.len(), d.skipped.len()), (1, 1));
+
+    std::fs::create_dir(p("bp")).unwrap();
+    std::fs::write(p("bp/one.bpseq"), "1 G 4\n2 A 0\n3 A 0\n4 C 1\n").unwrap();
+    std::fs::write(p("bp/two.bpseq"), "1 G 0\n2 C 0\n").unwrap();
+    let d = Dataset::load(p("bp").to_str().unwrap(), false).unwrap();
+    assert_eq!(d.samples.len(), 2);
+    assert_eq!(d.samples[0].id, "one");
+
+    std::fs::create_dir(p("gen")).unwrap();
+    for (k, n) in [5usize, 7].into_iter().enumerate() {
+        let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(p(&format!("gen/s{k}.npz"))).unwrap());
+        npz.add_array("x", &Array3::<f32>::ones((2, n, n))).unwrap();
+        npz.add_array("y", &Array2::<u8>::eye(n)).unwrap();
+        npz.finish().unwrap();
+    }
+    let d = Dataset::load(p("gen").to_str().unwrap(), false).unwrap();
+    assert_eq!((d.samples.len(), d.channels, d.kind), (2, 2, DataKind::Generic));
+    let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(p("gen/s9.npz")).unwrap());
+    npz.add_array("x", &Array3::<f32>::ones((3, 4, 4))).unwrap();
+    npz.add_array("y", &Array2::<u8>::eye(4)).unwrap();
+    npz.finish().unwrap();
+    let err = Dataset::load(p("gen").to_str().unwrap(), false).unwrap_err().to_string();
+    assert!(err.contains("channels"), "{err}");
+
+    let err = Dataset::load(p("missing.dbn").to_str().unwrap(), false).unwrap_err().to_string();
+    assert!(err.contains("cannot read"), "{err}");
+    assert_eq!(Dataset::load("synthetic:5:2", false).unwrap().samples.len(), 5);
+}
+
+#[test]
+fn same_seed_same_model() {
+    let data = Dataset::load("synthetic:6:3", false).unwrap();
+    let cfg = TrainConfig { epochs: 2, width: 6, dilations: vec![1, 2], batch_size: 3, ..TrainConfig::default() };
+    let a = train(&CpuOps, &cfg, &data, None, &mut |_| {}).unwrap();
+    let b = train(&CpuOps, &cfg, &data, None, &mut |_| {}).unwrap();
+    assert_eq!(a.params, b.params);
+    let c = train(&CpuOps, &TrainConfig { seed: 9, ..cfg }, &data, None, &mut |_| {}).unwrap();
+    assert_ne!(a.params, c.params);
+}
+
+#[test]
+fn a_handful_of_structures_is_learned_to_f1_095() {
+    let data = Dataset::load("synthetic:6:11", false).unwrap();
+    let cfg = TrainConfig {
+        epochs: 120,
+        width: 12,
+        dilations: vec![1, 2, 4, 1],
+        batch_size: 6,
+        optim: symseg_train::optim::AdamWConfig { lr: 1e-2, ..Default::default() },
+        ..TrainConfig::default()
+    };
+    let trained = train(&CpuOps, &cfg, &data, None, &mut |_| {}).unwrap();
+    let logits = predict_all(&CpuOps, &trained.arch, &trained.params, &data);
+    let decode = choose_decode(&data, &logits, cfg.min_sep).unwrap();
+    let r = evaluate(&data, &logits, cfg.min_sep, &decode).unwrap();
+    let first = trained.history.first().unwrap().train_loss;
+    let last = trained.history.last().unwrap().train_loss;
+    assert!(last < first / 5.0, "loss {first} -> {last}");
+    assert!(r.f1 >= 0.95, "training F1 {} with {decode:?}", r.f1);
+    let plain = evaluate(&data, &logits, cfg.min_sep, &Decode::default()).unwrap();
+    assert!(plain.f1 > 0.5, "undecoded F1 {}", plain.f1);
+}
