@@ -518,3 +518,71 @@ fn metrics_decoding_and_validation_choices() {
     assert_eq!(code, 1);
     assert!(msg.contains("not symmetric"), "{msg}");
 }
+
+#[test]
+fn train_predict_eval_smoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |s: &str| dir.path().join(s).display().to_string();
+    std::fs::write(
+        p("tr.dbn"),
+        ">a\nGGGGAAACCCCAAAGGGAAAUCCC\n((((...))))...(((....)))\n>b\nGCGCUUUUGCGCAAAAAAGGAAACC\n((((....))))......((...))\n",
+    )
+    .unwrap();
+    std::fs::write(p("va.dbn"), ">c\nGGGCGAAAGCCCAAUUUU\n((((....))))......\n").unwrap();
+    let out = symseg(&[
+        "train",
+        "--data",
+        &p("tr.dbn"),
+        "--val",
+        &p("va.dbn"),
+        "--epochs",
+        "1",
+        "--width",
+        "4",
+        "--out",
+        &p("run"),
+        "--strategy",
+        "average",
+        "--penalty",
+        "l1",
+        "--penalty-weight",
+        "0.1",
+        "--json",
+    ]);
+    let v = json(&out);
+    assert_eq!(v["train_samples"], 2);
+    for f in ["model.ckpt", "log.jsonl", "report.md"] {
+        assert!(dir.path().join("run").join(f).exists(), "{f} missing");
+    }
+    let log = std::fs::read_to_string(dir.path().join("run/log.jsonl")).unwrap();
+    let epoch: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    assert!(epoch["train_loss"].as_f64().unwrap().is_finite());
+    let report = std::fs::read_to_string(dir.path().join("run/report.md")).unwrap();
+    assert!(report.contains("strategy `average`"), "{report}");
+
+    let ckpt = p("run/model.ckpt");
+    let out = symseg(&["predict", "--checkpoint", &ckpt, "--data", &p("va.dbn"), "--out", &p("pred.dbn")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pred = std::fs::read_to_string(p("pred.dbn")).unwrap();
+    let lines: Vec<&str> = pred.lines().collect();
+    assert_eq!(lines[0], ">c");
+    assert_eq!(lines[1].len(), lines[2].len());
+    assert!(lines[2].chars().all(|c| ".()[]{}<>".contains(c)));
+
+    let v = json(&symseg(&["eval", "--checkpoint", &ckpt, "--data", &p("va.dbn"), "--json"]));
+    for key in ["f1", "mcc", "auprc", "f1_shift", "asymmetry"] {
+        assert!(v[key].is_number(), "{key}");
+    }
+
+    // Errors: a malformed record names file and line; a bad checkpoint is a data error.
+    std::fs::write(p("bad.dbn"), ">x\nGGGAAACCC\n(((...))\n").unwrap();
+    let (code, msg) = failure(&["train", "--data", &p("bad.dbn"), "--epochs", "1"]);
+    assert_eq!(code, 1);
+    assert!(msg.contains("bad.dbn:3:"), "{msg}");
+    std::fs::write(p("junk.ckpt"), "{}").unwrap();
+    let (code, msg) = failure(&["eval", "--checkpoint", &p("junk.ckpt"), "--data", &p("va.dbn")]);
+    assert_eq!(code, 1);
+    assert!(msg.contains("checkpoint"), "{msg}");
+    let (code, _) = failure(&["train", "--data", &p("tr.dbn"), "--epochs", "0"]);
+    assert_eq!(code, 2);
+}

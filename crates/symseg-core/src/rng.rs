@@ -42,4 +42,3 @@ impl Rng {
         (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
     }
 }
-

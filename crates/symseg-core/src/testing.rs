@@ -2,8 +2,8 @@
 //! cases covering SPEC §1's corners, and SPEC §4's accuracy check against the
 //! float64 [`reference`](crate::reference).
 
-pub use crate::rng::Rng;
 use crate::reference::{RefBatch, RefOutput};
+pub use crate::rng::Rng;
 use crate::validate::Dims;
 
 /// What a random case looks like.

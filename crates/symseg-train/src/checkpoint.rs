@@ -58,14 +58,20 @@ impl Checkpoint {
     /// # Errors
     /// [`TrainError::Io`] or [`TrainError::Checkpoint`] (not a checkpoint, wrong format, parameter count).
     pub fn load(path: &Path) -> TrainResult<Checkpoint> {
-        let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| TrainError::Io { path: path.to_path_buf(), source })?;
         let bad = |message: String| TrainError::Checkpoint { path: path.to_path_buf(), message };
-        let c: Checkpoint = serde_json::from_str(&text).map_err(|e| bad(format!("not a symseg checkpoint ({e})")))?;
+        let c: Checkpoint =
+            serde_json::from_str(&text).map_err(|e| bad(format!("not a symseg checkpoint ({e})")))?;
         if c.format != FORMAT {
             return Err(bad(format!("format '{}', expected '{FORMAT}'", c.format)));
         }
         if c.params.len() != c.arch.num_params() {
-            return Err(bad(format!("{} parameters for an architecture of {}", c.params.len(), c.arch.num_params())));
+            return Err(bad(format!(
+                "{} parameters for an architecture of {}",
+                c.params.len(),
+                c.arch.num_params()
+            )));
         }
         Ok(c)
     }

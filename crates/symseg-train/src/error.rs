@@ -40,6 +40,9 @@ pub enum TrainError {
         /// What is wrong.
         message: String,
     },
+    /// An input or parameter vector that does not fit the model.
+    #[error("model input: {0}")]
+    Shape(String),
     /// An invalid training setting.
     #[error("invalid {param} = {value}: {reason}")]
     Config {

@@ -117,14 +117,18 @@ mod tests {
         assert!(p.iter().all(|&x| (x - 3.0).abs() < 0.05), "{p:?}");
         let mut opt = AdamW::new(AdamWConfig { clip_norm: 1.0, ..Default::default() }, vec![true; 2], 10);
         let mut g = vec![30.0f32, 40.0];
-        let norm = opt.step(&mut vec![0.0; 2], &mut g);
+        let norm = opt.step(&mut [0.0; 2], &mut g);
         assert!((norm - 50.0).abs() < 1e-9);
         assert!(((g[0] * g[0] + g[1] * g[1]).sqrt() - 1.0).abs() < 1e-6);
     }
 
     #[test]
     fn schedule_warms_up_then_decays() {
-        let opt = AdamW::new(AdamWConfig { lr: 1.0, warmup: 0.1, final_lr_fraction: 0.0, ..Default::default() }, vec![], 100);
+        let opt = AdamW::new(
+            AdamWConfig { lr: 1.0, warmup: 0.1, final_lr_fraction: 0.0, ..Default::default() },
+            vec![],
+            100,
+        );
         assert!((opt.lr_at(0) - 0.1).abs() < 1e-12);
         assert!((opt.lr_at(9) - 1.0).abs() < 1e-12);
         assert!(opt.lr_at(50) < 1.0 && opt.lr_at(50) > opt.lr_at(90));

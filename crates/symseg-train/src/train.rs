@@ -148,7 +148,12 @@ pub struct Trained {
 }
 
 /// `(loss, d loss / d logits)` of one sample's logits.
-fn sample_loss(logits: &Array2<f32>, s: &Sample, cfg: &TrainConfig, grad: bool) -> TrainResult<(f64, Option<Array2<f32>>)> {
+fn sample_loss(
+    logits: &Array2<f32>,
+    s: &Sample,
+    cfg: &TrainConfig,
+    grad: bool,
+) -> TrainResult<(f64, Option<Array2<f32>>)> {
     let x = logits.view().insert_axis(Axis(0));
     let y = s.labels.view().insert_axis(Axis(0));
     let input = LossInput::new(x, y).region(Region::default().min_sep(cfg.min_sep));
@@ -202,7 +207,7 @@ pub fn train<O: ModelOps>(
                 .par_iter()
                 .map(|&i| {
                     let s = &train.samples[i];
-                    let (logits, tape) = ops.forward(&arch, &params, s.features.view());
+                    let (logits, tape) = ops.forward(&arch, &params, s.features.view())?;
                     let (loss, dlogits) = sample_loss(&logits, s, cfg, true)?;
                     let mut g = vec![0.0f32; params.len()];
                     if let Some(d) = dlogits {
@@ -229,7 +234,7 @@ pub fn train<O: ModelOps>(
         let seconds = start.elapsed().as_secs_f64();
         let (val_loss, val_f1) = match val {
             Some(v) => {
-                let logits = predict_all(ops, &arch, &params, v);
+                let logits = predict_all(ops, &arch, &params, v)?;
                 let loss = v
                     .samples
                     .iter()
@@ -255,22 +260,35 @@ pub fn train<O: ModelOps>(
         on_event(Event::Epoch(log));
     }
     let decode = match val {
-        Some(v) => choose_decode(v, &predict_all(ops, &arch, &params, v), cfg.min_sep)?,
+        Some(v) => choose_decode(v, &predict_all(ops, &arch, &params, v)?, cfg.min_sep)?,
         None => Decode::default(),
     };
     Ok(Trained { arch, params, history, decode })
 }
 
 /// Logits of every sample (parallel over samples).
-pub fn predict_all<O: ModelOps>(ops: &O, arch: &Arch, params: &[f32], data: &Dataset) -> Vec<Array2<f32>> {
-    data.samples.par_iter().map(|s| ops.forward(arch, params, s.features.view()).0).collect()
+///
+/// # Errors
+/// A sample that does not fit the model.
+pub fn predict_all<O: ModelOps>(
+    ops: &O,
+    arch: &Arch,
+    params: &[f32],
+    data: &Dataset,
+) -> TrainResult<Vec<Array2<f32>>> {
+    data.samples.par_iter().map(|s| ops.forward(arch, params, s.features.view()).map(|r| r.0)).collect()
 }
 
 /// SPEC §6 figures of `logits` against `data` with `decode`.
 ///
 /// # Errors
 /// Validation errors of the labels or a non-finite logit.
-pub fn evaluate(data: &Dataset, logits: &[Array2<f32>], min_sep: usize, decode: &Decode) -> TrainResult<MetricsReport> {
+pub fn evaluate(
+    data: &Dataset,
+    logits: &[Array2<f32>],
+    min_sep: usize,
+    decode: &Decode,
+) -> TrainResult<MetricsReport> {
     let pred = PredictConfig::default().mode(decode.mode).threshold(decode.threshold);
     let mut acc = MetricsAccumulator::new(pred, decode.one_partner);
     for (s, l) in data.samples.iter().zip(logits) {
@@ -336,7 +354,12 @@ pub fn choose_decode(data: &Dataset, logits: &[Array2<f32>], min_sep: usize) -> 
 ///
 /// # Errors
 /// A sequence longer than the map.
-pub fn decode_pairs(logits: &Array2<f32>, sequence: Option<&str>, min_sep: usize, decode: &Decode) -> TrainResult<Vec<(usize, usize)>> {
+pub fn decode_pairs(
+    logits: &Array2<f32>,
+    sequence: Option<&str>,
+    min_sep: usize,
+    decode: &Decode,
+) -> TrainResult<Vec<(usize, usize)>> {
     let n = logits.nrows();
     let mask = match (sequence, decode.canonical) {
         (Some(seq), true) => Some(postprocess::canonical_mask(seq.as_bytes(), n)?),

@@ -39,7 +39,8 @@ fn convolution_backward_matches_finite_differences() {
             let (mut wp, mut wm) = (w.clone(), w.clone());
             wp.as_slice_mut().unwrap()[idx] += h;
             wm.as_slice_mut().unwrap()[idx] -= h;
-            let fd = ((conv_loss(&s, &wp, &b, &x, &r) - conv_loss(&s, &wm, &b, &x, &r)) / (2.0 * f64::from(h))) as f32;
+            let fd = ((conv_loss(&s, &wp, &b, &x, &r) - conv_loss(&s, &wm, &b, &x, &r))
+                / (2.0 * f64::from(h))) as f32;
             let g = dw.as_slice().unwrap()[idx];
             assert!((fd - g).abs() <= tol(g), "k={k} d={dilation} dw[{idx}]: {g} vs {fd}");
         }
@@ -47,14 +48,16 @@ fn convolution_backward_matches_finite_differences() {
             let (mut bp, mut bm) = (b.clone(), b.clone());
             bp[c] += h;
             bm[c] -= h;
-            let fd = ((conv_loss(&s, &w, &bp, &x, &r) - conv_loss(&s, &w, &bm, &x, &r)) / (2.0 * f64::from(h))) as f32;
+            let fd = ((conv_loss(&s, &w, &bp, &x, &r) - conv_loss(&s, &w, &bm, &x, &r))
+                / (2.0 * f64::from(h))) as f32;
             assert!((fd - db[c]).abs() <= tol(db[c]), "db[{c}]: {} vs {fd}", db[c]);
         }
         for idx in 0..x.len() {
             let (mut xp, mut xm) = (x.clone(), x.clone());
             xp.as_slice_mut().unwrap()[idx] += h;
             xm.as_slice_mut().unwrap()[idx] -= h;
-            let fd = ((conv_loss(&s, &w, &b, &xp, &r) - conv_loss(&s, &w, &b, &xm, &r)) / (2.0 * f64::from(h))) as f32;
+            let fd = ((conv_loss(&s, &w, &b, &xp, &r) - conv_loss(&s, &w, &b, &xm, &r))
+                / (2.0 * f64::from(h))) as f32;
             let g = dx.as_slice().unwrap()[idx];
             assert!((fd - g).abs() <= tol(g), "k={k} d={dilation} dx[{idx}]: {g} vs {fd}");
         }
@@ -77,9 +80,11 @@ fn im2col_matches_a_direct_convolution() {
                 for c in 0..2 {
                     for ky in 0..3 {
                         for kx in 0..3 {
-                            let (si, sj) = (i as isize + (ky as isize - 1) * 2, j as isize + (kx as isize - 1) * 2);
+                            let (si, sj) =
+                                (i as isize + (ky as isize - 1) * 2, j as isize + (kx as isize - 1) * 2);
                             if (0..n as isize).contains(&si) && (0..n as isize).contains(&sj) {
-                                acc += f64::from(w[[o, (c * 3 + ky) * 3 + kx]]) * f64::from(x[[c, si as usize, sj as usize]]);
+                                acc += f64::from(w[[o, (c * 3 + ky) * 3 + kx]])
+                                    * f64::from(x[[c, si as usize, sj as usize]]);
                             }
                         }
                     }
@@ -100,10 +105,10 @@ fn network_backward_matches_finite_differences() {
     let x = random3(&mut rng, (3, n, n));
     let r = Array2::from_shape_fn((n, n), |_| rng.normal() as f32);
     let loss = |p: &[f32]| -> f64 {
-        let (l, _) = CpuOps.forward(&arch, p, x.view());
+        let (l, _) = CpuOps.forward(&arch, p, x.view()).unwrap();
         l.iter().zip(r.iter()).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum()
     };
-    let (_, tape) = CpuOps.forward(&arch, &params, x.view());
+    let (_, tape) = CpuOps.forward(&arch, &params, x.view()).unwrap();
     let mut g = vec![0.0f32; params.len()];
     CpuOps.backward(&arch, &params, &tape, r.view(), &mut g);
     let h = 1e-3f32;
@@ -125,4 +130,15 @@ fn network_backward_matches_finite_differences() {
     }
     assert!(kinks <= params.len() / 100, "{kinks} of {} parameters disagree (worst {worst})", params.len());
     assert!(g.iter().any(|v| v.abs() > 1e-3), "gradient is not trivially zero");
+}
+
+#[test]
+fn inputs_that_do_not_fit_the_model_are_errors() {
+    let arch = Arch { channels: 3, width: 4, dilations: vec![1] };
+    let params = arch.init(0);
+    let err = CpuOps.forward(&arch, &params, Array3::<f32>::zeros((2, 5, 5)).view()).unwrap_err().to_string();
+    assert!(err.contains("expects 3 x N x N"), "{err}");
+    let err = CpuOps.forward(&arch, &params[1..], Array3::<f32>::zeros((3, 5, 5)).view()).unwrap_err().to_string();
+    assert!(err.contains("parameters"), "{err}");
+    assert!(CpuOps.forward(&arch, &params, Array3::<f32>::zeros((3, 4, 5)).view()).is_err());
 }

@@ -42,7 +42,8 @@ fn every_format_loads_and_malformed_input_is_named() {
 
     std::fs::create_dir(p("gen")).unwrap();
     for (k, n) in [5usize, 7].into_iter().enumerate() {
-        let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(p(&format!("gen/s{k}.npz"))).unwrap());
+        let mut npz =
+            ndarray_npy::NpzWriter::new(std::fs::File::create(p(&format!("gen/s{k}.npz"))).unwrap());
         npz.add_array("x", &Array3::<f32>::ones((2, n, n))).unwrap();
         npz.add_array("y", &Array2::<u8>::eye(n)).unwrap();
         npz.finish().unwrap();
@@ -64,7 +65,8 @@ fn every_format_loads_and_malformed_input_is_named() {
 #[test]
 fn same_seed_same_model() {
     let data = Dataset::load("synthetic:6:3", false).unwrap();
-    let cfg = TrainConfig { epochs: 2, width: 6, dilations: vec![1, 2], batch_size: 3, ..TrainConfig::default() };
+    let cfg =
+        TrainConfig { epochs: 2, width: 6, dilations: vec![1, 2], batch_size: 3, ..TrainConfig::default() };
     let a = train(&CpuOps, &cfg, &data, None, &mut |_| {}).unwrap();
     let b = train(&CpuOps, &cfg, &data, None, &mut |_| {}).unwrap();
     assert_eq!(a.params, b.params);
@@ -74,22 +76,31 @@ fn same_seed_same_model() {
 
 #[test]
 fn a_handful_of_structures_is_learned_to_f1_095() {
-    let data = Dataset::load("synthetic:6:11", false).unwrap();
+    // Six real structures of 30-60 nt from the embedded set.
+    let mut data = Dataset::embedded(false).unwrap();
+    data.samples
+        .retain(|s| (30..=60).contains(&s.len()) && s.labels.iter().filter(|&&v| v == 1).count() >= 16);
+    data.samples.truncate(6);
+    assert_eq!(data.samples.len(), 6);
+    // Focal without alpha (alpha = 0.25 down-weights the ~2% positives until the
+    // model settles on predicting none; see the `train` flag's help).
     let cfg = TrainConfig {
-        epochs: 120,
-        width: 12,
-        dilations: vec![1, 2, 4, 1],
+        loss: symseg::LossConfig::default().loss(symseg::ElementLoss::focal().with_alpha(None)),
+        epochs: 200,
+        width: 16,
+        dilations: vec![1, 2, 4, 8, 1],
         batch_size: 6,
-        optim: symseg_train::optim::AdamWConfig { lr: 1e-2, ..Default::default() },
+        optim: symseg_train::optim::AdamWConfig { lr: 3e-2, ..Default::default() },
+        seed: 1,
         ..TrainConfig::default()
     };
     let trained = train(&CpuOps, &cfg, &data, None, &mut |_| {}).unwrap();
-    let logits = predict_all(&CpuOps, &trained.arch, &trained.params, &data);
+    let logits = predict_all(&CpuOps, &trained.arch, &trained.params, &data).unwrap();
     let decode = choose_decode(&data, &logits, cfg.min_sep).unwrap();
     let r = evaluate(&data, &logits, cfg.min_sep, &decode).unwrap();
     let first = trained.history.first().unwrap().train_loss;
     let last = trained.history.last().unwrap().train_loss;
-    assert!(last < first / 5.0, "loss {first} -> {last}");
+    assert!(last < first / 2.0, "loss {first} -> {last}");
     assert!(r.f1 >= 0.95, "training F1 {} with {decode:?}", r.f1);
     let plain = evaluate(&data, &logits, cfg.min_sep, &Decode::default()).unwrap();
     assert!(plain.f1 > 0.5, "undecoded F1 {}", plain.f1);

@@ -2,10 +2,10 @@
 
 pub mod eval;
 pub mod loss;
-pub mod predict;
-pub mod train;
 pub mod metrics;
+pub mod predict;
 pub mod synth;
+pub mod train;
 
 use crate::args::{Cli, Command};
 use crate::error::CliResult;

@@ -16,7 +16,7 @@ use crate::{io, output};
 /// Runs `symseg predict`.
 pub fn run(args: &PredictArgs) -> CliResult<()> {
     let (ckpt, set) = super::eval::load(&args.checkpoint, &args.data, args.skip_bad)?;
-    let logits = predict_all(&CpuOps, &ckpt.arch, &ckpt.params, &set);
+    let logits = predict_all(&CpuOps, &ckpt.arch, &ckpt.params, &set)?;
     let write_err = |e: std::io::Error| CliError::Write { path: args.out.clone(), message: e.to_string() };
     match set.kind {
         DataKind::Rna => {
@@ -28,8 +28,10 @@ pub fn run(args: &PredictArgs) -> CliResult<()> {
                     pairs
                 } else {
                     // Dot-bracket needs each base in at most one pair: keep the best-scoring ones.
-                    let mut scored: Vec<(f64, usize, usize)> =
-                        pairs.iter().map(|&(i, j)| (sym_pair(ckpt.decode.mode, l[[i, j]], l[[j, i]]).0, i, j)).collect();
+                    let mut scored: Vec<(f64, usize, usize)> = pairs
+                        .iter()
+                        .map(|&(i, j)| (sym_pair(ckpt.decode.mode, l[[i, j]], l[[j, i]]).0, i, j))
+                        .collect();
                     symseg::postprocess::one_partner(&mut scored, s.len())
                 };
                 let (db, d) = to_dot_bracket(s.len(), &one_partner);
@@ -38,7 +40,9 @@ pub fn run(args: &PredictArgs) -> CliResult<()> {
             }
             std::fs::write(&args.out, text).map_err(write_err)?;
             if dropped > 0 {
-                eprintln_warning(&format!("{dropped} pair(s) needed a fifth bracket level and were left out"));
+                eprintln_warning(&format!(
+                    "{dropped} pair(s) needed a fifth bracket level and were left out"
+                ));
             }
         }
         DataKind::Generic => {

@@ -16,7 +16,11 @@ use crate::error::{CliError, CliResult};
 use crate::output;
 
 /// Loads training and validation data as `train` documents them.
-pub fn load_data(data: Option<&str>, val: Option<&str>, skip_bad: bool) -> CliResult<(Dataset, Option<Dataset>)> {
+pub fn load_data(
+    data: Option<&str>,
+    val: Option<&str>,
+    skip_bad: bool,
+) -> CliResult<(Dataset, Option<Dataset>)> {
     let train = match data {
         Some(spec) => Dataset::load(spec, skip_bad)?,
         None => Dataset::embedded(false)?,
@@ -43,7 +47,10 @@ fn new_run_dir() -> PathBuf {
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let mut k = 0;
     loop {
-        let p = PathBuf::from(format!("runs/run-{stamp}{}", if k == 0 { String::new() } else { format!("-{k}") }));
+        let p = PathBuf::from(format!(
+            "runs/run-{stamp}{}",
+            if k == 0 { String::new() } else { format!("-{k}") }
+        ));
         if !p.exists() {
             return p;
         }
@@ -132,7 +139,7 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
     Checkpoint::new(&trained, &cfg, train_set.kind).save(&ckpt_path)?;
     let val_report = match &val_set {
         Some(v) => {
-            let logits = predict_all(&CpuOps, &trained.arch, &trained.params, v);
+            let logits = predict_all(&CpuOps, &trained.arch, &trained.params, v)?;
             Some(evaluate(v, &logits, cfg.min_sep, &trained.decode)?)
         }
         None => None,
@@ -149,14 +156,24 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
         decode: trained.decode,
         val: val_report.clone(),
     };
-    crate::report::write_train_report(&out, &cfg, &trained, &train_set, val_set.as_ref(), val_report.as_ref())?;
+    crate::report::write_train_report(
+        &out,
+        &cfg,
+        &trained,
+        &train_set,
+        val_set.as_ref(),
+        val_report.as_ref(),
+    )?;
     if args.json {
         return output::json(&summary);
     }
     let mut rows = vec![
         ("trained on", format!("{} ({n} samples, {} epochs, {seconds:.0} s)", train_set.source, cfg.epochs)),
         ("throughput", format!("{:.1} samples/s", summary.samples_per_s)),
-        ("strategy", format!("{} (loss {:?}, penalty {:?})", cfg.loss.strategy, cfg.loss.loss, cfg.loss.penalty)),
+        (
+            "strategy",
+            format!("{} (loss {:?}, penalty {:?})", cfg.loss.strategy, cfg.loss.loss, cfg.loss.penalty),
+        ),
         (
             "decoding",
             format!(

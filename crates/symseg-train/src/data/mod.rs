@@ -91,6 +91,14 @@ impl Dataset {
         })
     }
 
+    /// A data set of RNA records (e.g. from [`synthetic_rna`]).
+    ///
+    /// # Errors
+    /// [`TrainError::Dataset`] when `records` is empty.
+    pub fn from_records(source: &str, records: &[rna::RnaRecord]) -> TrainResult<Dataset> {
+        Dataset::from_rna(source.to_string(), records, Vec::new())
+    }
+
     /// The embedded training (`test = false`) or validation set.
     pub fn embedded(test: bool) -> TrainResult<Dataset> {
         let (name, text) = if test { ("test.dbn", EMBEDDED_TEST) } else { ("train.dbn", EMBEDDED_TRAIN) };
@@ -110,7 +118,11 @@ impl Dataset {
             let mut parts = rest.trim_start_matches(':').split(':').filter(|s| !s.is_empty());
             let count = parse_num(parts.next(), 64, "synthetic count")?;
             let seed = parse_num(parts.next(), 0, "synthetic seed")? as u64;
-            return Dataset::from_rna(format!("synthetic:{count}:{seed}"), &synthetic_rna(count, seed, 24, 96), Vec::new());
+            return Dataset::from_rna(
+                format!("synthetic:{count}:{seed}"),
+                &synthetic_rna(count, seed, 24, 96),
+                Vec::new(),
+            );
         }
         let path = PathBuf::from(spec);
         if path.is_dir() {
@@ -121,7 +133,11 @@ impl Dataset {
             "bpseq" => Dataset::from_rna(spec.to_string(), &[rna::parse_bpseq(&text, &path)?], Vec::new()),
             _ => {
                 let parsed = rna::parse_dbn(&text, &path, skip_bad)?;
-                Dataset::from_rna(spec.to_string(), &parsed.records, parsed.skipped.iter().map(|e| e.to_string()).collect())
+                Dataset::from_rna(
+                    spec.to_string(),
+                    &parsed.records,
+                    parsed.skipped.iter().map(|e| e.to_string()).collect(),
+                )
             }
         }
     }
@@ -130,7 +146,11 @@ impl Dataset {
 fn parse_num(s: Option<&str>, default: usize, what: &'static str) -> TrainResult<usize> {
     match s {
         None => Ok(default),
-        Some(v) => v.parse().map_err(|_| TrainError::Config { param: what, value: v.to_string(), reason: "expected an integer" }),
+        Some(v) => v.parse().map_err(|_| TrainError::Config {
+            param: what,
+            value: v.to_string(),
+            reason: "expected an integer",
+        }),
     }
 }
 
@@ -144,7 +164,8 @@ fn read_text(path: &Path) -> TrainResult<String> {
 
 fn load_dir(dir: &Path, skip_bad: bool) -> TrainResult<Dataset> {
     let io = |source| TrainError::Io { path: dir.to_path_buf(), source };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).map_err(io)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(dir).map_err(io)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
     files.sort();
     let bpseq: Vec<&PathBuf> = files.iter().filter(|p| extension(p) == "bpseq").collect();
     let npz: Vec<&PathBuf> = files.iter().filter(|p| extension(p) == "npz").collect();
@@ -171,31 +192,47 @@ fn load_dir(dir: &Path, skip_bad: bool) -> TrainResult<Dataset> {
                 }
             }
             let Some(channels) = samples.first().map(|s| s.features.shape()[0]) else {
-                return Err(TrainError::Dataset { path: dir.to_path_buf(), message: "no readable .npz files".into() });
+                return Err(TrainError::Dataset {
+                    path: dir.to_path_buf(),
+                    message: "no readable .npz files".into(),
+                });
             };
             if let Some(s) = samples.iter().find(|s| s.features.shape()[0] != channels) {
                 return Err(TrainError::Dataset {
                     path: dir.to_path_buf(),
-                    message: format!("{} has {} channels, the first file {channels}", s.id, s.features.shape()[0]),
+                    message: format!(
+                        "{} has {} channels, the first file {channels}",
+                        s.id,
+                        s.features.shape()[0]
+                    ),
                 });
             }
             Ok(Dataset { source, samples, channels, kind: DataKind::Generic, skipped })
         }
-        (false, false) => Err(TrainError::Dataset { path: dir.to_path_buf(), message: "mixes .bpseq and .npz files".into() }),
-        (true, true) => Err(TrainError::Dataset { path: dir.to_path_buf(), message: "holds no .bpseq or .npz files".into() }),
+        (false, false) => Err(TrainError::Dataset {
+            path: dir.to_path_buf(),
+            message: "mixes .bpseq and .npz files".into(),
+        }),
+        (true, true) => Err(TrainError::Dataset {
+            path: dir.to_path_buf(),
+            message: "holds no .bpseq or .npz files".into(),
+        }),
     }
 }
 
 /// Reads one generic sample: arrays `x` (`C x N x N` float32) and `y` (`N x N`, 0/1/255).
 fn read_npz(path: &Path) -> TrainResult<Sample> {
     let bad = |message: String| TrainError::Parse { path: path.to_path_buf(), line: 0, message };
-    let file = std::fs::File::open(path).map_err(|source| TrainError::Io { path: path.to_path_buf(), source })?;
-    let mut npz = ndarray_npy::NpzReader::new(file).map_err(|e| bad(format!("not a valid .npz file ({e})")))?;
+    let file =
+        std::fs::File::open(path).map_err(|source| TrainError::Io { path: path.to_path_buf(), source })?;
+    let mut npz =
+        ndarray_npy::NpzReader::new(file).map_err(|e| bad(format!("not a valid .npz file ({e})")))?;
     let x: Array3<f32> = npz.by_name("x").map_err(|e| bad(format!("array 'x' (C x N x N float32): {e}")))?;
     let y: Array2<u8> = match npz.by_name::<ndarray::OwnedRepr<u8>, ndarray::Ix2>("y") {
         Ok(y) => y,
         Err(_) => {
-            let y: Array2<i64> = npz.by_name("y").map_err(|e| bad(format!("array 'y' (N x N integer labels): {e}")))?;
+            let y: Array2<i64> =
+                npz.by_name("y").map_err(|e| bad(format!("array 'y' (N x N integer labels): {e}")))?;
             if let Some(v) = y.iter().find(|v| !matches!(v, 0 | 1 | 255)) {
                 return Err(bad(format!("label {v} is not 0, 1 or 255")));
             }
@@ -204,7 +241,11 @@ fn read_npz(path: &Path) -> TrainResult<Sample> {
     };
     let n = y.nrows();
     if y.ncols() != n || x.shape()[1] != n || x.shape()[2] != n || n == 0 {
-        return Err(bad(format!("x has shape {:?} and y {:?}: expected C x N x N and N x N", x.shape(), y.shape())));
+        return Err(bad(format!(
+            "x has shape {:?} and y {:?}: expected C x N x N and N x N",
+            x.shape(),
+            y.shape()
+        )));
     }
     if let Some(v) = y.iter().find(|v| !matches!(v, 0 | 1 | 255)) {
         return Err(bad(format!("label {v} is not 0, 1 or 255")));

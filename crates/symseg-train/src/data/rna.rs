@@ -41,12 +41,20 @@ pub fn parse_dot_bracket(structure: &str, path: &Path, line: usize) -> TrainResu
             })?;
             pairs.push((i, k));
         } else {
-            return Err(parse_err(path, line, format!("column {}: '{c}' is not a dot-bracket character", k + 1)));
+            return Err(parse_err(
+                path,
+                line,
+                format!("column {}: '{c}' is not a dot-bracket character", k + 1),
+            ));
         }
     }
     for (t, s) in stacks.iter().enumerate() {
         if let Some(&i) = s.last() {
-            return Err(parse_err(path, line, format!("column {}: '{}' is never closed", i + 1, BRACKETS[t].0)));
+            return Err(parse_err(
+                path,
+                line,
+                format!("column {}: '{}' is never closed", i + 1, BRACKETS[t].0),
+            ));
         }
     }
     pairs.sort_unstable();
@@ -77,8 +85,12 @@ fn keep_or_fail(out: &mut Parsed, r: TrainResult<RnaRecord>, skip_bad: bool) -> 
 /// [`TrainError::Parse`] naming the file and line of the first bad record
 /// (unless `skip_bad`, which collects them instead).
 pub fn parse_dbn(text: &str, path: &Path, skip_bad: bool) -> TrainResult<Parsed> {
-    let lines: Vec<(usize, &str)> =
-        text.lines().enumerate().map(|(k, l)| (k + 1, l.trim())).filter(|(_, l)| !l.is_empty() && !l.starts_with('#')).collect();
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .map(|(k, l)| (k + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+        .collect();
     let mut out = Parsed::default();
     let mut k = 0;
     while k < lines.len() {
@@ -93,11 +105,19 @@ pub fn parse_dbn(text: &str, path: &Path, skip_bad: bool) -> TrainResult<Parsed>
             }
             continue;
         };
-        let body: Vec<(usize, &str)> = lines[k + 1..].iter().take_while(|(_, l)| !l.starts_with('>')).copied().collect();
+        let body: Vec<(usize, &str)> =
+            lines[k + 1..].iter().take_while(|(_, l)| !l.starts_with('>')).copied().collect();
         k += 1 + body.len();
         let rec = (|| {
             let [(sl, seq), (tl, structure)] = body[..] else {
-                return Err(parse_err(path, hl, format!("record '{id}' needs a sequence line and a structure line, found {} lines", body.len())));
+                return Err(parse_err(
+                    path,
+                    hl,
+                    format!(
+                        "record '{id}' needs a sequence line and a structure line, found {} lines",
+                        body.len()
+                    ),
+                ));
             };
             if let Some((c, ch)) = seq.chars().enumerate().find(|(_, c)| !c.is_ascii_alphabetic()) {
                 return Err(parse_err(path, sl, format!("column {}: '{ch}' is not a base letter", c + 1)));
@@ -106,7 +126,11 @@ pub fn parse_dbn(text: &str, path: &Path, skip_bad: bool) -> TrainResult<Parsed>
                 return Err(parse_err(
                     path,
                     tl,
-                    format!("structure has {} characters but the sequence has {}", structure.chars().count(), seq.chars().count()),
+                    format!(
+                        "structure has {} characters but the sequence has {}",
+                        structure.chars().count(),
+                        seq.chars().count()
+                    ),
                 ));
             }
             let pairs = parse_dot_bracket(structure, path, tl)?;
@@ -141,13 +165,19 @@ pub fn parse_bpseq(text: &str, path: &Path) -> TrainResult<RnaRecord> {
             return Err(parse_err(path, line_no, "expected three fields: index base partner"));
         }
         if index != partner.len() + 1 {
-            return Err(parse_err(path, line_no, format!("index {index} out of order (expected {})", partner.len() + 1)));
+            return Err(parse_err(
+                path,
+                line_no,
+                format!("index {index} out of order (expected {})", partner.len() + 1),
+            ));
         }
         let base = fields[1];
         if base.len() != 1 || !base.chars().all(|c| c.is_ascii_alphabetic()) {
             return Err(parse_err(path, line_no, format!("'{base}' is not a base letter")));
         }
-        let j: usize = fields[2].parse().map_err(|_| parse_err(path, line_no, format!("'{}' is not a partner index", fields[2])))?;
+        let j: usize = fields[2]
+            .parse()
+            .map_err(|_| parse_err(path, line_no, format!("'{}' is not a partner index", fields[2])))?;
         seq.push_str(&base.to_ascii_uppercase());
         partner.push(j);
         lines_of.push(line_no);
@@ -163,7 +193,11 @@ pub fn parse_bpseq(text: &str, path: &Path) -> TrainResult<RnaRecord> {
             continue;
         }
         if j > n || j == i || partner[j - 1] != i {
-            return Err(parse_err(path, lines_of[i0], format!("base {i} pairs with {j}, which does not pair back")));
+            return Err(parse_err(
+                path,
+                lines_of[i0],
+                format!("base {i} pairs with {j}, which does not pair back"),
+            ));
         }
         if i < j {
             pairs.push((i - 1, j - 1));

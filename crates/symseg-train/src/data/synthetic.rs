@@ -12,7 +12,13 @@ pub fn synthetic_rna(count: usize, seed: u64, min_len: usize, max_len: usize) ->
     let complement = |b: u8, rng: &mut Rng| match b {
         b'A' => b'U',
         b'C' => b'G',
-        b'G' => if rng.chance(0.8) { b'C' } else { b'U' },
+        b'G' => {
+            if rng.chance(0.8) {
+                b'C'
+            } else {
+                b'U'
+            }
+        }
         _ => b'A',
     };
     (0..count)
@@ -29,7 +35,9 @@ pub fn synthetic_rna(count: usize, seed: u64, min_len: usize, max_len: usize) ->
                 let i = rng.below(len - 2 * stem - 4);
                 let j = i + 2 * stem + 3 + rng.below(len - i - 2 * stem - 3);
                 let fits = (0..stem).all(|d| !paired[i + d] && !paired[j - d])
-                    && pairs.iter().all(|&(a, b): &(usize, usize)| !((a < i && i < b && b < j) || (i < a && a < j && j < b)));
+                    && pairs.iter().all(|&(a, b): &(usize, usize)| {
+                        !((a < i && i < b && b < j) || (i < a && a < j && j < b))
+                    });
                 if fits {
                     for d in 0..stem {
                         paired[i + d] = true;
@@ -40,7 +48,11 @@ pub fn synthetic_rna(count: usize, seed: u64, min_len: usize, max_len: usize) ->
                 }
             }
             pairs.sort_unstable();
-            RnaRecord { id: format!("synthetic_{k:04}"), sequence: String::from_utf8_lossy(&seq).into_owned(), pairs }
+            RnaRecord {
+                id: format!("synthetic_{k:04}"),
+                sequence: String::from_utf8_lossy(&seq).into_owned(),
+                pairs,
+            }
         })
         .collect()
 }

@@ -2,6 +2,11 @@
 //! multiply (ndarray's `general_mat_mul`, backed by `matrixmultiply`), with its
 //! hand-written backward.
 
+// Shapes here derive from the architecture and from inputs the data loaders and
+// `train`/`Checkpoint::load` have already checked against it: a failed reshape is a
+// programmer error, so it panics with the broken invariant named.
+#![allow(clippy::expect_used)]
+
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut1, ArrayViewMut2, Axis};
 
@@ -57,7 +62,11 @@ pub fn im2col(s: &ConvShape, x: ArrayView3<'_, f32>) -> Array2<f32> {
                     if j0 >= j1 {
                         continue;
                     }
-                    let src = x.slice(ndarray::s![c, si as usize, (j0 as isize + dx) as usize..(j1 as isize + dx) as usize]);
+                    let src = x.slice(ndarray::s![
+                        c,
+                        si as usize,
+                        (j0 as isize + dx) as usize..(j1 as isize + dx) as usize
+                    ]);
                     for (d, v) in row[i * n + j0..i * n + j1].iter_mut().zip(src.iter()) {
                         *d = *v;
                     }

@@ -9,6 +9,8 @@ mod ops;
 use serde::{Deserialize, Serialize};
 use symseg::rng::Rng;
 
+use crate::error::{TrainError, TrainResult};
+
 pub use conv::ConvShape;
 pub use ops::{CpuOps, ModelOps, Tape};
 
@@ -33,7 +35,12 @@ impl Arch {
     /// Every layer in order: stem, blocks, head.
     pub fn layers(&self) -> Vec<ConvShape> {
         let mut v = vec![ConvShape { cin: self.channels, cout: self.width, k: 3, dilation: 1 }];
-        v.extend(self.dilations.iter().map(|&d| ConvShape { cin: self.width, cout: self.width, k: 3, dilation: d }));
+        v.extend(self.dilations.iter().map(|&d| ConvShape {
+            cin: self.width,
+            cout: self.width,
+            k: 3,
+            dilation: d,
+        }));
         v.push(ConvShape { cin: self.width, cout: 1, k: 1, dilation: 1 });
         v
     }
@@ -52,6 +59,27 @@ impl Arch {
     /// Number of parameters.
     pub fn num_params(&self) -> usize {
         self.offsets().1
+    }
+
+    /// Checks that `params` fits this architecture and `shape` is `channels x N x N`.
+    ///
+    /// # Errors
+    /// [`TrainError::Shape`].
+    pub fn check(&self, params: &[f32], shape: &[usize]) -> TrainResult<()> {
+        if params.len() != self.num_params() {
+            return Err(TrainError::Shape(format!(
+                "{} parameters for an architecture of {}",
+                params.len(),
+                self.num_params()
+            )));
+        }
+        match *shape {
+            [c, a, b] if c == self.channels && a == b && a > 0 => Ok(()),
+            _ => Err(TrainError::Shape(format!(
+                "input of shape {shape:?}, the model expects {} x N x N",
+                self.channels
+            ))),
+        }
     }
 
     /// Whether each parameter is a weight (decayed by AdamW) rather than a bias.

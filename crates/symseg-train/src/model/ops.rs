@@ -1,9 +1,15 @@
 //! Model operations behind a trait, so a GPU version can be added without
 //! touching the training loop.
 
+// Shapes here derive from the architecture and from inputs the data loaders and
+// `train`/`Checkpoint::load` have already checked against it: a failed reshape is a
+// programmer error, so it panics with the broken invariant named.
+#![allow(clippy::expect_used)]
+
 use ndarray::{Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut1, ArrayViewMut2};
 
 use super::{Arch, conv};
+use crate::error::TrainResult;
 
 /// Forward and backward of the whole network for one sample.
 pub trait ModelOps: Send + Sync {
@@ -11,10 +17,25 @@ pub trait ModelOps: Send + Sync {
     type Tape: Send;
 
     /// `N x N` logits of one `C x N x N` input, and the tape for [`ModelOps::backward`].
-    fn forward(&self, arch: &Arch, params: &[f32], x: ArrayView3<'_, f32>) -> (Array2<f32>, Self::Tape);
+    ///
+    /// # Errors
+    /// [`crate::error::TrainError::Shape`] if `x` is not `arch.channels x N x N` or `params` does not fit `arch`.
+    fn forward(
+        &self,
+        arch: &Arch,
+        params: &[f32],
+        x: ArrayView3<'_, f32>,
+    ) -> TrainResult<(Array2<f32>, Self::Tape)>;
 
     /// Accumulates `d loss / d params` into `grad` from `d loss / d logits`.
-    fn backward(&self, arch: &Arch, params: &[f32], tape: &Self::Tape, dlogits: ArrayView2<'_, f32>, grad: &mut [f32]);
+    fn backward(
+        &self,
+        arch: &Arch,
+        params: &[f32],
+        tape: &Self::Tape,
+        dlogits: ArrayView2<'_, f32>,
+        grad: &mut [f32],
+    );
 }
 
 /// The CPU implementation (im2col + matrixmultiply).
@@ -42,7 +63,11 @@ fn layer_views<'a>(
     (w, b)
 }
 
-fn grad_views<'a>(grad: &'a mut [f32], off: usize, s: &conv::ConvShape) -> (ArrayViewMut2<'a, f32>, ArrayViewMut1<'a, f32>) {
+fn grad_views<'a>(
+    grad: &'a mut [f32],
+    off: usize,
+    s: &conv::ConvShape,
+) -> (ArrayViewMut2<'a, f32>, ArrayViewMut1<'a, f32>) {
     let nw = s.cout * s.patch();
     let (w, b) = grad[off..off + s.params()].split_at_mut(nw);
     (ArrayViewMut2::from_shape((s.cout, s.patch()), w).expect("layout matches arch"), ArrayViewMut1::from(b))
@@ -51,7 +76,13 @@ fn grad_views<'a>(grad: &'a mut [f32], off: usize, s: &conv::ConvShape) -> (Arra
 impl ModelOps for CpuOps {
     type Tape = Tape;
 
-    fn forward(&self, arch: &Arch, params: &[f32], x: ArrayView3<'_, f32>) -> (Array2<f32>, Tape) {
+    fn forward(
+        &self,
+        arch: &Arch,
+        params: &[f32],
+        x: ArrayView3<'_, f32>,
+    ) -> TrainResult<(Array2<f32>, Tape)> {
+        arch.check(params, x.shape())?;
         let n = x.shape()[1];
         let layers = arch.layers();
         let (offs, _) = arch.offsets();
@@ -65,7 +96,7 @@ impl ModelOps for CpuOps {
             tape.cols.push(col);
             if k == last {
                 let logits = y.into_shape_with_order((n, n)).expect("head has one channel");
-                return (logits, tape);
+                return Ok((logits, tape));
             }
             y.mapv_inplace(|v| v.max(0.0));
             let y3 = y.view().into_shape_with_order((s.cout, n, n)).expect("cout x n x n");
@@ -76,7 +107,14 @@ impl ModelOps for CpuOps {
         unreachable!("the architecture always ends with a head layer")
     }
 
-    fn backward(&self, arch: &Arch, params: &[f32], tape: &Tape, dlogits: ArrayView2<'_, f32>, grad: &mut [f32]) {
+    fn backward(
+        &self,
+        arch: &Arch,
+        params: &[f32],
+        tape: &Tape,
+        dlogits: ArrayView2<'_, f32>,
+        grad: &mut [f32],
+    ) {
         let n = tape.n;
         let layers = arch.layers();
         let (offs, _) = arch.offsets();
@@ -90,7 +128,13 @@ impl ModelOps for CpuOps {
                 dlogits.to_owned().into_shape_with_order((1, n * n)).expect("n x n logits")
             } else {
                 // Through the ReLU: only active units pass the gradient.
-                let up = dh.as_ref().expect("set by the layer above").view().into_shape_with_order((s.cout, n * n)).expect("cout x n*n").to_owned();
+                let up = dh
+                    .as_ref()
+                    .expect("set by the layer above")
+                    .view()
+                    .into_shape_with_order((s.cout, n * n))
+                    .expect("cout x n*n")
+                    .to_owned();
                 let mut g = up;
                 g.zip_mut_with(&tape.relu_out[k], |g, &o| {
                     if o <= 0.0 {
