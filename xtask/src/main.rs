@@ -3,11 +3,13 @@
 //! - `test-backends`: random cases on every available backend against the f64
 //!   reference (SPEC §4's accuracy) and against each other;
 //! - `bench`: loss/gradient throughput of every strategy beside the machine's
-//!   measured copy bandwidth.
+//!   measured copy bandwidth;
+//! - `train-speed`: training samples/s of the default network at N = 80 and 150.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
 mod bench;
 mod test_backends;
+mod train_speed;
 
 use std::process::ExitCode;
 
@@ -26,6 +28,8 @@ enum Task {
     TestBackends(test_backends::Args),
     /// Measure loss and gradient throughput (ms, G elements/s, GB/s vs copy bandwidth).
     Bench(bench::Args),
+    /// Measure training throughput (samples/s) at fixed sequence lengths.
+    TrainSpeed(train_speed::Args),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +37,7 @@ fn main() -> ExitCode {
     let ok = match cli.task {
         Task::TestBackends(a) => test_backends::run(&a),
         Task::Bench(a) => bench::run(&a),
+        Task::TrainSpeed(a) => train_speed::run(&a),
     };
     if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

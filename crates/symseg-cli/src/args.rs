@@ -30,6 +30,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Predict structures (dot-bracket) or probability maps with a trained model.
     Predict(PredictArgs),
+    /// Train one model per symmetry strategy (same data, seeds, budget) and compare them.
+    Compare(CompareArgs),
     /// Write a small synthetic data set (logits, labels, lengths, mask) as .npy files.
     Synth(SynthArgs),
 }
@@ -457,4 +459,82 @@ pub struct PredictArgs {
     /// Skip malformed records (counted and reported).
     #[arg(long)]
     pub skip_bad: bool,
+}
+
+/// `symseg compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Training data (same forms as `symseg train --data`) [default: the embedded train.dbn].
+    #[arg(long, value_name = "FILE|DIR")]
+    pub data: Option<String>,
+    /// Validation data [default: the embedded test.dbn when --data is not given; required otherwise].
+    #[arg(long, value_name = "FILE|DIR")]
+    pub val: Option<String>,
+    /// Output directory [default: a new folder under runs/].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Seeds per strategy (mean ± sd over seeds).
+    #[arg(long, value_name = "K", default_value_t = 2)]
+    pub seeds: usize,
+    /// Epochs per run.
+    #[arg(long, value_name = "E", default_value_t = 15)]
+    pub epochs: usize,
+    /// Element loss.
+    #[arg(long, value_enum, default_value_t = LossName::Focal)]
+    pub loss: LossName,
+    /// Focal alpha or `none` [default: none].
+    #[arg(long, value_name = "A|none", value_parser = parse_alpha)]
+    pub alpha: Option<Alpha>,
+    /// Focal gamma [default: 2].
+    #[arg(long, value_name = "G", value_parser = parse_nonneg)]
+    pub gamma: Option<f64>,
+    /// BCE pos_weight [default: 1].
+    #[arg(long, value_name = "W", value_parser = parse_positive)]
+    pub pos_weight: Option<f64>,
+    /// Weight of the l1 symmetry penalty in the `+ l1` variants.
+    #[arg(long, value_name = "W", value_parser = parse_nonneg, default_value_t = 0.1)]
+    pub penalty_weight: f64,
+    /// Only pairs with |i - j| >= K count.
+    #[arg(long, value_name = "K", default_value_t = 4)]
+    pub min_sep: usize,
+    /// Peak learning rate.
+    #[arg(long, value_name = "LR", default_value_t = 0.01)]
+    pub lr: f64,
+    /// Hidden width.
+    #[arg(long, value_name = "W", default_value_t = 16)]
+    pub width: usize,
+    /// Samples per optimiser step.
+    #[arg(long, value_name = "B", default_value_t = 8)]
+    pub batch_size: usize,
+    /// First seed (seeds are S, S+1, ...).
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub seed: u64,
+    /// Skip malformed records (counted and reported).
+    #[arg(long)]
+    pub skip_bad: bool,
+    /// Print the results as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl CompareArgs {
+    /// The element loss these flags describe.
+    pub fn element_loss(&self) -> CliResult<ElementLoss> {
+        let loss = match self.loss {
+            LossName::Focal => {
+                if self.pos_weight.is_some() {
+                    return Err(CliError::Usage("--pos-weight applies to --loss bce only".into()));
+                }
+                ElementLoss::Focal { alpha: self.alpha.and_then(|a| a.0), gamma: self.gamma.unwrap_or(2.0) }
+            }
+            LossName::Bce => {
+                if self.alpha.is_some() || self.gamma.is_some() {
+                    return Err(CliError::Usage("--alpha and --gamma apply to --loss focal only".into()));
+                }
+                ElementLoss::Bce { pos_weight: self.pos_weight.unwrap_or(1.0) }
+            }
+        };
+        loss.validate()?;
+        Ok(loss)
+    }
 }

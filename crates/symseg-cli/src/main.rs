@@ -5,6 +5,7 @@ mod cmd;
 mod error;
 mod io;
 mod output;
+mod plot;
 mod report;
 
 use std::process::ExitCode;

@@ -59,6 +59,12 @@ pub fn write_train_report(
             r.f1, r.mcc, r.auprc, r.f1_mean, r.f1_shift, r.precision, r.recall, r.asymmetry
         );
     }
+    let _ = writeln!(md, "## Plots\n");
+    let _ = writeln!(md, "![learning curves](learning_curves.png)\n");
+    if report.is_some() {
+        let _ = writeln!(md, "![validation precision-recall curve](pr_curve.png)\n");
+        let _ = writeln!(md, "![true vs predicted maps of validation samples](maps.png)\n");
+    }
     let _ = writeln!(md, "## Learning curve\n");
     let _ = writeln!(md, "| epoch | train loss | val loss | val F1 (average, 0.5) | lr | samples/s |");
     let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|");

@@ -382,3 +382,31 @@ pub fn decode_pairs(
     pairs.sort_unstable();
     Ok(pairs)
 }
+
+/// The precision–recall curve of `logits` on `data` under `mode`, highest
+/// threshold first: `(threshold, precision, recall)`.
+///
+/// # Errors
+/// As [`evaluate`].
+pub fn pr_curve(
+    data: &Dataset,
+    logits: &[Array2<f32>],
+    min_sep: usize,
+    mode: SymMode,
+) -> TrainResult<Vec<(f64, f64, f64)>> {
+    let mut acc = MetricsAccumulator::new(PredictConfig::default().mode(mode), false);
+    for (s, l) in data.samples.iter().zip(logits) {
+        let (x, y) = (l.as_standard_layout(), s.labels.as_standard_layout());
+        let batch = HostBatch {
+            dims: Dims { batch: 1, n: s.len() },
+            logits: x.as_slice().unwrap_or_default(),
+            labels: y.as_slice().unwrap_or_default(),
+            mask: None,
+            pair_mask: None,
+            lengths: None,
+            min_sep,
+        };
+        acc.add(&batch, None)?;
+    }
+    Ok(acc.scores().pr_curve())
+}

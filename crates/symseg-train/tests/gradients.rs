@@ -138,7 +138,8 @@ fn inputs_that_do_not_fit_the_model_are_errors() {
     let params = arch.init(0);
     let err = CpuOps.forward(&arch, &params, Array3::<f32>::zeros((2, 5, 5)).view()).unwrap_err().to_string();
     assert!(err.contains("expects 3 x N x N"), "{err}");
-    let err = CpuOps.forward(&arch, &params[1..], Array3::<f32>::zeros((3, 5, 5)).view()).unwrap_err().to_string();
+    let err =
+        CpuOps.forward(&arch, &params[1..], Array3::<f32>::zeros((3, 5, 5)).view()).unwrap_err().to_string();
     assert!(err.contains("parameters"), "{err}");
     assert!(CpuOps.forward(&arch, &params, Array3::<f32>::zeros((3, 4, 5)).view()).is_err());
 }

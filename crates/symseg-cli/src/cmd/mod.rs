@@ -1,5 +1,6 @@
 //! One file per subcommand.
 
+pub mod compare;
 pub mod eval;
 pub mod loss;
 pub mod metrics;
@@ -18,6 +19,7 @@ pub fn run(cli: Cli) -> CliResult<()> {
         Command::Train(a) => train::run(&a),
         Command::Eval(a) => eval::run(&a),
         Command::Predict(a) => predict::run(&a),
+        Command::Compare(a) => compare::run(&a),
         Command::Synth(a) => synth::run(&a),
     }
 }

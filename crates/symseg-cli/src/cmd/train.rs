@@ -9,7 +9,7 @@ use serde::Serialize;
 use symseg_train::checkpoint::Checkpoint;
 use symseg_train::data::Dataset;
 use symseg_train::model::CpuOps;
-use symseg_train::train::{Event, TrainConfig, evaluate, predict_all, train};
+use symseg_train::train::{Decode, Event, TrainConfig, evaluate, pr_curve, predict_all, train};
 
 use crate::args::TrainArgs;
 use crate::error::{CliError, CliResult};
@@ -137,13 +137,20 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
     let seconds = started.elapsed().as_secs_f64();
     let ckpt_path = out.join("model.ckpt");
     Checkpoint::new(&trained, &cfg, train_set.kind).save(&ckpt_path)?;
-    let val_report = match &val_set {
-        Some(v) => {
-            let logits = predict_all(&CpuOps, &trained.arch, &trained.params, v)?;
-            Some(evaluate(v, &logits, cfg.min_sep, &trained.decode)?)
-        }
+    let val_logits = match &val_set {
+        Some(v) => Some(predict_all(&CpuOps, &trained.arch, &trained.params, v)?),
         None => None,
     };
+    let val_report = match (&val_set, &val_logits) {
+        (Some(v), Some(l)) => Some(evaluate(v, l, cfg.min_sep, &trained.decode)?),
+        _ => None,
+    };
+    crate::plot::learning_curves(&out.join("learning_curves.png"), &trained.history)?;
+    if let (Some(v), Some(l)) = (&val_set, &val_logits) {
+        let curve = pr_curve(v, l, cfg.min_sep, trained.decode.mode)?;
+        crate::plot::pr_curve(&out.join("pr_curve.png"), &curve, "validation precision-recall")?;
+        crate::plot::maps(&out.join("maps.png"), &example_maps(v, l, &trained.decode))?;
+    }
     let train_s: f64 = trained.history.iter().map(|h| h.seconds).sum();
     let summary = Summary {
         out: out.display().to_string(),
@@ -194,4 +201,27 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
     rows.push(("model", summary.checkpoint.clone()));
     rows.push(("report", out.join("report.md").display().to_string()));
     output::table(&rows)
+}
+
+/// Up to three validation samples with pairs: id, true map, predicted probabilities.
+pub fn example_maps(
+    v: &Dataset,
+    logits: &[ndarray::Array2<f32>],
+    decode: &Decode,
+) -> Vec<(String, ndarray::Array2<u8>, ndarray::Array2<f32>)> {
+    v.samples
+        .iter()
+        .zip(logits)
+        .filter(|(s, _)| s.labels.iter().filter(|&&y| y == 1).count() >= 8)
+        .take(3)
+        .map(|(s, l)| {
+            let n = s.len();
+            let probs = ndarray::Array2::from_shape_fn((n, n), |(i, j)| {
+                let (a, b) = (i.min(j), i.max(j));
+                let (zab, zba) = symseg::metrics::sym_pair(decode.mode, l[[a, b]], l[[b, a]]);
+                symseg::metrics::score(if i <= j { zab } else { zba }) as f32
+            });
+            (s.id.clone(), s.labels.clone(), probs)
+        })
+        .collect()
 }
