@@ -551,7 +551,7 @@ fn train_predict_eval_smoke() {
     ]);
     let v = json(&out);
     assert_eq!(v["train_samples"], 2);
-    for f in ["model.ckpt", "log.jsonl", "report.md"] {
+    for f in ["model.ckpt", "log.jsonl", "report.md", "learning_curves.png", "pr_curve.png", "maps.png"] {
         assert!(dir.path().join("run").join(f).exists(), "{f} missing");
     }
     let log = std::fs::read_to_string(dir.path().join("run/log.jsonl")).unwrap();
@@ -585,4 +585,29 @@ fn train_predict_eval_smoke() {
     assert!(msg.contains("checkpoint"), "{msg}");
     let (code, _) = failure(&["train", "--data", &p("tr.dbn"), "--epochs", "0"]);
     assert_eq!(code, 2);
+}
+
+#[test]
+fn compare_smoke_writes_the_table_and_plots() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cmp");
+    let v = json(&symseg(&[
+        "compare", "--data", "synthetic:6:1", "--val", "synthetic:4:2", "--epochs", "1", "--seeds", "2", "--width", "4",
+        "--out", &out.display().to_string(), "--json",
+    ]));
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 6 * 4, "six strategies x four post-processings");
+    let strategies: std::collections::BTreeSet<&str> = rows.iter().map(|r| r["strategy"].as_str().unwrap()).collect();
+    for s in ["plain", "dual", "average", "upper", "plain + l1", "average + l1"] {
+        assert!(strategies.contains(s), "{s} missing");
+    }
+    assert!(rows.iter().all(|r| r["f1"].as_array().unwrap().len() == 2), "one F1 per seed");
+    for f in ["report.md", "compare.png", "compare.json"] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("| strategy | post-processing | F1 |"));
+    assert!(report.contains("seeds' spread") || report.contains("beyond the seeds' spread"), "{report}");
+    let (code, _) = failure(&["compare", "--data", "synthetic:4", "--epochs", "1"]);
+    assert_eq!(code, 2, "compare with --data needs --val");
 }
