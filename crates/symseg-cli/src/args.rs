@@ -450,7 +450,7 @@ pub struct PredictArgs {
     /// A checkpoint written by `symseg train`.
     #[arg(long, value_name = "DIR/model.ckpt")]
     pub checkpoint: PathBuf,
-    /// Inputs (same forms as `symseg train --data`; labels are not needed but are read if present).
+    /// Inputs: as `symseg train --data`, and FASTA records may hold a sequence alone.
     #[arg(long, value_name = "FILE|DIR")]
     pub data: String,
     /// Output: a dot-bracket FASTA file for RNA input, a directory of .npy probability maps otherwise.

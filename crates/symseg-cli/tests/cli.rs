@@ -569,6 +569,14 @@ fn train_predict_eval_smoke() {
     assert_eq!(lines[1].len(), lines[2].len());
     assert!(lines[2].chars().all(|c| ".()[]{}<>".contains(c)));
 
+    // Plain FASTA (sequences without structures) is accepted for prediction.
+    std::fs::write(p("seqs.fa"), ">s1\nGGGAAACCCAAGGAAACC\n>s2\nACGUACGU\n").unwrap();
+    let out = symseg(&["predict", "--checkpoint", &ckpt, "--data", &p("seqs.fa"), "--out", &p("seqs.dbn")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pred = std::fs::read_to_string(p("seqs.dbn")).unwrap();
+    assert_eq!(pred.lines().count(), 6);
+    assert_eq!(pred.lines().nth(5).unwrap().len(), 8);
+
     let v = json(&symseg(&["eval", "--checkpoint", &ckpt, "--data", &p("va.dbn"), "--json"]));
     for key in ["f1", "mcc", "auprc", "f1_shift", "asymmetry"] {
         assert!(v[key].is_number(), "{key}");
@@ -592,12 +600,25 @@ fn compare_smoke_writes_the_table_and_plots() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("cmp");
     let v = json(&symseg(&[
-        "compare", "--data", "synthetic:6:1", "--val", "synthetic:4:2", "--epochs", "1", "--seeds", "2", "--width", "4",
-        "--out", &out.display().to_string(), "--json",
+        "compare",
+        "--data",
+        "synthetic:6:1",
+        "--val",
+        "synthetic:4:2",
+        "--epochs",
+        "1",
+        "--seeds",
+        "2",
+        "--width",
+        "4",
+        "--out",
+        &out.display().to_string(),
+        "--json",
     ]));
     let rows = v["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 6 * 4, "six strategies x four post-processings");
-    let strategies: std::collections::BTreeSet<&str> = rows.iter().map(|r| r["strategy"].as_str().unwrap()).collect();
+    let strategies: std::collections::BTreeSet<&str> =
+        rows.iter().map(|r| r["strategy"].as_str().unwrap()).collect();
     for s in ["plain", "dual", "average", "upper", "plain + l1", "average + l1"] {
         assert!(strategies.contains(s), "{s} missing");
     }

@@ -11,9 +11,20 @@ use crate::error::{CliError, CliResult};
 use crate::output;
 
 /// Loads a checkpoint and data that fits it.
-pub fn load(checkpoint: &std::path::Path, data: &str, skip_bad: bool) -> CliResult<(Checkpoint, Dataset)> {
+pub fn load(
+    checkpoint: &std::path::Path,
+    data: &str,
+    skip_bad: bool,
+    labelled: bool,
+) -> CliResult<(Checkpoint, Dataset)> {
     let ckpt = Checkpoint::load(checkpoint)?;
-    let (set, _) = super::train::load_data(Some(data), None, skip_bad)?;
+    let set =
+        if labelled { Dataset::load(data, skip_bad)? } else { Dataset::load_for_prediction(data, skip_bad)? };
+    if !set.skipped.is_empty() {
+        use std::io::Write;
+        let _ =
+            writeln!(std::io::stderr().lock(), "warning: skipped {} malformed record(s)", set.skipped.len());
+    }
     if set.channels != ckpt.arch.channels {
         return Err(CliError::Data {
             what: "data",
@@ -34,7 +45,7 @@ struct EvalOutput {
 
 /// Runs `symseg eval`.
 pub fn run(args: &EvalArgs) -> CliResult<()> {
-    let (ckpt, set) = load(&args.checkpoint, &args.data, args.skip_bad)?;
+    let (ckpt, set) = load(&args.checkpoint, &args.data, args.skip_bad, true)?;
     let logits = predict_all(&CpuOps, &ckpt.arch, &ckpt.params, &set)?;
     let report = evaluate(&set, &logits, ckpt.config.min_sep, &ckpt.decode)?;
     if args.json {

@@ -114,6 +114,19 @@ impl Dataset {
     /// [`TrainError`] naming the file and line of the first bad record, unless
     /// `skip_bad`, which skips bad records and lists them in [`Dataset::skipped`].
     pub fn load(spec: &str, skip_bad: bool) -> TrainResult<Dataset> {
+        Dataset::load_inner(spec, skip_bad, true)
+    }
+
+    /// As [`Dataset::load`], but FASTA records may hold a sequence without a
+    /// structure (inputs for prediction; their labels are all 0).
+    ///
+    /// # Errors
+    /// As [`Dataset::load`].
+    pub fn load_for_prediction(spec: &str, skip_bad: bool) -> TrainResult<Dataset> {
+        Dataset::load_inner(spec, skip_bad, false)
+    }
+
+    fn load_inner(spec: &str, skip_bad: bool, require_structure: bool) -> TrainResult<Dataset> {
         if let Some(rest) = spec.strip_prefix("synthetic") {
             let mut parts = rest.trim_start_matches(':').split(':').filter(|s| !s.is_empty());
             let count = parse_num(parts.next(), 64, "synthetic count")?;
@@ -132,7 +145,7 @@ impl Dataset {
         match extension(&path).as_str() {
             "bpseq" => Dataset::from_rna(spec.to_string(), &[rna::parse_bpseq(&text, &path)?], Vec::new()),
             _ => {
-                let parsed = rna::parse_dbn(&text, &path, skip_bad)?;
+                let parsed = rna::parse_records(&text, &path, skip_bad, require_structure)?;
                 Dataset::from_rna(
                     spec.to_string(),
                     &parsed.records,

@@ -85,6 +85,20 @@ fn keep_or_fail(out: &mut Parsed, r: TrainResult<RnaRecord>, skip_bad: bool) -> 
 /// [`TrainError::Parse`] naming the file and line of the first bad record
 /// (unless `skip_bad`, which collects them instead).
 pub fn parse_dbn(text: &str, path: &Path, skip_bad: bool) -> TrainResult<Parsed> {
+    parse_records(text, path, skip_bad, true)
+}
+
+/// Parses FASTA or dot-bracket FASTA: with `require_structure = false`, records
+/// may hold a sequence alone (for prediction); they get no pairs.
+///
+/// # Errors
+/// As [`parse_dbn`].
+pub fn parse_records(
+    text: &str,
+    path: &Path,
+    skip_bad: bool,
+    require_structure: bool,
+) -> TrainResult<Parsed> {
     let lines: Vec<(usize, &str)> = text
         .lines()
         .enumerate()
@@ -109,31 +123,40 @@ pub fn parse_dbn(text: &str, path: &Path, skip_bad: bool) -> TrainResult<Parsed>
             lines[k + 1..].iter().take_while(|(_, l)| !l.starts_with('>')).copied().collect();
         k += 1 + body.len();
         let rec = (|| {
-            let [(sl, seq), (tl, structure)] = body[..] else {
-                return Err(parse_err(
-                    path,
-                    hl,
-                    format!(
-                        "record '{id}' needs a sequence line and a structure line, found {} lines",
-                        body.len()
-                    ),
-                ));
+            let (sl, seq, structure) = match body[..] {
+                [(sl, seq), (tl, structure)] => (sl, seq, Some((tl, structure))),
+                [(sl, seq)] if !require_structure => (sl, seq, None),
+                _ => {
+                    return Err(parse_err(
+                        path,
+                        hl,
+                        format!(
+                            "record '{id}' needs a sequence line and a structure line, found {} lines",
+                            body.len()
+                        ),
+                    ));
+                }
             };
             if let Some((c, ch)) = seq.chars().enumerate().find(|(_, c)| !c.is_ascii_alphabetic()) {
                 return Err(parse_err(path, sl, format!("column {}: '{ch}' is not a base letter", c + 1)));
             }
-            if seq.chars().count() != structure.chars().count() {
-                return Err(parse_err(
-                    path,
-                    tl,
-                    format!(
-                        "structure has {} characters but the sequence has {}",
-                        structure.chars().count(),
-                        seq.chars().count()
-                    ),
-                ));
-            }
-            let pairs = parse_dot_bracket(structure, path, tl)?;
+            let pairs = match structure {
+                None => Vec::new(),
+                Some((tl, structure)) => {
+                    if seq.chars().count() != structure.chars().count() {
+                        return Err(parse_err(
+                            path,
+                            tl,
+                            format!(
+                                "structure has {} characters but the sequence has {}",
+                                structure.chars().count(),
+                                seq.chars().count()
+                            ),
+                        ));
+                    }
+                    parse_dot_bracket(structure, path, tl)?
+                }
+            };
             Ok(RnaRecord { id: id.trim().to_string(), sequence: seq.to_ascii_uppercase(), pairs })
         })();
         keep_or_fail(&mut out, rec, skip_bad)?;

@@ -28,6 +28,11 @@ pub trait ModelOps: Send + Sync {
     ) -> TrainResult<(Array2<f32>, Self::Tape)>;
 
     /// Accumulates `d loss / d params` into `grad` from `d loss / d logits`.
+    ///
+    /// # Panics
+    /// If `dlogits` is not the `N x N` shape of the forward pass that made `tape`, or
+    /// `grad` and `params` are not `arch.num_params()` long: a programmer error, as
+    /// both come from [`ModelOps::forward`] and [`Arch`].
     fn backward(
         &self,
         arch: &Arch,
