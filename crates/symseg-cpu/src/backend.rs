@@ -9,6 +9,7 @@ use symseg_core::validate::check_inputs;
 use symseg_core::{Dims, Error, LossConfig, LossInput, LossReport, Result, SymMode, TensorBackend};
 
 use crate::batch::Batch;
+use crate::simd::SimdLevel;
 
 /// The CPU backend: fused, tiled passes, parallel over tiles with rayon.
 ///
@@ -35,15 +36,40 @@ use crate::batch::Batch;
 /// assert!((dual.loss - 2.0 * plain.loss).abs() <= 1e-12 * plain.loss);
 /// # Ok::<(), symseg_core::Error>(())
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CpuBackend {
     pool: Option<Arc<rayon::ThreadPool>>,
+    simd: SimdLevel,
+}
+
+impl Default for CpuBackend {
+    fn default() -> Self {
+        CpuBackend::new()
+    }
 }
 
 impl CpuBackend {
-    /// A backend on rayon's global thread pool.
+    /// A backend on rayon's global thread pool, at the best SIMD level this CPU has.
     pub fn new() -> Self {
-        CpuBackend { pool: None }
+        CpuBackend { pool: None, simd: SimdLevel::detect() }
+    }
+
+    /// The same backend forced to run its vector kernels at `level` (for tests
+    /// and benchmarks of each level).
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] if this CPU lacks `level`.
+    pub fn with_simd(mut self, level: SimdLevel) -> Result<Self> {
+        if !SimdLevel::available().contains(&level) {
+            return Err(Error::Unsupported { op: level.as_str(), backend: "cpu" });
+        }
+        self.simd = level;
+        Ok(self)
+    }
+
+    /// The SIMD level the vector kernels run at.
+    pub fn simd_level(&self) -> SimdLevel {
+        self.simd
     }
 
     /// A backend with its own pool of `threads` threads.
@@ -55,7 +81,7 @@ impl CpuBackend {
             .num_threads(threads)
             .build()
             .map_err(|e| Error::Backend { backend: "cpu", message: e.to_string() })?;
-        Ok(CpuBackend { pool: Some(Arc::new(pool)) })
+        Ok(CpuBackend { pool: Some(Arc::new(pool)), simd: SimdLevel::detect() })
     }
 
     fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
@@ -103,9 +129,9 @@ impl CpuBackend {
             Some(mut g) => {
                 let dims = Dims::from_shape("logits", input.logits.shape())?;
                 let out = output_slice(&mut g, dims, "gradient")?;
-                self.with_batch(input, |batch| crate::loss::run(batch, cfg, Some(out)))
+                self.with_batch(input, |batch| crate::loss::run(batch, cfg, Some(out), self.simd))
             }
-            None => self.with_batch(input, |batch| crate::loss::run(batch, cfg, None)),
+            None => self.with_batch(input, |batch| crate::loss::run(batch, cfg, None, self.simd)),
         }
     }
 }

@@ -13,8 +13,10 @@ mod backend;
 mod batch;
 mod loss;
 mod metrics;
+mod simd;
 mod symmetrise;
 mod tiles;
 
 pub use backend::CpuBackend;
+pub use simd::SimdLevel;
 pub use tiles::TILE;

@@ -147,3 +147,55 @@ fn result_is_independent_of_thread_count() {
         assert!(one.1.iter().zip(&three.1).all(|(a, b)| a.to_bits() == b.to_bits()), "{strategy} gradient");
     }
 }
+
+#[test]
+fn every_simd_level_matches_reference() {
+    let seed = 0x5EED_0006;
+    let mut rng = Rng::new(seed);
+    let losses = [
+        ElementLoss::Focal { alpha: Some(0.25), gamma: 2.0 },
+        ElementLoss::Focal { alpha: None, gamma: 0.5 },
+        ElementLoss::Focal { alpha: Some(0.9), gamma: 1.0 },
+        ElementLoss::Focal { alpha: None, gamma: 0.0 },
+        ElementLoss::Focal { alpha: Some(0.3), gamma: 5.0 },
+        ElementLoss::Bce { pos_weight: 2.5 },
+    ];
+    for level in symseg_cpu::SimdLevel::available() {
+        let backend = CpuBackend::new().with_simd(level).unwrap();
+        for loss in losses {
+            for reduction in Reduction::ALL {
+                // Sizes straddle the 16 lanes and the 8-row blocks.
+                for n in [1usize, 2, 15, 16, 17, 33, 100] {
+                    for (name, spec) in regions(n) {
+                        let spec = CaseSpec { extreme: 0.05, ..spec };
+                        let case = Case::random(&mut rng, &spec);
+                        let cfg = LossConfig::default().loss(loss).reduction(reduction);
+                        check(
+                            &backend,
+                            &case,
+                            &cfg,
+                            &format!("seed {seed:#x} {level:?} n={n} region={name} {loss:?}"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn simd_levels_agree_bit_for_bit_across_thread_counts() {
+    let mut rng = Rng::new(0x5EED_0007);
+    let case =
+        Case::random(&mut rng, &CaseSpec { lengths: true, ignore: 0.1, mask: true, ..CaseSpec::new(3, 77) });
+    for level in symseg_cpu::SimdLevel::available() {
+        let one = CpuBackend::with_threads(1).unwrap().with_simd(level).unwrap();
+        let three = CpuBackend::with_threads(3).unwrap().with_simd(level).unwrap();
+        let cfg = LossConfig::default();
+        let a = common::run_cpu(&one, &case, &cfg).unwrap();
+        let b = common::run_cpu(&three, &case, &cfg).unwrap();
+        assert_eq!(a.0.loss.to_bits(), b.0.loss.to_bits(), "{level:?}");
+        assert_eq!(a.2.loss.to_bits(), b.2.loss.to_bits(), "{level:?} loss only");
+        assert!(a.1.iter().zip(&b.1).all(|(x, y)| x.to_bits() == y.to_bits()), "{level:?} gradient");
+    }
+}

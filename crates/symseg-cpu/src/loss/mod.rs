@@ -4,10 +4,12 @@
 mod kernels;
 
 use rayon::prelude::*;
-use symseg_core::elem::{ElemFn, PenaltyFn};
+use symseg_core::elem::PenaltyFn;
 use symseg_core::{LossConfig, LossReport, Reduction, RegionCounts, Result, Strategy};
 
 use crate::batch::{Batch, lowest, non_finite_index};
+use crate::simd::SimdLevel;
+use crate::simd::elem::FastElem;
 use crate::tiles::{self, SharedMut, Task};
 use kernels::{Average, Dual, Lower, Plain, StrategyKernel, Upper};
 
@@ -44,7 +46,12 @@ fn factors(reduction: Reduction, counts: impl Iterator<Item = u64> + Clone) -> V
 
 /// Computes the loss, and the gradient into `grad` when given (same length as
 /// the logits). Shapes, lengths and `cfg` are validated by the caller.
-pub(crate) fn run(batch: &Batch<'_>, cfg: &LossConfig, grad: Option<&mut [f32]>) -> Result<LossReport> {
+pub(crate) fn run(
+    batch: &Batch<'_>,
+    cfg: &LossConfig,
+    grad: Option<&mut [f32]>,
+    level: SimdLevel,
+) -> Result<LossReport> {
     let counts = batch.scan(!cfg.allow_asymmetric_labels)?;
     let terms = |c: &RegionCounts| match cfg.strategy {
         Strategy::Upper | Strategy::Lower => c.triangle(),
@@ -55,23 +62,13 @@ pub(crate) fn run(batch: &Batch<'_>, cfg: &LossConfig, grad: Option<&mut [f32]>)
     let rp = factors(cfg.reduction, counts.iter().map(|c| c.pairs));
     let scales: Vec<Scales> = r.iter().zip(&rp).map(|(&r, &rp)| Scales { r, wp: lambda * rp }).collect();
 
-    let f = ElemFn::<f32>::new(&cfg.loss);
-    let pen = cfg.penalty.as_ref().map(PenaltyFn::<f32>::new);
-    let parts = match cfg.strategy {
-        Strategy::Plain => dispatch(&Plain(f), pen, batch, &scales, grad),
-        Strategy::Dual => dispatch(&Dual(f), pen, batch, &scales, grad),
-        Strategy::Average => dispatch(&Average(f), pen, batch, &scales, grad),
-        Strategy::Upper => dispatch(&Upper(f), pen, batch, &scales, grad),
-        Strategy::Lower => dispatch(&Lower(f), pen, batch, &scales, grad),
+    let (element_loss, penalty, bad) = if cfg.strategy == Strategy::Plain && cfg.penalty.is_none() {
+        // No transposed twin needed: one vectorised row pass.
+        let (loss, bad) = crate::simd::plain::run(level, batch, &cfg.loss, &r, grad);
+        (loss, 0.0, bad)
+    } else {
+        tiled(batch, cfg, &scales, grad)
     };
-
-    let (mut element_loss, mut penalty, mut bad) = (0.0, 0.0, None::<usize>);
-    for (t, p) in parts {
-        let s = scales[t.sample];
-        element_loss += s.r * p.elem;
-        penalty += s.wp * p.pen;
-        bad = lowest(bad, p.bad);
-    }
     if let Some(k) = bad {
         return Err(batch.non_finite(k));
     }
@@ -83,6 +80,33 @@ pub(crate) fn run(batch: &Batch<'_>, cfg: &LossConfig, grad: Option<&mut [f32]>)
         pairs: counts.iter().map(|c| c.pairs).sum(),
         nonempty_samples: counts.iter().filter(|c| terms(c) > 0).count(),
     })
+}
+
+/// The tile-pair pass for strategies that read both twins (and any penalty):
+/// `(element loss, penalty, lowest non-finite index)`.
+fn tiled(
+    batch: &Batch<'_>,
+    cfg: &LossConfig,
+    scales: &[Scales],
+    grad: Option<&mut [f32]>,
+) -> (f64, f64, Option<usize>) {
+    let f = FastElem::new(&cfg.loss);
+    let pen = cfg.penalty.as_ref().map(PenaltyFn::<f32>::new);
+    let parts = match cfg.strategy {
+        Strategy::Plain => dispatch(&Plain(f), pen, batch, scales, grad),
+        Strategy::Dual => dispatch(&Dual(f), pen, batch, scales, grad),
+        Strategy::Average => dispatch(&Average(f), pen, batch, scales, grad),
+        Strategy::Upper => dispatch(&Upper(f), pen, batch, scales, grad),
+        Strategy::Lower => dispatch(&Lower(f), pen, batch, scales, grad),
+    };
+    let (mut element_loss, mut penalty, mut bad) = (0.0, 0.0, None::<usize>);
+    for (t, p) in parts {
+        let s = scales[t.sample];
+        element_loss += s.r * p.elem;
+        penalty += s.wp * p.pen;
+        bad = lowest(bad, p.bad);
+    }
+    (element_loss, penalty, bad)
 }
 
 /// Runs every task of the batch with kernel `k`, in parallel, and returns the
@@ -158,13 +182,13 @@ fn run_task<K: StrategyKernel, const G: bool>(
             }
             if i == j {
                 let (l, g) = k.diag::<G>(xij, yij == 1);
-                part.elem += f64::from(l);
+                part.elem += l;
                 put(kij, r * g);
                 continue;
             }
             let yji = y[kji];
             let (l, mut gij, mut gji) = k.pair::<G>(xij, xji, yij == 1, yji == 1);
-            part.elem += f64::from(l);
+            part.elem += l;
             gij *= r;
             gji *= r;
             if let Some(p) = &pen {

@@ -1,0 +1,188 @@
+//! `plain` without a penalty needs no transposed twin, so it runs row by row:
+//! one contiguous pass over logits, labels (and mask) that writes the gradient,
+//! vectorised across 16 lanes, parallel over fixed blocks of rows.
+
+use rayon::prelude::*;
+
+use super::SimdLevel;
+use super::elem::{FastElem, GAMMA_0, GAMMA_1, GAMMA_2, GAMMA_ANY};
+use crate::batch::{Batch, lowest};
+
+/// Rows per parallel task: fixed, so the sum order (and result) never depends
+/// on the thread count.
+const ROWS: usize = 8;
+/// Lanes per inner step: one AVX-512 register of f32.
+const LANES: usize = 16;
+
+/// Everything a block of rows needs.
+struct Rows<'a> {
+    batch: &'a Batch<'a>,
+    fe: FastElem,
+    /// Reduction factor per sample.
+    r: &'a [f64],
+    /// First global row (`b * n + i`) of the block, and the row count.
+    first: usize,
+    count: usize,
+}
+
+/// One row's loss sum (unscaled) and whether a counted logit was not finite.
+#[inline(always)]
+fn row<const K: u8, const G: bool, const M: bool>(a: &Rows<'_>, k: usize, g: &mut [f32]) -> (f64, bool) {
+    let bt = a.batch;
+    let n = bt.dims.n;
+    let (b, i) = (k / n, k % n);
+    let len = bt.len(b) as i64;
+    let (i64_, sep) = (i as i64, bt.min_sep as i64);
+    let row_ok = i64_ < len;
+    let o = k * n;
+    let x = &bt.logits[o..o + n];
+    let y = &bt.labels[o..o + n];
+    // Without a mask the labels stand in for it; `M = false` never reads them as one.
+    let m = bt.mask.map_or(y, |mk| &mk[o..o + n]);
+    let r = a.r[b] as f32;
+    let mut acc = [0.0f64; LANES];
+    let mut bad = false;
+    let full = n / LANES * LANES;
+    let lane = |j: usize, slot: usize, g: &mut [f32], acc: &mut [f64; LANES], bad: &mut bool| {
+        let (xv, yv) = (x[j], y[j]);
+        let jj = j as i64;
+        let cnt =
+            row_ok && jj < len && (jj + sep <= i64_ || jj >= i64_ + sep) && yv != 255 && (!M || m[j] != 0);
+        let fin = xv.is_finite();
+        let (l, d) = a.fe.value_grad::<K>(if fin { xv } else { 0.0 }, yv == 1);
+        acc[slot] += if cnt && fin { f64::from(l) } else { 0.0 };
+        if G {
+            g[j] = if cnt { r * d } else { 0.0 };
+        }
+        *bad |= cnt && !fin;
+    };
+    for base in (0..full).step_by(LANES) {
+        for s in 0..LANES {
+            lane(base + s, s, g, &mut acc, &mut bad);
+        }
+    }
+    for j in full..n {
+        lane(j, j - full, g, &mut acc, &mut bad);
+    }
+    (acc.iter().sum(), bad)
+}
+
+/// A block of rows: the loss scaled by each row's sample factor, and the lowest
+/// flat index of a non-finite counted logit.
+#[inline(always)]
+fn block<const K: u8, const G: bool, const M: bool>(a: &Rows<'_>, g: &mut [f32]) -> (f64, Option<usize>) {
+    let n = a.batch.dims.n;
+    let mut total = 0.0;
+    let mut bad = None;
+    for t in 0..a.count {
+        let k = a.first + t;
+        let gr = if G { &mut g[t * n..(t + 1) * n] } else { &mut g[..0] };
+        let (sum, any_bad) = row::<K, G, M>(a, k, gr);
+        total += a.r[k / n] * sum;
+        if any_bad && bad.is_none() {
+            bad = first_bad(a.batch, k);
+        }
+    }
+    (total, bad)
+}
+
+/// The lowest index in row `k` whose logit is counted and not finite.
+fn first_bad(bt: &Batch<'_>, k: usize) -> Option<usize> {
+    let n = bt.dims.n;
+    let (b, i) = (k / n, k % n);
+    let region = bt.region(b);
+    (0..n)
+        .find(|&j| {
+            let kk = k * n + j;
+            i < region.len
+                && j < region.len
+                && region.counts(i, j, bt.labels[kk])
+                && !bt.logits[kk].is_finite()
+        })
+        .map(|j| k * n + j)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
+fn block_avx512<const K: u8, const G: bool, const M: bool>(
+    a: &Rows<'_>,
+    g: &mut [f32],
+) -> (f64, Option<usize>) {
+    block::<K, G, M>(a, g)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn block_avx2<const K: u8, const G: bool, const M: bool>(
+    a: &Rows<'_>,
+    g: &mut [f32],
+) -> (f64, Option<usize>) {
+    block::<K, G, M>(a, g)
+}
+
+fn block_at<const K: u8, const G: bool, const M: bool>(
+    level: SimdLevel,
+    a: &Rows<'_>,
+    g: &mut [f32],
+) -> (f64, Option<usize>) {
+    match level {
+        // SAFETY: `CpuBackend` only holds a level that `SimdLevel::available` detected on this CPU.
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => unsafe { block_avx512::<K, G, M>(a, g) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => unsafe { block_avx2::<K, G, M>(a, g) },
+        _ => block::<K, G, M>(a, g),
+    }
+}
+
+fn run_typed<const K: u8, const M: bool>(
+    level: SimdLevel,
+    batch: &Batch<'_>,
+    fe: FastElem,
+    r: &[f64],
+    grad: Option<&mut [f32]>,
+) -> (f64, Option<usize>) {
+    let n = batch.dims.n;
+    let total_rows = batch.dims.batch * n;
+    let rows = |c: usize| Rows { batch, fe, r, first: c * ROWS, count: ROWS.min(total_rows - c * ROWS) };
+    let parts: Vec<(f64, Option<usize>)> = match grad {
+        Some(g) => g
+            .par_chunks_mut(ROWS * n)
+            .enumerate()
+            .map(|(c, gc)| block_at::<K, true, M>(level, &rows(c), gc))
+            .collect(),
+        None => (0..total_rows.div_ceil(ROWS))
+            .into_par_iter()
+            .map(|c| block_at::<K, false, M>(level, &rows(c), &mut []))
+            .collect(),
+    };
+    parts.into_iter().fold((0.0, None), |(s, bad), (t, b)| (s + t, lowest(bad, b)))
+}
+
+/// The reduced `plain` loss (per-sample factors `r`) and, when given, its gradient.
+/// Returns the loss and the lowest index of a non-finite counted logit.
+pub(crate) fn run(
+    level: SimdLevel,
+    batch: &Batch<'_>,
+    loss: &symseg_core::ElementLoss,
+    r: &[f64],
+    grad: Option<&mut [f32]>,
+) -> (f64, Option<usize>) {
+    let fe = FastElem::new(loss);
+    macro_rules! by_mask {
+        ($k:expr) => {
+            if batch.mask.is_some() {
+                run_typed::<$k, true>(level, batch, fe, r, grad)
+            } else {
+                run_typed::<$k, false>(level, batch, fe, r, grad)
+            }
+        };
+    }
+    match fe.kind {
+        GAMMA_0 => by_mask!(GAMMA_0),
+        GAMMA_1 => by_mask!(GAMMA_1),
+        GAMMA_2 => by_mask!(GAMMA_2),
+        _ => by_mask!(GAMMA_ANY),
+    }
+}
