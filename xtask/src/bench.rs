@@ -25,6 +25,12 @@ pub struct Args {
     /// Only shapes with this N (e.g. 2048).
     #[arg(long)]
     n: Option<usize>,
+    /// Force a SIMD level (scalar, avx2, avx512) [default: the best this CPU has].
+    #[arg(long)]
+    simd: Option<String>,
+    /// Only this strategy.
+    #[arg(long)]
+    strategy: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -70,17 +76,30 @@ fn copy_bandwidth(budget: Duration) -> f64 {
 pub fn run(args: &Args) -> bool {
     let budget = Duration::from_secs_f64(args.seconds);
     let threads = rayon::current_num_threads();
+    let mut backend = CpuBackend::new();
+    if let Some(name) = &args.simd {
+        let level = symseg::SimdLevel::available().into_iter().find(|l| l.as_str() == name);
+        match level.map(|l| backend.clone().with_simd(l)) {
+            Some(Ok(b)) => backend = b,
+            _ => {
+                eprintln!("SIMD level '{name}' is not available on this CPU");
+                return false;
+            }
+        }
+    }
     let copy = copy_bandwidth(budget);
     let copy_gbs = copy / 1e9;
     if !args.json {
-        println!("CPU backend, {threads} threads; copy bandwidth {copy_gbs:.1} GB/s (read + write)");
+        println!(
+            "CPU backend, {threads} threads, SIMD {}; copy bandwidth {copy_gbs:.1} GB/s (read + write)",
+            backend.simd_level().as_str()
+        );
         println!(
             "{:<10} {:<8} {:<8} {:<14} {:>9} {:>9} {:>8} {:>7}",
             "op", "strategy", "penalty", "shape", "ms", "Gelem/s", "GB/s", "of copy"
         );
     }
     let shapes = [(8usize, 512usize), (1, 2048), (32, 256)];
-    let backend = CpuBackend::new();
     let mut records = Vec::new();
     for (b, n) in shapes.into_iter().filter(|&(_, n)| args.n.is_none_or(|m| m == n)) {
         let case = Case::random(&mut Rng::new(7), &CaseSpec::new(b, n));
@@ -89,7 +108,9 @@ pub fn run(args: &Args) -> bool {
         let mut g = Array3::<f32>::zeros((b, n, n));
         let input = LossInput::new(x.view(), y.view());
         for op in ["loss_grad", "loss"] {
-            for strategy in Strategy::ALL {
+            for strategy in
+                Strategy::ALL.into_iter().filter(|s| args.strategy.as_deref().is_none_or(|w| w == s.as_str()))
+            {
                 for (pname, penalty) in
                     [("none", None), ("l2", Some(Penalty::new(PenaltyKind::L2).weight(0.1)))]
                 {

@@ -39,7 +39,7 @@
 pub use symseg_core::*;
 
 #[cfg(feature = "cpu")]
-pub use symseg_cpu::CpuBackend;
+pub use symseg_cpu::{CpuBackend, SimdLevel};
 
 #[cfg(feature = "cpu")]
 pub use ndarray;

@@ -25,6 +25,40 @@ struct Rows<'a> {
     count: usize,
 }
 
+/// Where one row is and what counts in it.
+struct RowCtx<'a> {
+    x: &'a [f32],
+    y: &'a [u8],
+    m: &'a [u8],
+    /// Row index within its sample, the sample's length, and `min_sep`.
+    i: i64,
+    len: i64,
+    sep: i64,
+    row_ok: bool,
+    r: f32,
+}
+
+/// One element `j` of the row: `(loss term, gradient, non-finite counted?)`. A
+/// plain `#[inline(always)]` fn of values, not a closure writing through
+/// references: closures do not inherit the caller's target features, and
+/// bounds-checked writes would keep the lane loop from vectorising.
+#[inline(always)]
+fn lane<const K: u8, const M: bool>(
+    fe: &FastElem,
+    c: &RowCtx<'_>,
+    j: usize,
+    xv: f32,
+    yv: u8,
+    mv: u8,
+) -> (f64, f32, bool) {
+    let jj = j as i64;
+    let cnt =
+        c.row_ok && jj < c.len && (jj + c.sep <= c.i || jj >= c.i + c.sep) && yv != 255 && (!M || mv != 0);
+    let fin = xv.is_finite();
+    let (l, d) = fe.value_grad::<K>(if fin { xv } else { 0.0 }, yv == 1);
+    (if cnt && fin { f64::from(l) } else { 0.0 }, if cnt { c.r * d } else { 0.0 }, cnt && !fin)
+}
+
 /// One row's loss sum (unscaled) and whether a counted logit was not finite.
 #[inline(always)]
 fn row<const K: u8, const G: bool, const M: bool>(a: &Rows<'_>, k: usize, g: &mut [f32]) -> (f64, bool) {
@@ -32,37 +66,49 @@ fn row<const K: u8, const G: bool, const M: bool>(a: &Rows<'_>, k: usize, g: &mu
     let n = bt.dims.n;
     let (b, i) = (k / n, k % n);
     let len = bt.len(b) as i64;
-    let (i64_, sep) = (i as i64, bt.min_sep as i64);
-    let row_ok = i64_ < len;
     let o = k * n;
-    let x = &bt.logits[o..o + n];
     let y = &bt.labels[o..o + n];
-    // Without a mask the labels stand in for it; `M = false` never reads them as one.
-    let m = bt.mask.map_or(y, |mk| &mk[o..o + n]);
-    let r = a.r[b] as f32;
+    let c = RowCtx {
+        x: &bt.logits[o..o + n],
+        y,
+        // Without a mask the labels stand in for it; `M = false` never reads them as one.
+        m: bt.mask.map_or(y, |mk| &mk[o..o + n]),
+        i: i as i64,
+        len,
+        sep: bt.min_sep as i64,
+        row_ok: (i as i64) < len,
+        r: a.r[b] as f32,
+    };
     let mut acc = [0.0f64; LANES];
     let mut bad = false;
     let full = n / LANES * LANES;
-    let lane = |j: usize, slot: usize, g: &mut [f32], acc: &mut [f64; LANES], bad: &mut bool| {
-        let (xv, yv) = (x[j], y[j]);
-        let jj = j as i64;
-        let cnt =
-            row_ok && jj < len && (jj + sep <= i64_ || jj >= i64_ + sep) && yv != 255 && (!M || m[j] != 0);
-        let fin = xv.is_finite();
-        let (l, d) = a.fe.value_grad::<K>(if fin { xv } else { 0.0 }, yv == 1);
-        acc[slot] += if cnt && fin { f64::from(l) } else { 0.0 };
-        if G {
-            g[j] = if cnt { r * d } else { 0.0 };
-        }
-        *bad |= cnt && !fin;
-    };
     for base in (0..full).step_by(LANES) {
+        // Fixed-size chunks: no bounds checks inside the lane loop.
+        let (Ok(xs), Ok(ys), Ok(ms)) = (
+            <&[f32; LANES]>::try_from(&c.x[base..base + LANES]),
+            <&[u8; LANES]>::try_from(&c.y[base..base + LANES]),
+            <&[u8; LANES]>::try_from(&c.m[base..base + LANES]),
+        ) else {
+            continue;
+        };
+        let mut gs = [0.0f32; LANES];
         for s in 0..LANES {
-            lane(base + s, s, g, &mut acc, &mut bad);
+            let (l, d, nb) = lane::<K, M>(&a.fe, &c, base + s, xs[s], ys[s], ms[s]);
+            acc[s] += l;
+            gs[s] = d;
+            bad |= nb;
+        }
+        if G {
+            g[base..base + LANES].copy_from_slice(&gs);
         }
     }
     for j in full..n {
-        lane(j, j - full, g, &mut acc, &mut bad);
+        let (l, d, nb) = lane::<K, M>(&a.fe, &c, j, c.x[j], c.y[j], c.m[j]);
+        acc[j - full] += l;
+        if G {
+            g[j] = d;
+        }
+        bad |= nb;
     }
     (acc.iter().sum(), bad)
 }
