@@ -199,3 +199,40 @@ fn simd_levels_agree_bit_for_bit_across_thread_counts() {
         assert!(a.1.iter().zip(&b.1).all(|(x, y)| x.to_bits() == y.to_bits()), "{level:?} gradient");
     }
 }
+
+#[test]
+fn every_simd_level_runs_every_strategy_and_penalty_on_multi_tile_maps() {
+    let seed = 0x5EED_0008;
+    let mut rng = Rng::new(seed);
+    for level in symseg_cpu::SimdLevel::available() {
+        let backend = CpuBackend::new().with_simd(level).unwrap();
+        for strategy in Strategy::ALL {
+            for penalty in penalties() {
+                // 130 = two full tiles and a 2-wide tail: off-diagonal tile pairs of every shape.
+                let spec = CaseSpec {
+                    lengths: true,
+                    min_sep: rng.below(5),
+                    mask: rng.chance(0.5),
+                    ignore: 0.05,
+                    extreme: 0.02,
+                    ..CaseSpec::new(2, 130)
+                };
+                let case = Case::random(&mut rng, &spec);
+                let loss = element_losses()[rng.below(5)];
+                let cfg = LossConfig::default()
+                    .loss(loss)
+                    .strategy(strategy)
+                    .penalty(penalty)
+                    .reduction(Reduction::ALL[rng.below(3)]);
+                check(&backend, &case, &cfg, &format!("seed {seed:#x} {level:?} {strategy} {penalty:?}"));
+            }
+        }
+        // Asymmetric labels take dual's four-term kernel.
+        let case = Case::random(
+            &mut rng,
+            &CaseSpec { asymmetric_labels: true, positive: 0.3, ..CaseSpec::new(1, 100) },
+        );
+        let cfg = LossConfig::default().strategy(Strategy::Dual).allow_asymmetric_labels(true);
+        check(&backend, &case, &cfg, &format!("{level:?} dual asymmetric"));
+    }
+}

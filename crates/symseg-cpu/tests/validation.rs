@@ -192,3 +192,15 @@ fn symmetrise_shapes_are_checked() {
     let err = CpuBackend::new().symmetrise(x.view(), SymMode::Average, out.view_mut()).unwrap_err();
     assert!(matches!(err, Error::ShapeMismatch { what: "output", .. }));
 }
+
+#[test]
+fn non_finite_logit_in_an_off_diagonal_tile_is_found_by_every_strategy() {
+    let (mut x, y) = (logits(1, 150), symmetric_labels(1, 150));
+    x[[0, 140, 3]] = f32::NAN; // mirror of (3, 140): tile pair (0..64, 128..150)
+    x[[0, 100, 10]] = f32::INFINITY;
+    for strategy in Strategy::ALL {
+        let cfg = LossConfig::default().strategy(strategy);
+        let err = loss_err(&x, &y, Region::default(), &cfg);
+        assert!(matches!(err, Error::NonFiniteLogit { sample: 0, i: 100, j: 10, .. }), "{strategy}: {err:?}");
+    }
+}

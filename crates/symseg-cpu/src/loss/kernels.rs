@@ -17,6 +17,8 @@ fn eval<const G: bool>(f: &FastElem, x: f32, pos: bool) -> (f32, f32) {
 
 /// A strategy's per-pair math.
 pub(crate) trait StrategyKernel: Sync {
+    /// The element loss the kernel evaluates.
+    fn elem(&self) -> FastElem;
     /// Loss terms of `(i, j)` and `(j, i)` together, and `(g_ij, g_ji) / r`.
     fn pair<const G: bool>(&self, xij: f32, xji: f32, yij: bool, yji: bool) -> (f64, f32, f32);
     /// Loss term of `(i, i)` and `g_ii / r`.
@@ -28,6 +30,9 @@ pub(crate) trait StrategyKernel: Sync {
 pub(crate) struct Plain(pub FastElem);
 
 impl StrategyKernel for Plain {
+    fn elem(&self) -> FastElem {
+        self.0
+    }
     #[inline(always)]
     fn pair<const G: bool>(&self, xij: f32, xji: f32, yij: bool, yji: bool) -> (f64, f32, f32) {
         let a = eval::<G>(&self.0, xij, yij);
@@ -46,6 +51,9 @@ impl StrategyKernel for Plain {
 pub(crate) struct Dual(pub FastElem);
 
 impl StrategyKernel for Dual {
+    fn elem(&self) -> FastElem {
+        self.0
+    }
     #[inline(always)]
     fn pair<const G: bool>(&self, xij: f32, xji: f32, yij: bool, yji: bool) -> (f64, f32, f32) {
         if yij == yji {
@@ -76,6 +84,9 @@ impl StrategyKernel for Dual {
 pub(crate) struct Average(pub FastElem);
 
 impl StrategyKernel for Average {
+    fn elem(&self) -> FastElem {
+        self.0
+    }
     #[inline(always)]
     fn pair<const G: bool>(&self, xij: f32, xji: f32, yij: bool, _yji: bool) -> (f64, f32, f32) {
         // (i,j) and (j,i) share one element loss: compute once, weight twice (SPEC §3).
@@ -95,6 +106,9 @@ impl StrategyKernel for Average {
 pub(crate) struct Upper(pub FastElem);
 
 impl StrategyKernel for Upper {
+    fn elem(&self) -> FastElem {
+        self.0
+    }
     #[inline(always)]
     fn pair<const G: bool>(&self, xij: f32, _xji: f32, yij: bool, _yji: bool) -> (f64, f32, f32) {
         let a = eval::<G>(&self.0, xij, yij);
@@ -112,6 +126,9 @@ impl StrategyKernel for Upper {
 pub(crate) struct Lower(pub FastElem);
 
 impl StrategyKernel for Lower {
+    fn elem(&self) -> FastElem {
+        self.0
+    }
     #[inline(always)]
     fn pair<const G: bool>(&self, _xij: f32, xji: f32, _yij: bool, yji: bool) -> (f64, f32, f32) {
         let b = eval::<G>(&self.0, xji, yji);

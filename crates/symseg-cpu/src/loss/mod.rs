@@ -10,6 +10,8 @@ use symseg_core::{LossConfig, LossReport, Reduction, RegionCounts, Result, Strat
 use crate::batch::{Batch, lowest, non_finite_index};
 use crate::simd::SimdLevel;
 use crate::simd::elem::FastElem;
+use crate::simd::penalty::FastPenalty;
+use crate::simd::tiled;
 use crate::tiles::{self, SharedMut, Task};
 use kernels::{Average, Dual, Lower, Plain, StrategyKernel, Upper};
 
@@ -67,7 +69,7 @@ pub(crate) fn run(
         let (loss, bad) = crate::simd::plain::run(level, batch, &cfg.loss, &r, grad);
         (loss, 0.0, bad)
     } else {
-        tiled(batch, cfg, &scales, grad)
+        tiled(batch, cfg, &scales, grad, level)
     };
     if let Some(k) = bad {
         return Err(batch.non_finite(k));
@@ -89,15 +91,21 @@ fn tiled(
     cfg: &LossConfig,
     scales: &[Scales],
     grad: Option<&mut [f32]>,
+    level: SimdLevel,
 ) -> (f64, f64, Option<usize>) {
     let f = FastElem::new(&cfg.loss);
     let pen = cfg.penalty.as_ref().map(PenaltyFn::<f32>::new);
+    let symmetric = !cfg.allow_asymmetric_labels;
+    let fp = cfg.penalty.as_ref().map(FastPenalty::new);
     let parts = match cfg.strategy {
-        Strategy::Plain => dispatch(&Plain(f), pen, batch, scales, grad),
-        Strategy::Dual => dispatch(&Dual(f), pen, batch, scales, grad),
-        Strategy::Average => dispatch(&Average(f), pen, batch, scales, grad),
-        Strategy::Upper => dispatch(&Upper(f), pen, batch, scales, grad),
-        Strategy::Lower => dispatch(&Lower(f), pen, batch, scales, grad),
+        Strategy::Plain => dispatch::<_, tiled::Plain>(&Plain(f), pen, fp, batch, scales, grad, level),
+        Strategy::Dual if symmetric => {
+            dispatch::<_, tiled::DualSym>(&Dual(f), pen, fp, batch, scales, grad, level)
+        }
+        Strategy::Dual => dispatch::<_, tiled::DualAsym>(&Dual(f), pen, fp, batch, scales, grad, level),
+        Strategy::Average => dispatch::<_, tiled::Average>(&Average(f), pen, fp, batch, scales, grad, level),
+        Strategy::Upper => dispatch::<_, tiled::Upper>(&Upper(f), pen, fp, batch, scales, grad, level),
+        Strategy::Lower => dispatch::<_, tiled::Lower>(&Lower(f), pen, fp, batch, scales, grad, level),
     };
     let (mut element_loss, mut penalty, mut bad) = (0.0, 0.0, None::<usize>);
     for (t, p) in parts {
@@ -111,36 +119,42 @@ fn tiled(
 
 /// Runs every task of the batch with kernel `k`, in parallel, and returns the
 /// partial sums in task order (so their sum is deterministic).
-fn dispatch<K: StrategyKernel>(
+#[allow(clippy::too_many_arguments)]
+fn dispatch<K: StrategyKernel, V: tiled::VecPair>(
     k: &K,
     pen: Option<PenaltyFn<f32>>,
+    fast_pen: Option<FastPenalty>,
     batch: &Batch<'_>,
     scales: &[Scales],
     grad: Option<&mut [f32]>,
+    level: SimdLevel,
 ) -> Vec<(Task, Partial)> {
     let n = batch.dims.n;
-    match grad {
-        Some(g) => {
-            // Tasks cover the whole N x N map so that padding gets its zeros in the same pass.
-            let out = SharedMut::new(g);
-            let tasks = tiles::tasks(batch.dims.batch, |_| n);
-            let parts: Vec<Partial> = tasks
-                .par_iter()
-                .map(|t| run_task::<K, true>(k, pen, batch, t, scales[t.sample], out))
-                .collect();
-            tasks.into_iter().zip(parts).collect()
-        }
-        None => {
-            let mut dummy = [];
-            let out = SharedMut::new(&mut dummy);
-            let tasks = tiles::tasks(batch.dims.batch, |b| batch.len(b));
-            let parts: Vec<Partial> = tasks
-                .par_iter()
-                .map(|t| run_task::<K, false>(k, pen, batch, t, scales[t.sample], out))
-                .collect();
-            tasks.into_iter().zip(parts).collect()
-        }
-    }
+    let (out, write, tasks) = match grad {
+        // Tasks cover the whole N x N map so that padding gets its zeros in the same pass.
+        Some(g) => (SharedMut::new(g), true, tiles::tasks(batch.dims.batch, |_| n)),
+        None => (SharedMut::new(&mut []), false, tiles::tasks(batch.dims.batch, |b| batch.len(b))),
+    };
+    let parts: Vec<Partial> = tasks
+        .par_iter()
+        .map(|t| {
+            let s = scales[t.sample];
+            if t.rows.start != t.cols.start {
+                let job =
+                    tiled::TileJob { batch, fe: k.elem(), pen: fast_pen, r: s.r as f32, wp: s.wp as f32 };
+                if let Some((elem, pen_sum)) = tiled::run_tile::<V>(level, &job, t, out, write) {
+                    return Partial { elem, pen: pen_sum, bad: None };
+                }
+            }
+            // Diagonal tiles, and tiles with a non-finite counted logit (for its lowest index).
+            if write {
+                run_task::<K, true>(k, pen, batch, t, s, out)
+            } else {
+                run_task::<K, false>(k, pen, batch, t, s, out)
+            }
+        })
+        .collect();
+    tasks.into_iter().zip(parts).collect()
 }
 
 /// Visits the task's unordered pairs once each: `(i, j)` and `(j, i)` together.

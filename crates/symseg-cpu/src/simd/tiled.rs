@@ -1,0 +1,304 @@
+//! Off-diagonal tile pairs `(I, J)`, `I < J`, vectorised: the mirror tile is
+//! copied transposed into a local buffer, so `x_ij` and `x_ji` are both read
+//! contiguously along a row of `I`; `g_ji` goes to a local buffer and is written
+//! back transposed. Diagonal tiles (and any tile holding a non-finite counted
+//! logit, to report the lowest index) take the scalar tile-pair path.
+
+use super::SimdLevel;
+use super::elem::{FastElem, GAMMA_0, GAMMA_1, GAMMA_2, GAMMA_ANY};
+use super::penalty::FastPenalty;
+use crate::batch::Batch;
+use crate::tiles::{SharedMut, TILE, Task};
+
+const LANES: usize = 16;
+
+/// A strategy's per-pair math for the vector kernels: the loss terms of
+/// `(i, j)` and `(j, i)` together, and `(g_ij, g_ji) / r` (SPEC §3).
+pub(crate) trait VecPair: Copy + Send + Sync {
+    fn pair<const K: u8>(fe: &FastElem, xij: f32, xji: f32, yij: bool, yji: bool) -> (f64, f32, f32);
+}
+
+/// `plain` (with a penalty; without one it takes the row pass).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Plain;
+/// `dual` on symmetric labels: `2 x plain`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DualSym;
+/// `dual` on labels that may differ across the diagonal.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DualAsym;
+/// `average`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Average;
+/// `upper`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Upper;
+/// `lower`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Lower;
+
+impl VecPair for Plain {
+    #[inline(always)]
+    fn pair<const K: u8>(fe: &FastElem, xij: f32, xji: f32, yij: bool, yji: bool) -> (f64, f32, f32) {
+        let a = fe.value_grad::<K>(xij, yij);
+        let b = fe.value_grad::<K>(xji, yji);
+        (f64::from(a.0) + f64::from(b.0), a.1, b.1)
+    }
+}
+
+impl VecPair for DualSym {
+    #[inline(always)]
+    fn pair<const K: u8>(fe: &FastElem, xij: f32, xji: f32, yij: bool, _yji: bool) -> (f64, f32, f32) {
+        let a = fe.value_grad::<K>(xij, yij);
+        let b = fe.value_grad::<K>(xji, yij);
+        (2.0 * (f64::from(a.0) + f64::from(b.0)), 2.0 * a.1, 2.0 * b.1)
+    }
+}
+
+impl VecPair for DualAsym {
+    #[inline(always)]
+    fn pair<const K: u8>(fe: &FastElem, xij: f32, xji: f32, yij: bool, yji: bool) -> (f64, f32, f32) {
+        let a_own = fe.value_grad::<K>(xij, yij);
+        let a_mirror = fe.value_grad::<K>(xij, yji);
+        let b_own = fe.value_grad::<K>(xji, yji);
+        let b_mirror = fe.value_grad::<K>(xji, yij);
+        (
+            f64::from(a_own.0) + f64::from(a_mirror.0) + f64::from(b_own.0) + f64::from(b_mirror.0),
+            a_own.1 + a_mirror.1,
+            b_own.1 + b_mirror.1,
+        )
+    }
+}
+
+impl VecPair for Average {
+    #[inline(always)]
+    fn pair<const K: u8>(fe: &FastElem, xij: f32, xji: f32, yij: bool, _yji: bool) -> (f64, f32, f32) {
+        let a = fe.value_grad::<K>(0.5 * xij + 0.5 * xji, yij);
+        (2.0 * f64::from(a.0), a.1, a.1)
+    }
+}
+
+impl VecPair for Upper {
+    #[inline(always)]
+    fn pair<const K: u8>(fe: &FastElem, xij: f32, _xji: f32, yij: bool, _yji: bool) -> (f64, f32, f32) {
+        let a = fe.value_grad::<K>(xij, yij);
+        (f64::from(a.0), a.1, 0.0)
+    }
+}
+
+impl VecPair for Lower {
+    #[inline(always)]
+    fn pair<const K: u8>(fe: &FastElem, _xij: f32, xji: f32, _yij: bool, yji: bool) -> (f64, f32, f32) {
+        let b = fe.value_grad::<K>(xji, yji);
+        (f64::from(b.0), 0.0, b.1)
+    }
+}
+
+/// What one off-diagonal tile pair needs.
+pub(crate) struct TileJob<'a> {
+    pub batch: &'a Batch<'a>,
+    pub fe: FastElem,
+    pub pen: Option<FastPenalty>,
+    /// `r_b` and `lambda * r_P` of the task's sample.
+    pub r: f32,
+    pub wp: f32,
+}
+
+/// Row-invariant facts of one row of the tile pair.
+struct LaneCtx<'a> {
+    job: &'a TileJob<'a>,
+    i: usize,
+    j0: usize,
+    len: usize,
+    sep: usize,
+    has_mask: bool,
+}
+
+/// One pair `(i, j0 + jl)`: `(loss, penalty, g_ij, g_ji, non-finite counted?)`,
+/// values only, so the lane loop vectorises.
+#[inline(always)]
+fn lane<S: VecPair, const K: u8>(
+    c: &LaneCtx<'_>,
+    jl: usize,
+    xij: f32,
+    xji: f32,
+    yij: u8,
+    yji: u8,
+    m: u8,
+) -> (f64, f64, f32, f32, bool) {
+    let j = c.j0 + jl;
+    // Off-diagonal tiles have j > i, so |i - j| = j - i.
+    let cnt = c.i < c.len && j < c.len && j - c.i >= c.sep && yij != 255 && (!c.has_mask || m != 0);
+    let fin = xij.is_finite() && xji.is_finite();
+    let (xa, xb) = if fin { (xij, xji) } else { (0.0, 0.0) };
+    let (l, gij, gji) = S::pair::<K>(&c.job.fe, xa, xb, yij == 1, yji == 1);
+    let (mut gij, mut gji) = (c.job.r * gij, c.job.r * gji);
+    let mut rho = 0.0f32;
+    if let Some(p) = &c.job.pen {
+        let (v, da, db) = p.value_grad(xa, xb);
+        rho = v;
+        gij += c.job.wp * da;
+        gji += c.job.wp * db;
+    }
+    (
+        if cnt { l } else { 0.0 },
+        if cnt { f64::from(rho) } else { 0.0 },
+        if cnt { gij } else { 0.0 },
+        if cnt { gji } else { 0.0 },
+        cnt && !fin,
+    )
+}
+
+/// Unscaled element-loss and penalty sums of the tile pair, or `None` when a
+/// counted logit is not finite (the caller reruns the tile on the scalar path).
+#[inline(always)]
+// Transposes index both buffers by (row, column); iterators would hide that.
+#[allow(clippy::needless_range_loop)]
+fn tile<S: VecPair, const K: u8, const G: bool>(
+    job: &TileJob<'_>,
+    t: &Task,
+    out: SharedMut,
+) -> Option<(f64, f64)> {
+    let bt = job.batch;
+    let n = bt.dims.n;
+    let base = bt.offset(t.sample);
+    let len = bt.len(t.sample);
+    let (i0, ti) = (t.rows.start, t.rows.len());
+    let (j0, tj) = (t.cols.start, t.cols.len());
+    let x = &bt.logits[base..base + n * n];
+    let y = &bt.labels[base..base + n * n];
+    // Transposed mirror tile: xt[il][jl] = x[j0 + jl][i0 + il], likewise labels.
+    let mut xt = [[0.0f32; TILE]; TILE];
+    let mut yt = [[0u8; TILE]; TILE];
+    for jl in 0..tj {
+        let row = (j0 + jl) * n + i0;
+        for il in 0..ti {
+            xt[il][jl] = x[row + il];
+            yt[il][jl] = y[row + il];
+        }
+    }
+    let mut gt = [[0.0f32; TILE]; TILE];
+    let (mut elem, mut pen_sum) = ([0.0f64; LANES], [0.0f64; LANES]);
+    let mut bad = false;
+    let sep = bt.min_sep;
+    for il in 0..ti {
+        let i = i0 + il;
+        let row = i * n + j0;
+        let xr = &x[row..row + tj];
+        let yr = &y[row..row + tj];
+        // Without a mask the labels stand in for it; `has_mask = false` never reads them as one.
+        let mr = bt.mask.map_or(yr, |m| &m[base + row..base + row + tj]);
+        let ctx = LaneCtx { job, i, j0, len, sep, has_mask: bt.mask.is_some() };
+        let mut g_row = [0.0f32; TILE];
+        let full = tj / LANES * LANES;
+        for c in (0..full).step_by(LANES) {
+            // Fixed-size chunks: no bounds checks inside the lane loop.
+            let (Ok(xs), Ok(xts), Ok(ys), Ok(yts), Ok(ms)) = (
+                <&[f32; LANES]>::try_from(&xr[c..c + LANES]),
+                <&[f32; LANES]>::try_from(&xt[il][c..c + LANES]),
+                <&[u8; LANES]>::try_from(&yr[c..c + LANES]),
+                <&[u8; LANES]>::try_from(&yt[il][c..c + LANES]),
+                <&[u8; LANES]>::try_from(&mr[c..c + LANES]),
+            ) else {
+                continue;
+            };
+            let mut gij = [0.0f32; LANES];
+            let mut gji = [0.0f32; LANES];
+            for s in 0..LANES {
+                let o = lane::<S, K>(&ctx, c + s, xs[s], xts[s], ys[s], yts[s], ms[s]);
+                elem[s] += o.0;
+                pen_sum[s] += o.1;
+                gij[s] = o.2;
+                gji[s] = o.3;
+                bad |= o.4;
+            }
+            g_row[c..c + LANES].copy_from_slice(&gij);
+            gt[il][c..c + LANES].copy_from_slice(&gji);
+        }
+        for jl in full..tj {
+            let o = lane::<S, K>(&ctx, jl, xr[jl], xt[il][jl], yr[jl], yt[il][jl], mr[jl]);
+            elem[jl - full] += o.0;
+            pen_sum[jl - full] += o.1;
+            g_row[jl] = o.2;
+            gt[il][jl] = o.3;
+            bad |= o.4;
+        }
+        if G {
+            for (jl, &v) in g_row[..tj].iter().enumerate() {
+                // SAFETY: this task owns (i, j) for i in I, j in J (`tiles::tasks`).
+                unsafe { out.write(base + row + jl, v) }
+            }
+        }
+    }
+    if bad {
+        return None;
+    }
+    if G {
+        for jl in 0..tj {
+            let row = base + (j0 + jl) * n + i0;
+            for il in 0..ti {
+                // SAFETY: this task owns the mirror elements (j, i).
+                unsafe { out.write(row + il, gt[il][jl]) }
+            }
+        }
+    }
+    Some((elem.iter().sum(), pen_sum.iter().sum()))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
+fn tile_avx512<S: VecPair, const K: u8, const G: bool>(
+    job: &TileJob<'_>,
+    t: &Task,
+    out: SharedMut,
+) -> Option<(f64, f64)> {
+    tile::<S, K, G>(job, t, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn tile_avx2<S: VecPair, const K: u8, const G: bool>(
+    job: &TileJob<'_>,
+    t: &Task,
+    out: SharedMut,
+) -> Option<(f64, f64)> {
+    tile::<S, K, G>(job, t, out)
+}
+
+fn tile_at<S: VecPair, const K: u8, const G: bool>(
+    level: SimdLevel,
+    job: &TileJob<'_>,
+    t: &Task,
+    out: SharedMut,
+) -> Option<(f64, f64)> {
+    match level {
+        // SAFETY: `CpuBackend` only holds a level that `SimdLevel::available` detected.
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => unsafe { tile_avx512::<S, K, G>(job, t, out) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => unsafe { tile_avx2::<S, K, G>(job, t, out) },
+        _ => tile::<S, K, G>(job, t, out),
+    }
+}
+
+/// Runs one off-diagonal tile pair with strategy `S`.
+pub(crate) fn run_tile<S: VecPair>(
+    level: SimdLevel,
+    job: &TileJob<'_>,
+    t: &Task,
+    out: SharedMut,
+    grad: bool,
+) -> Option<(f64, f64)> {
+    macro_rules! by_kind {
+        ($g:expr) => {
+            match job.fe.kind {
+                GAMMA_0 => tile_at::<S, GAMMA_0, $g>(level, job, t, out),
+                GAMMA_1 => tile_at::<S, GAMMA_1, $g>(level, job, t, out),
+                GAMMA_2 => tile_at::<S, GAMMA_2, $g>(level, job, t, out),
+                _ => tile_at::<S, GAMMA_ANY, $g>(level, job, t, out),
+            }
+        };
+    }
+    if grad { by_kind!(true) } else { by_kind!(false) }
+}
