@@ -222,22 +222,7 @@ impl LossFlags {
 
     /// As [`LossFlags::config`], with another default `alpha` when `--alpha` is not given.
     pub fn config_with_alpha(&self, default_alpha: Option<f64>) -> CliResult<LossConfig> {
-        let loss = match self.loss {
-            LossName::Focal => {
-                if self.pos_weight.is_some() {
-                    return Err(CliError::Usage("--pos-weight applies to --loss bce only".into()));
-                }
-                ElementLoss::focal()
-                    .with_alpha(self.alpha.map_or(default_alpha, |a| a.0))
-                    .with_gamma(self.gamma.unwrap_or(2.0))
-            }
-            LossName::Bce => {
-                if self.alpha.is_some() || self.gamma.is_some() {
-                    return Err(CliError::Usage("--alpha and --gamma apply to --loss focal only".into()));
-                }
-                ElementLoss::Bce { pos_weight: self.pos_weight.unwrap_or(1.0) }
-            }
-        };
+        let loss = element_loss(self.loss, self.alpha, self.gamma, self.pos_weight, default_alpha)?;
         let kind = match self.penalty {
             PenaltyName::None => None,
             PenaltyName::L1 => Some(PenaltyKind::L1),
@@ -520,21 +505,33 @@ pub struct CompareArgs {
 impl CompareArgs {
     /// The element loss these flags describe.
     pub fn element_loss(&self) -> CliResult<ElementLoss> {
-        let loss = match self.loss {
-            LossName::Focal => {
-                if self.pos_weight.is_some() {
-                    return Err(CliError::Usage("--pos-weight applies to --loss bce only".into()));
-                }
-                ElementLoss::Focal { alpha: self.alpha.and_then(|a| a.0), gamma: self.gamma.unwrap_or(2.0) }
-            }
-            LossName::Bce => {
-                if self.alpha.is_some() || self.gamma.is_some() {
-                    return Err(CliError::Usage("--alpha and --gamma apply to --loss focal only".into()));
-                }
-                ElementLoss::Bce { pos_weight: self.pos_weight.unwrap_or(1.0) }
-            }
-        };
+        let loss = element_loss(self.loss, self.alpha, self.gamma, self.pos_weight, None)?;
         loss.validate()?;
         Ok(loss)
     }
+}
+
+/// The element loss of `--loss/--alpha/--gamma/--pos-weight`; flags that do not
+/// apply to the chosen loss are usage errors rather than silently ignored.
+fn element_loss(
+    loss: LossName,
+    alpha: Option<Alpha>,
+    gamma: Option<f64>,
+    pos_weight: Option<f64>,
+    default_alpha: Option<f64>,
+) -> CliResult<ElementLoss> {
+    Ok(match loss {
+        LossName::Focal => {
+            if pos_weight.is_some() {
+                return Err(CliError::Usage("--pos-weight applies to --loss bce only".into()));
+            }
+            ElementLoss::Focal { alpha: alpha.map_or(default_alpha, |a| a.0), gamma: gamma.unwrap_or(2.0) }
+        }
+        LossName::Bce => {
+            if alpha.is_some() || gamma.is_some() {
+                return Err(CliError::Usage("--alpha and --gamma apply to --loss focal only".into()));
+            }
+            ElementLoss::Bce { pos_weight: pos_weight.unwrap_or(1.0) }
+        }
+    })
 }

@@ -289,6 +289,16 @@ pub fn evaluate(
     min_sep: usize,
     decode: &Decode,
 ) -> TrainResult<MetricsReport> {
+    Ok(accumulate(data, logits, min_sep, decode)?.finish())
+}
+
+/// Scores every sample of `data` into one accumulator under `decode`.
+fn accumulate(
+    data: &Dataset,
+    logits: &[Array2<f32>],
+    min_sep: usize,
+    decode: &Decode,
+) -> TrainResult<MetricsAccumulator> {
     let pred = PredictConfig::default().mode(decode.mode).threshold(decode.threshold);
     let mut acc = MetricsAccumulator::new(pred, decode.one_partner);
     for (s, l) in data.samples.iter().zip(logits) {
@@ -309,7 +319,7 @@ pub fn evaluate(
         };
         acc.add(&batch, None)?;
     }
-    Ok(acc.finish())
+    Ok(acc)
 }
 
 /// Chooses the decoding with the best validation F1: each symmetrising mode with
@@ -321,20 +331,8 @@ pub fn evaluate(
 pub fn choose_decode(data: &Dataset, logits: &[Array2<f32>], min_sep: usize) -> TrainResult<Decode> {
     let mut best = (Decode::default(), f64::NEG_INFINITY);
     for mode in SymMode::ALL {
-        let mut acc = MetricsAccumulator::new(PredictConfig::default().mode(mode), false);
-        for (s, l) in data.samples.iter().zip(logits) {
-            let (x, y) = (l.as_standard_layout(), s.labels.as_standard_layout());
-            let batch = HostBatch {
-                dims: Dims { batch: 1, n: s.len() },
-                logits: x.as_slice().unwrap_or_default(),
-                labels: y.as_slice().unwrap_or_default(),
-                mask: None,
-                pair_mask: None,
-                lengths: None,
-                min_sep,
-            };
-            acc.add(&batch, None)?;
-        }
+        let plain = Decode { mode, ..Decode::default() };
+        let acc = accumulate(data, logits, min_sep, &plain)?;
         let threshold = acc.scores().best_f1_threshold().0;
         let canon: &[bool] = if data.kind == DataKind::Rna { &[false, true] } else { &[false] };
         for one_partner in [false, true] {
@@ -394,19 +392,6 @@ pub fn pr_curve(
     min_sep: usize,
     mode: SymMode,
 ) -> TrainResult<Vec<(f64, f64, f64)>> {
-    let mut acc = MetricsAccumulator::new(PredictConfig::default().mode(mode), false);
-    for (s, l) in data.samples.iter().zip(logits) {
-        let (x, y) = (l.as_standard_layout(), s.labels.as_standard_layout());
-        let batch = HostBatch {
-            dims: Dims { batch: 1, n: s.len() },
-            logits: x.as_slice().unwrap_or_default(),
-            labels: y.as_slice().unwrap_or_default(),
-            mask: None,
-            pair_mask: None,
-            lengths: None,
-            min_sep,
-        };
-        acc.add(&batch, None)?;
-    }
+    let acc = accumulate(data, logits, min_sep, &Decode { mode, ..Decode::default() })?;
     Ok(acc.scores().pr_curve())
 }
