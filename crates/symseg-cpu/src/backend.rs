@@ -180,7 +180,7 @@ impl TensorBackend for CpuBackend {
     }
 
     fn sample_stats(&self, input: &LossInput<'_, Self>, pred: &PredictConfig) -> Result<Vec<SampleStats>> {
-        self.with_batch(input, |batch| crate::metrics::sample_stats(batch, pred))
+        self.with_batch(input, |batch| crate::metrics::sample_stats(batch, pred, self.simd))
     }
 
     fn symmetrise(

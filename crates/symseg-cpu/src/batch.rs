@@ -4,6 +4,7 @@ use rayon::prelude::*;
 use symseg_core::validate::{SampleRegion, sample_len};
 use symseg_core::{Dims, Error, RegionCounts, Result};
 
+use crate::simd::SimdLevel;
 use crate::tiles::{self, Task};
 
 /// Flat views of one call's inputs (shapes already checked).
@@ -44,11 +45,18 @@ impl<'a> Batch<'a> {
     /// Validates labels and mask (SPEC §1) over tiles in parallel and returns each
     /// sample's counted-set sizes. The first error in task order wins, so the
     /// reported position does not depend on the thread count.
-    pub fn scan(&self, require_symmetric: bool) -> Result<Vec<RegionCounts>> {
+    pub fn scan(&self, require_symmetric: bool, level: SimdLevel) -> Result<Vec<RegionCounts>> {
         let tasks = tiles::tasks(self.dims.batch, |b| self.len(b));
         let parts: Vec<Result<RegionCounts>> = tasks
             .par_iter()
             .map(|t: &Task| {
+                // Off-diagonal tiles take the vector check; diagonal tiles, and any
+                // tile it flags, the shared scan that names the offending position.
+                if t.rows.start != t.cols.start
+                    && let Some(c) = crate::simd::scan::scan_tile(level, self, t, require_symmetric)
+                {
+                    return Ok(c);
+                }
                 symseg_core::validate::scan_block(
                     &self.region(t.sample),
                     t.rows.clone(),

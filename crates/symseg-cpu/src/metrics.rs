@@ -5,12 +5,17 @@ use symseg_core::Result;
 use symseg_core::metrics::{PredictConfig, SampleStats, predicted, score, sym_pair};
 
 use crate::batch::{Batch, lowest, non_finite_index};
+use crate::simd::SimdLevel;
 use crate::tiles::{self, Task};
 
 /// Per-sample stats of the batch, combined in task order (deterministic).
-pub(crate) fn sample_stats(batch: &Batch<'_>, pred: &PredictConfig) -> Result<Vec<SampleStats>> {
+pub(crate) fn sample_stats(
+    batch: &Batch<'_>,
+    pred: &PredictConfig,
+    level: SimdLevel,
+) -> Result<Vec<SampleStats>> {
     pred.validate()?;
-    batch.scan(true)?;
+    batch.scan(true, level)?;
     let tasks = tiles::tasks(batch.dims.batch, |b| batch.len(b));
     let parts: Vec<(SampleStats, Option<usize>)> =
         tasks.par_iter().map(|t| run_task(batch, pred, t)).collect();

@@ -54,7 +54,7 @@ pub(crate) fn run(
     grad: Option<&mut [f32]>,
     level: SimdLevel,
 ) -> Result<LossReport> {
-    let counts = batch.scan(!cfg.allow_asymmetric_labels)?;
+    let counts = batch.scan(!cfg.allow_asymmetric_labels, level)?;
     let terms = |c: &RegionCounts| match cfg.strategy {
         Strategy::Upper | Strategy::Lower => c.triangle(),
         _ => c.ordered(),

@@ -12,6 +12,7 @@ pub(crate) mod elem;
 pub(crate) mod fastmath;
 pub(crate) mod penalty;
 pub(crate) mod plain;
+pub(crate) mod scan;
 pub(crate) mod tiled;
 
 /// An instruction-set level the CPU backend can run its kernels at.
