@@ -147,14 +147,14 @@ pub struct RegionArgs {
     pub min_sep: usize,
 }
 
-/// The loss flags shared by `symseg loss` and `symseg train` (SPEC §7).
+/// The element-loss flags shared by `symseg loss`, `train` and `compare` (SPEC §7).
 #[derive(Debug, Args)]
-pub struct LossFlags {
+pub struct ElementFlags {
     /// Element loss.
     #[arg(long, value_enum, default_value_t = LossName::Focal)]
     pub loss: LossName,
     /// Focal weight of positives in [0, 1], or `none` [default: 0.25 for `loss`; none for
-    /// `train`, where 0.25 starves the ~1% positives of gradient].
+    /// `train` and `compare`, where 0.25 starves the ~1% positives of gradient].
     #[arg(long, value_name = "A|none", value_parser = parse_alpha)]
     pub alpha: Option<Alpha>,
     /// Focal exponent, >= 0 [default: 2].
@@ -163,6 +163,40 @@ pub struct LossFlags {
     /// BCE weight of positives, > 0 [default: 1].
     #[arg(long, value_name = "W", value_parser = parse_positive)]
     pub pos_weight: Option<f64>,
+}
+
+impl ElementFlags {
+    /// The element loss these flags describe, with `default_alpha` when `--alpha`
+    /// is not given; flags that do not apply to the chosen loss are usage errors
+    /// rather than silently ignored.
+    pub fn element_loss(&self, default_alpha: Option<f64>) -> CliResult<ElementLoss> {
+        let loss = match self.loss {
+            LossName::Focal => {
+                if self.pos_weight.is_some() {
+                    return Err(CliError::Usage("--pos-weight applies to --loss bce only".into()));
+                }
+                ElementLoss::Focal {
+                    alpha: self.alpha.map_or(default_alpha, |a| a.0),
+                    gamma: self.gamma.unwrap_or(2.0),
+                }
+            }
+            LossName::Bce => {
+                if self.alpha.is_some() || self.gamma.is_some() {
+                    return Err(CliError::Usage("--alpha and --gamma apply to --loss focal only".into()));
+                }
+                ElementLoss::Bce { pos_weight: self.pos_weight.unwrap_or(1.0) }
+            }
+        };
+        loss.validate()?;
+        Ok(loss)
+    }
+}
+
+/// The loss flags shared by `symseg loss` and `symseg train` (SPEC §7).
+#[derive(Debug, Args)]
+pub struct LossFlags {
+    #[command(flatten)]
+    pub element: ElementFlags,
     /// Symmetry strategy (`--strategy` is the same flag).
     #[arg(long, alias = "strategy", value_enum, default_value_t = StrategyName::Plain)]
     pub symmetry: StrategyName,
@@ -222,7 +256,7 @@ impl LossFlags {
 
     /// As [`LossFlags::config`], with another default `alpha` when `--alpha` is not given.
     pub fn config_with_alpha(&self, default_alpha: Option<f64>) -> CliResult<LossConfig> {
-        let loss = element_loss(self.loss, self.alpha, self.gamma, self.pos_weight, default_alpha)?;
+        let loss = self.element.element_loss(default_alpha)?;
         let kind = match self.penalty {
             PenaltyName::None => None,
             PenaltyName::L1 => Some(PenaltyKind::L1),
@@ -464,18 +498,8 @@ pub struct CompareArgs {
     /// Epochs per run.
     #[arg(long, value_name = "E", default_value_t = 15)]
     pub epochs: usize,
-    /// Element loss.
-    #[arg(long, value_enum, default_value_t = LossName::Focal)]
-    pub loss: LossName,
-    /// Focal alpha or `none` [default: none].
-    #[arg(long, value_name = "A|none", value_parser = parse_alpha)]
-    pub alpha: Option<Alpha>,
-    /// Focal gamma [default: 2].
-    #[arg(long, value_name = "G", value_parser = parse_nonneg)]
-    pub gamma: Option<f64>,
-    /// BCE pos_weight [default: 1].
-    #[arg(long, value_name = "W", value_parser = parse_positive)]
-    pub pos_weight: Option<f64>,
+    #[command(flatten)]
+    pub element: ElementFlags,
     /// Weight of the l1 symmetry penalty in the `+ l1` variants.
     #[arg(long, value_name = "W", value_parser = parse_nonneg, default_value_t = 0.1)]
     pub penalty_weight: f64,
@@ -500,38 +524,4 @@ pub struct CompareArgs {
     /// Print the results as one JSON object.
     #[arg(long)]
     pub json: bool,
-}
-
-impl CompareArgs {
-    /// The element loss these flags describe.
-    pub fn element_loss(&self) -> CliResult<ElementLoss> {
-        let loss = element_loss(self.loss, self.alpha, self.gamma, self.pos_weight, None)?;
-        loss.validate()?;
-        Ok(loss)
-    }
-}
-
-/// The element loss of `--loss/--alpha/--gamma/--pos-weight`; flags that do not
-/// apply to the chosen loss are usage errors rather than silently ignored.
-fn element_loss(
-    loss: LossName,
-    alpha: Option<Alpha>,
-    gamma: Option<f64>,
-    pos_weight: Option<f64>,
-    default_alpha: Option<f64>,
-) -> CliResult<ElementLoss> {
-    Ok(match loss {
-        LossName::Focal => {
-            if pos_weight.is_some() {
-                return Err(CliError::Usage("--pos-weight applies to --loss bce only".into()));
-            }
-            ElementLoss::Focal { alpha: alpha.map_or(default_alpha, |a| a.0), gamma: gamma.unwrap_or(2.0) }
-        }
-        LossName::Bce => {
-            if alpha.is_some() || gamma.is_some() {
-                return Err(CliError::Usage("--alpha and --gamma apply to --loss focal only".into()));
-            }
-            ElementLoss::Bce { pos_weight: pos_weight.unwrap_or(1.0) }
-        }
-    })
 }

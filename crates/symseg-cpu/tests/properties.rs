@@ -37,6 +37,19 @@ fn close(a: f64, b: f64, rel: f64) -> bool {
     (a - b).abs() <= rel * a.abs().max(b.abs()) + 1e-300
 }
 
+/// `out[b, i, j] = data[b, perm[i], perm[j]]`.
+fn permuted<T: Copy>(data: &[T], perm: &[usize], batch: usize, n: usize) -> Vec<T> {
+    let mut out = data.to_vec();
+    for b in 0..batch {
+        for i in 0..n {
+            for j in 0..n {
+                out[(b * n + i) * n + j] = data[(b * n + perm[i]) * n + perm[j]];
+            }
+        }
+    }
+    out
+}
+
 fn transpose(case: &Case, data: &[f32]) -> Vec<f32> {
     let n = case.dims.n;
     let mut out = data.to_vec();
@@ -114,28 +127,9 @@ proptest! {
         for k in (1..n).rev() {
             perm.swap(k, rng.below(k + 1));
         }
-        let permute = |data: &[u8]| -> Vec<u8> {
-            let mut out = data.to_vec();
-            for b in 0..case.dims.batch {
-                for i in 0..n {
-                    for j in 0..n {
-                        out[(b * n + i) * n + j] = data[(b * n + perm[i]) * n + perm[j]];
-                    }
-                }
-            }
-            out
-        };
-        let permute_x = |data: &[f32]| -> Vec<f32> {
-            let mut out = data.to_vec();
-            for b in 0..case.dims.batch {
-                for i in 0..n {
-                    for j in 0..n {
-                        out[(b * n + i) * n + j] = data[(b * n + perm[i]) * n + perm[j]];
-                    }
-                }
-            }
-            out
-        };
+        let batch = case.dims.batch;
+        let permute = |data: &[u8]| permuted(data, &perm, batch, n);
+        let permute_x = |data: &[f32]| permuted(data, &perm, batch, n);
         // A permutation moves pairs across the diagonal, so `upper` and `lower` are
         // invariant only when the logits are symmetric too: test them on
         // symmetrised logits, the others on the raw ones.

@@ -74,7 +74,7 @@ pub fn run(args: &CompareArgs) -> CliResult<()> {
             "compare needs --val with --data: strategies are judged on held-out data".into(),
         ));
     }
-    let element = args.element_loss()?;
+    let element = args.element.element_loss(None)?;
     let (train_set, val_set) =
         super::train::load_data(args.data.as_deref(), args.val.as_deref(), args.skip_bad)?;
     let val_set = val_set.ok_or_else(|| CliError::Usage("compare needs validation data".into()))?;
