@@ -19,7 +19,7 @@
 //!
 //! let data = Dataset::load("synthetic:4:1", false)?;
 //! let cfg = TrainConfig { epochs: 1, width: 4, dilations: vec![1, 2], ..TrainConfig::default() };
-//! let trained = train(&CpuOps, &cfg, &data, None, &mut |_| {})?;
+//! let trained = train(&CpuOps::default(), &cfg, &data, None, &mut |_| {})?;
 //! assert_eq!(trained.history.len(), 1);
 //! assert!(trained.history[0].train_loss.is_finite());
 //! # Ok::<(), symseg_train::error::TrainError>(())

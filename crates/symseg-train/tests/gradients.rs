@@ -3,9 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ndarray::{Array1, Array2, Array3};
+use symseg::SimdLevel;
 use symseg::rng::Rng;
 use symseg_train::model::conv::{self, ConvShape};
-use symseg_train::model::{Arch, CpuOps, ModelOps};
+use symseg_train::model::{Arch, CpuOps, Im2colOps, ModelOps};
 
 fn random3(rng: &mut Rng, shape: (usize, usize, usize)) -> Array3<f32> {
     Array3::from_shape_fn(shape, |_| rng.normal() as f32)
@@ -99,18 +100,20 @@ fn im2col_matches_a_direct_convolution() {
 fn network_backward_matches_finite_differences() {
     let mut rng = Rng::new(0xC0_0003);
     let arch = Arch { channels: 3, width: 5, dilations: vec![1, 2] };
-    let params = arch.init(3);
-    // Larger biases keep most ReLUs away from their kink.
+    let mut params = arch.init(3);
+    // The head's prior bias (logits near -3.9) would leave f32 logits only ~2e-7
+    // absolute precision, noise the finite differences divide by 2h; centre them.
+    *params.last_mut().unwrap() = 0.0;
     let n = 7;
     let x = random3(&mut rng, (3, n, n));
     let r = Array2::from_shape_fn((n, n), |_| rng.normal() as f32);
     let loss = |p: &[f32]| -> f64 {
-        let (l, _) = CpuOps.forward(&arch, p, x.view()).unwrap();
+        let (l, _) = CpuOps::default().forward(&arch, p, x.view()).unwrap();
         l.iter().zip(r.iter()).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum()
     };
-    let (_, tape) = CpuOps.forward(&arch, &params, x.view()).unwrap();
+    let (_, tape) = CpuOps::default().forward(&arch, &params, x.view()).unwrap();
     let mut g = vec![0.0f32; params.len()];
-    CpuOps.backward(&arch, &params, &tape, r.view(), &mut g);
+    CpuOps::default().backward(&arch, &params, &tape, r.view(), &mut g);
     let h = 1e-3f32;
     let mut worst = 0.0f32;
     let mut kinks = 0;
@@ -132,14 +135,58 @@ fn network_backward_matches_finite_differences() {
     assert!(g.iter().any(|v| v.abs() > 1e-3), "gradient is not trivially zero");
 }
 
+/// Largest `|a - b|` relative to the largest `|b|`.
+fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
+    a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+#[test]
+fn direct_convolutions_match_im2col_at_every_simd_level() {
+    let mut rng = Rng::new(0xC0_0004);
+    // Width 20 spans two channel blocks; 17 inputs do not fill theirs; dilation 16
+    // reaches past the border of the small maps.
+    let arch = Arch { channels: 17, width: 20, dilations: vec![1, 2, 4, 8, 16, 1] };
+    let params: Vec<f32> = arch.init(5).iter().map(|p| p + 0.05 * rng.normal() as f32).collect();
+    for n in [1, 3, 6, 23, 41] {
+        let x = random3(&mut rng, (17, n, n));
+        let r = Array2::from_shape_fn((n, n), |_| rng.normal() as f32);
+        let (want, tape) = Im2colOps.forward(&arch, &params, x.view()).unwrap();
+        let mut want_g = vec![0.0f32; params.len()];
+        Im2colOps.backward(&arch, &params, &tape, r.view(), &mut want_g);
+        for level in SimdLevel::available() {
+            let ops = CpuOps::with_simd(level);
+            let (got, tape) = ops.forward(&arch, &params, x.view()).unwrap();
+            let mut got_g = vec![0.0f32; params.len()];
+            ops.backward(&arch, &params, &tape, r.view(), &mut got_g);
+            let d = rel_diff(got.as_slice().unwrap(), want.as_slice().unwrap());
+            assert!(d < 1e-5, "n={n} {level:?}: logits differ by {d}");
+            let d = rel_diff(&got_g, &want_g);
+            assert!(d < 1e-4, "n={n} {level:?}: gradients differ by {d}");
+            if n > 20 {
+                assert!(
+                    got_g.iter().filter(|g| g.abs() > 0.0).count() > params.len() / 2,
+                    "n={n}: mostly zero"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn inputs_that_do_not_fit_the_model_are_errors() {
     let arch = Arch { channels: 3, width: 4, dilations: vec![1] };
     let params = arch.init(0);
-    let err = CpuOps.forward(&arch, &params, Array3::<f32>::zeros((2, 5, 5)).view()).unwrap_err().to_string();
+    let err = CpuOps::default()
+        .forward(&arch, &params, Array3::<f32>::zeros((2, 5, 5)).view())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("expects 3 x N x N"), "{err}");
-    let err =
-        CpuOps.forward(&arch, &params[1..], Array3::<f32>::zeros((3, 5, 5)).view()).unwrap_err().to_string();
+    let err = CpuOps::default()
+        .forward(&arch, &params[1..], Array3::<f32>::zeros((3, 5, 5)).view())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("parameters"), "{err}");
-    assert!(CpuOps.forward(&arch, &params, Array3::<f32>::zeros((3, 4, 5)).view()).is_err());
+    assert!(CpuOps::default().forward(&arch, &params, Array3::<f32>::zeros((3, 4, 5)).view()).is_err());
 }

@@ -67,10 +67,10 @@ fn same_seed_same_model() {
     let data = Dataset::load("synthetic:6:3", false).unwrap();
     let cfg =
         TrainConfig { epochs: 2, width: 6, dilations: vec![1, 2], batch_size: 3, ..TrainConfig::default() };
-    let a = train(&CpuOps, &cfg, &data, None, &mut |_| {}).unwrap();
-    let b = train(&CpuOps, &cfg, &data, None, &mut |_| {}).unwrap();
+    let a = train(&CpuOps::default(), &cfg, &data, None, &mut |_| {}).unwrap();
+    let b = train(&CpuOps::default(), &cfg, &data, None, &mut |_| {}).unwrap();
     assert_eq!(a.params, b.params);
-    let c = train(&CpuOps, &TrainConfig { seed: 9, ..cfg }, &data, None, &mut |_| {}).unwrap();
+    let c = train(&CpuOps::default(), &TrainConfig { seed: 9, ..cfg }, &data, None, &mut |_| {}).unwrap();
     assert_ne!(a.params, c.params);
 }
 
@@ -94,8 +94,8 @@ fn a_handful_of_structures_is_learned_to_f1_095() {
         seed: 1,
         ..TrainConfig::default()
     };
-    let trained = train(&CpuOps, &cfg, &data, None, &mut |_| {}).unwrap();
-    let logits = predict_all(&CpuOps, &trained.arch, &trained.params, &data).unwrap();
+    let trained = train(&CpuOps::default(), &cfg, &data, None, &mut |_| {}).unwrap();
+    let logits = predict_all(&CpuOps::default(), &trained.arch, &trained.params, &data).unwrap();
     let decode = choose_decode(&data, &logits, cfg.min_sep).unwrap();
     let r = evaluate(&data, &logits, cfg.min_sep, &decode).unwrap();
     let first = trained.history.first().unwrap().train_loss;

@@ -119,13 +119,13 @@ pub fn run(args: &CompareArgs) -> CliResult<()> {
                 ..TrainConfig::default()
             };
             let started = Instant::now();
-            let trained = train(&CpuOps, &cfg, &train_set, None, &mut |ev| {
+            let trained = train(&CpuOps::default(), &cfg, &train_set, None, &mut |ev| {
                 if let symseg_train::train::Event::Epoch(_) = ev {
                     bar.inc(1);
                 }
             })?;
             let seconds = started.elapsed().as_secs_f64();
-            let logits = predict_all(&CpuOps, &trained.arch, &trained.params, &val_set)?;
+            let logits = predict_all(&CpuOps::default(), &trained.arch, &trained.params, &val_set)?;
             let at = |mode: SymMode, one_partner: bool, canonical: bool| -> CliResult<MetricsReport> {
                 let d = Decode { mode, threshold: 0.5, one_partner, canonical };
                 Ok(evaluate(&val_set, &logits, args.min_sep, &d)?)

@@ -46,7 +46,7 @@ struct EvalOutput {
 /// Runs `symseg eval`.
 pub fn run(args: &EvalArgs) -> CliResult<()> {
     let (ckpt, set) = load(&args.checkpoint, &args.data, args.skip_bad, true)?;
-    let logits = predict_all(&CpuOps, &ckpt.arch, &ckpt.params, &set)?;
+    let logits = predict_all(&CpuOps::default(), &ckpt.arch, &ckpt.params, &set)?;
     let report = evaluate(&set, &logits, ckpt.config.min_sep, &ckpt.decode)?;
     if args.json {
         return output::json(&EvalOutput { report, decode: ckpt.decode, data: set.source });

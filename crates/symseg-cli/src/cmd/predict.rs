@@ -16,7 +16,7 @@ use crate::{io, output};
 /// Runs `symseg predict`.
 pub fn run(args: &PredictArgs) -> CliResult<()> {
     let (ckpt, set) = super::eval::load(&args.checkpoint, &args.data, args.skip_bad, false)?;
-    let logits = predict_all(&CpuOps, &ckpt.arch, &ckpt.params, &set)?;
+    let logits = predict_all(&CpuOps::default(), &ckpt.arch, &ckpt.params, &set)?;
     let write_err = |e: std::io::Error| CliError::Write { path: args.out.clone(), message: e.to_string() };
     match set.kind {
         DataKind::Rna => {

@@ -115,7 +115,7 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
     let started = Instant::now();
     let mut last_f1 = String::from("-");
     let mut log_error = None;
-    let trained = train(&CpuOps, &cfg, &train_set, val_set.as_ref(), &mut |ev| match ev {
+    let trained = train(&CpuOps::default(), &cfg, &train_set, val_set.as_ref(), &mut |ev| match ev {
         Event::Step { epoch, done, loss, .. } => {
             bar.set_position(((epoch - 1) * n + done) as u64);
             bar.set_message(format!("{epoch}/{} loss {loss:.4} val F1 {last_f1}", cfg.epochs));
@@ -138,7 +138,7 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
     let ckpt_path = out.join("model.ckpt");
     Checkpoint::new(&trained, &cfg, train_set.kind).save(&ckpt_path)?;
     let val_logits = match &val_set {
-        Some(v) => Some(predict_all(&CpuOps, &trained.arch, &trained.params, v)?),
+        Some(v) => Some(predict_all(&CpuOps::default(), &trained.arch, &trained.params, v)?),
         None => None,
     };
     let val_report = match (&val_set, &val_logits) {

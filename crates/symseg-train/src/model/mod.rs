@@ -4,6 +4,10 @@
 //! 1x1 head — with parameters in one flat vector.
 
 pub mod conv;
+mod cpu_ops;
+pub mod direct;
+mod im2col_ops;
+pub mod map;
 mod ops;
 
 use serde::{Deserialize, Serialize};
@@ -12,7 +16,9 @@ use symseg::rng::Rng;
 use crate::error::{TrainError, TrainResult};
 
 pub use conv::ConvShape;
-pub use ops::{CpuOps, ModelOps, Tape};
+pub use cpu_ops::{CpuOps, CpuTape};
+pub use im2col_ops::{Im2colOps, Im2colTape};
+pub use ops::ModelOps;
 
 /// The architecture.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
