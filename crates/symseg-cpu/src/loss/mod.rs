@@ -93,7 +93,7 @@ fn tiled(
     grad: Option<&mut [f32]>,
     level: SimdLevel,
 ) -> (f64, f64, Option<usize>) {
-    let f = FastElem::new(&cfg.loss);
+    let f = FastElem::new(&cfg.loss, level != SimdLevel::Scalar);
     let pen = cfg.penalty.as_ref().map(PenaltyFn::<f32>::new);
     let symmetric = !cfg.allow_asymmetric_labels;
     let fp = cfg.penalty.as_ref().map(FastPenalty::new);
@@ -148,16 +148,64 @@ fn dispatch<K: StrategyKernel, V: tiled::VecPair>(
             }
             // Diagonal tiles, and tiles with a non-finite counted logit (for its lowest index).
             if write {
-                run_task::<K, true>(k, pen, batch, t, s, out)
+                run_task_at::<K, true>(level, k, pen, batch, t, s, out)
             } else {
-                run_task::<K, false>(k, pen, batch, t, s, out)
+                run_task_at::<K, false>(level, k, pen, batch, t, s, out)
             }
         })
         .collect();
     tasks.into_iter().zip(parts).collect()
 }
 
+/// [`run_task`] compiled for `level`: the element math uses fused multiply-adds
+/// on the SIMD levels (as the vector kernels of the same call do), which must
+/// be instructions here, not library calls.
+fn run_task_at<K: StrategyKernel, const G: bool>(
+    level: SimdLevel,
+    k: &K,
+    pen: Option<PenaltyFn<f32>>,
+    batch: &Batch<'_>,
+    t: &Task,
+    s: Scales,
+    out: SharedMut,
+) -> Partial {
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
+    fn avx512<K: StrategyKernel, const G: bool>(
+        k: &K,
+        pen: Option<PenaltyFn<f32>>,
+        batch: &Batch<'_>,
+        t: &Task,
+        s: Scales,
+        out: SharedMut,
+    ) -> Partial {
+        run_task::<K, G>(k, pen, batch, t, s, out)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn avx2<K: StrategyKernel, const G: bool>(
+        k: &K,
+        pen: Option<PenaltyFn<f32>>,
+        batch: &Batch<'_>,
+        t: &Task,
+        s: Scales,
+        out: SharedMut,
+    ) -> Partial {
+        run_task::<K, G>(k, pen, batch, t, s, out)
+    }
+    match level {
+        // SAFETY: `CpuBackend` only holds a level that `SimdLevel::available` detected on this CPU.
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => unsafe { avx512::<K, G>(k, pen, batch, t, s, out) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => unsafe { avx2::<K, G>(k, pen, batch, t, s, out) },
+        _ => run_task::<K, G>(k, pen, batch, t, s, out),
+    }
+}
+
 /// Visits the task's unordered pairs once each: `(i, j)` and `(j, i)` together.
+#[inline(always)]
 fn run_task<K: StrategyKernel, const G: bool>(
     k: &K,
     pen: Option<PenaltyFn<f32>>,

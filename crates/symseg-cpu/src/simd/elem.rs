@@ -7,7 +7,7 @@
 
 use symseg_core::ElementLoss;
 
-use super::fastmath::{exp_nonpos, ln_1p_unit};
+use super::fastmath::{exp_nonpos, fma, ln_1p_unit};
 
 /// How `base^gamma` is evaluated: `GAMMA_0`, `GAMMA_1`, `GAMMA_2` by
 /// multiplication, anything else as `exp(-gamma * -ln(base))`.
@@ -24,10 +24,14 @@ pub(crate) struct FastElem {
     pub gamma: f32,
     /// One of the `GAMMA_*` constants.
     pub kind: u8,
+    /// Whether the kernels evaluating it use fused multiply-adds (every SIMD
+    /// level but the portable one); the scalar paths follow it so that all
+    /// paths of one call round identically.
+    pub fused: bool,
 }
 
 impl FastElem {
-    pub fn new(loss: &ElementLoss) -> FastElem {
+    pub fn new(loss: &ElementLoss, fused: bool) -> FastElem {
         match *loss {
             ElementLoss::Focal { alpha, gamma } => {
                 let (a1, a0) = alpha.map_or((1.0, 1.0), |a| (a, 1.0 - a));
@@ -40,10 +44,10 @@ impl FastElem {
                 } else {
                     GAMMA_ANY
                 };
-                FastElem { w_pos: a1 as f32, w_neg: a0 as f32, gamma: gamma as f32, kind }
+                FastElem { w_pos: a1 as f32, w_neg: a0 as f32, gamma: gamma as f32, kind, fused }
             }
             ElementLoss::Bce { pos_weight } => {
-                FastElem { w_pos: pos_weight as f32, w_neg: 1.0, gamma: 0.0, kind: GAMMA_0 }
+                FastElem { w_pos: pos_weight as f32, w_neg: 1.0, gamma: 0.0, kind: GAMMA_0, fused }
             }
         }
     }
@@ -53,19 +57,24 @@ impl FastElem {
     /// for bit with the vector row pass).
     #[inline(always)]
     pub fn eval(&self, x: f32, pos: bool) -> (f32, f32) {
+        if self.fused { self.eval_as::<true>(x, pos) } else { self.eval_as::<false>(x, pos) }
+    }
+
+    #[inline(always)]
+    fn eval_as<const F: bool>(&self, x: f32, pos: bool) -> (f32, f32) {
         match self.kind {
-            GAMMA_0 => self.value_grad::<GAMMA_0>(x, pos),
-            GAMMA_1 => self.value_grad::<GAMMA_1>(x, pos),
-            GAMMA_2 => self.value_grad::<GAMMA_2>(x, pos),
-            _ => self.value_grad::<GAMMA_ANY>(x, pos),
+            GAMMA_0 => self.value_grad::<GAMMA_0, F>(x, pos),
+            GAMMA_1 => self.value_grad::<GAMMA_1, F>(x, pos),
+            GAMMA_2 => self.value_grad::<GAMMA_2, F>(x, pos),
+            _ => self.value_grad::<GAMMA_ANY, F>(x, pos),
         }
     }
 
-    /// `(l(x, y), dl/dx)`, branch-free (finite `x`).
+    /// `(l(x, y), dl/dx)`, branch-free (finite `x`), with fused multiply-adds if `F`.
     #[inline(always)]
-    pub fn value_grad<const K: u8>(&self, x: f32, pos: bool) -> (f32, f32) {
-        let e = exp_nonpos(-x.abs());
-        let l = ln_1p_unit(e);
+    pub fn value_grad<const K: u8, const F: bool>(&self, x: f32, pos: bool) -> (f32, f32) {
+        let e = exp_nonpos::<F>(-x.abs());
+        let l = ln_1p_unit::<F>(e);
         let inv = 1.0 / (1.0 + e);
         let ei = e * inv;
         let nonneg = x >= 0.0;
@@ -82,10 +91,10 @@ impl FastElem {
             GAMMA_1 => base,
             GAMMA_2 => base * base,
             // -ln(q) = softplus(x), -ln(p) = softplus(-x).
-            _ => exp_nonpos(-self.gamma * if pos { sp_pos } else { sp_neg }),
+            _ => exp_nonpos::<F>(-self.gamma * if pos { sp_pos } else { sp_neg }),
         };
         let wp = w * pw;
-        let mag = wp * (self.gamma * other * sp + base);
+        let mag = wp * fma::<F>(self.gamma * other, sp, base);
         (wp * sp, if pos { -mag } else { mag })
     }
 }
@@ -105,18 +114,13 @@ mod tests {
             ElementLoss::Focal { alpha: Some(0.5), gamma: 5.0 },
             ElementLoss::Bce { pos_weight: 3.0 },
         ];
-        for loss in losses {
-            let fast = FastElem::new(&loss);
+        for (loss, fused) in losses.into_iter().flat_map(|l| [(l, false), (l, true)]) {
+            let fast = FastElem::new(&loss, fused);
             let exact = ElemFn::<f64>::new(&loss);
             let mut x = -90.0f32;
             while x <= 90.0 {
                 for pos in [false, true] {
-                    let (l, g) = match fast.kind {
-                        GAMMA_0 => fast.value_grad::<GAMMA_0>(x, pos),
-                        GAMMA_1 => fast.value_grad::<GAMMA_1>(x, pos),
-                        GAMMA_2 => fast.value_grad::<GAMMA_2>(x, pos),
-                        _ => fast.value_grad::<GAMMA_ANY>(x, pos),
-                    };
+                    let (l, g) = fast.eval(x, pos);
                     let (lr, gr) = exact.value_grad(f64::from(x), pos);
                     // A general gamma evaluates base^gamma as exp(-gamma * softplus): the
                     // exponent's rounding scales with gamma * |x| (where the value is tiny).

@@ -11,23 +11,31 @@ const LN2_LO: f32 = -2.121_944_4e-4;
 /// 1.5 * 2^23: adding it rounds an f32 of magnitude below 2^22 to an integer.
 const ROUND_MAGIC: f32 = 12_582_912.0;
 
+/// `a * b + c`: one fused multiply-add where the kernel is compiled with FMA
+/// (`F`), else a multiply and an add (Rust never contracts them on its own, and
+/// `mul_add` without the instruction is a library call).
+#[inline(always)]
+pub fn fma<const F: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if F { a.mul_add(b, c) } else { a * b + c }
+}
+
 /// `e^x` for `x <= 0`. Below -87.3 it returns about 1.2e-38 instead of a
 /// subnormal: every use multiplies it into terms that are negligible there.
 #[inline(always)]
-pub fn exp_nonpos(x: f32) -> f32 {
+pub fn exp_nonpos<const F: bool>(x: f32) -> f32 {
     let x = x.max(-87.33654);
     // Round x * log2(e) to the nearest integer with the 1.5 * 2^23 trick: no
     // libm call (`floor` is one on baseline x86-64) and it vectorises.
-    let t = x * LOG2E + ROUND_MAGIC;
+    let t = fma::<F>(x, LOG2E, ROUND_MAGIC);
     let n = t - ROUND_MAGIC;
-    let r = x - n * LN2_HI - n * LN2_LO;
+    let r = fma::<F>(-n, LN2_LO, fma::<F>(-n, LN2_HI, x));
     let mut p = 1.987_569_1e-4f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 5e-1;
-    let p = p * r * r + r + 1.0;
+    p = fma::<F>(p, r, 1.398_199_9e-3);
+    p = fma::<F>(p, r, 8.333_452e-3);
+    p = fma::<F>(p, r, 4.166_579_6e-2);
+    p = fma::<F>(p, r, 1.666_666_5e-1);
+    p = fma::<F>(p, r, 5e-1);
+    let p = fma::<F>(p * r, r, r) + 1.0;
     // 2^n from the integer in t's low mantissa bits (n is in -126..=0 here).
     let ni = (t.to_bits() as i32).wrapping_sub(ROUND_MAGIC.to_bits() as i32);
     let scale = f32::from_bits(((ni + 127) as u32) << 23);
@@ -36,7 +44,7 @@ pub fn exp_nonpos(x: f32) -> f32 {
 
 /// `ln(u)` for `u` in `[1, 2]`.
 #[inline(always)]
-fn ln_1_2(u: f32) -> f32 {
+fn ln_1_2<const F: bool>(u: f32) -> f32 {
     // Reduce to m in [sqrt(1/2), sqrt(2)): u >= sqrt(2) halves it and adds ln 2.
     let big = u >= std::f32::consts::SQRT_2;
     let m = if big { 0.5 * u } else { u };
@@ -44,27 +52,26 @@ fn ln_1_2(u: f32) -> f32 {
     let x = m - 1.0;
     let z = x * x;
     let mut y = 7.037_683_6e-2f32;
-    y = y * x - 1.151_461e-1;
-    y = y * x + 1.167_699_9e-1;
-    y = y * x - 1.242_014_1e-1;
-    y = y * x + 1.424_932_3e-1;
-    y = y * x - 1.666_805_8e-1;
-    y = y * x + 2.000_071_4e-1;
-    y = y * x - 2.499_999_4e-1;
-    y = y * x + 3.333_333e-1;
-    let mut y = y * x * z;
-    y += k * LN2_LO;
-    y -= 0.5 * z;
-    x + y + k * LN2_HI
+    y = fma::<F>(y, x, -1.151_461e-1);
+    y = fma::<F>(y, x, 1.167_699_9e-1);
+    y = fma::<F>(y, x, -1.242_014_1e-1);
+    y = fma::<F>(y, x, 1.424_932_3e-1);
+    y = fma::<F>(y, x, -1.666_805_8e-1);
+    y = fma::<F>(y, x, 2.000_071_4e-1);
+    y = fma::<F>(y, x, -2.499_999_4e-1);
+    y = fma::<F>(y, x, 3.333_333e-1);
+    let y = fma::<F>(k, LN2_LO, y * x * z);
+    let y = fma::<F>(-0.5, z, y);
+    fma::<F>(k, LN2_HI, x + y)
 }
 
 /// `ln(1 + e)` for `e` in `[0, 1]`, accurate also for tiny `e`: `u = 1 + e`
 /// rounds, and `ln(u) * e / (u - 1)` cancels that rounding (`u - 1` is exact).
 #[inline(always)]
-pub fn ln_1p_unit(e: f32) -> f32 {
+pub fn ln_1p_unit<const F: bool>(e: f32) -> f32 {
     let u = 1.0 + e;
     let d = u - 1.0;
-    let l = ln_1_2(u);
+    let l = ln_1_2::<F>(u);
     if d == 0.0 { e } else { l * (e / d) }
 }
 
@@ -72,32 +79,42 @@ pub fn ln_1p_unit(e: f32) -> f32 {
 mod tests {
     use super::*;
 
-    #[test]
-    fn exp_is_accurate_on_its_range() {
+    fn exp_accuracy<const F: bool>() {
         let mut worst = 0.0f64;
         let mut x = -87.0f32;
         while x <= 0.0 {
-            let got = f64::from(exp_nonpos(x));
+            let got = f64::from(exp_nonpos::<F>(x));
             let want = f64::from(x).exp();
             worst = worst.max((got - want).abs() / want);
             x += 0.000_731;
         }
-        assert!(worst < 4e-7, "worst relative error {worst:e}");
-        assert_eq!(exp_nonpos(0.0), 1.0);
-        assert!(exp_nonpos(-200.0) < 2e-38);
+        assert!(worst < 4e-7, "fused {F}: worst relative error {worst:e}");
+        assert_eq!(exp_nonpos::<F>(0.0), 1.0);
+        assert!(exp_nonpos::<F>(-200.0) < 2e-38);
     }
 
-    #[test]
-    fn log1p_is_accurate_from_tiny_to_one() {
+    fn log1p_accuracy<const F: bool>() {
         let mut worst = 0.0f64;
         let mut e = 1e-30f32;
         while e <= 1.0 {
-            let got = f64::from(ln_1p_unit(e));
+            let got = f64::from(ln_1p_unit::<F>(e));
             let want = f64::from(e).ln_1p();
             worst = worst.max((got - want).abs() / want);
             e *= 1.000_37;
         }
-        assert!(worst < 4e-7, "worst relative error {worst:e}");
-        assert_eq!(ln_1p_unit(0.0), 0.0);
+        assert!(worst < 4e-7, "fused {F}: worst relative error {worst:e}");
+        assert_eq!(ln_1p_unit::<F>(0.0), 0.0);
+    }
+
+    #[test]
+    fn exp_is_accurate_on_its_range() {
+        exp_accuracy::<false>();
+        exp_accuracy::<true>();
+    }
+
+    #[test]
+    fn log1p_is_accurate_from_tiny_to_one() {
+        log1p_accuracy::<false>();
+        log1p_accuracy::<true>();
     }
 }

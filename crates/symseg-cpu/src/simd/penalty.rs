@@ -25,9 +25,9 @@ impl FastPenalty {
 
     /// `(rho(d), d rho / d x_a, d rho / d x_b)` with `d = t(x_a) - t(x_b)`.
     #[inline(always)]
-    pub fn value_grad(&self, xa: f32, xb: f32) -> (f32, f32, f32) {
+    pub fn value_grad<const F: bool>(&self, xa: f32, xb: f32) -> (f32, f32, f32) {
         let sig = |x: f32| {
-            let e = exp_nonpos(-x.abs());
+            let e = exp_nonpos::<F>(-x.abs());
             let inv = 1.0 / (1.0 + e);
             if x >= 0.0 { inv } else { e * inv }
         };

@@ -30,10 +30,11 @@ struct RowCtx<'a> {
     x: &'a [f32],
     y: &'a [u8],
     m: &'a [u8],
-    /// Row index within its sample, the sample's length, and `min_sep`.
-    i: i64,
-    len: i64,
-    sep: i64,
+    /// Row index within its sample, the sample's length, and `min_sep` (32-bit,
+    /// so that the lane loop runs at 16 lanes per AVX-512 register).
+    i: i32,
+    len: i32,
+    sep: i32,
     row_ok: bool,
     r: f32,
 }
@@ -43,29 +44,33 @@ struct RowCtx<'a> {
 /// references: closures do not inherit the caller's target features, and
 /// bounds-checked writes would keep the lane loop from vectorising.
 #[inline(always)]
-fn lane<const K: u8, const M: bool>(
+fn lane<const K: u8, const M: bool, const F: bool>(
     fe: &FastElem,
     c: &RowCtx<'_>,
     j: usize,
     xv: f32,
     yv: u8,
     mv: u8,
-) -> (f64, f32, bool) {
-    let jj = j as i64;
+) -> (f32, f32, bool) {
+    let jj = j as i32;
     let cnt =
         c.row_ok && jj < c.len && (jj + c.sep <= c.i || jj >= c.i + c.sep) && yv != 255 && (!M || mv != 0);
     let fin = xv.is_finite();
-    let (l, d) = fe.value_grad::<K>(if fin { xv } else { 0.0 }, yv == 1);
-    (if cnt && fin { f64::from(l) } else { 0.0 }, if cnt { c.r * d } else { 0.0 }, cnt && !fin)
+    let (l, d) = fe.value_grad::<K, F>(if fin { xv } else { 0.0 }, yv == 1);
+    (if cnt && fin { l } else { 0.0 }, if cnt { c.r * d } else { 0.0 }, cnt && !fin)
 }
 
 /// One row's loss sum (unscaled) and whether a counted logit was not finite.
 #[inline(always)]
-fn row<const K: u8, const G: bool, const M: bool>(a: &Rows<'_>, k: usize, g: &mut [f32]) -> (f64, bool) {
+fn row<const K: u8, const G: bool, const M: bool, const F: bool>(
+    a: &Rows<'_>,
+    k: usize,
+    g: &mut [f32],
+) -> (f64, bool) {
     let bt = a.batch;
     let n = bt.dims.n;
     let (b, i) = (k / n, k % n);
-    let len = bt.len(b) as i64;
+    let len = bt.len(b);
     let o = k * n;
     let y = &bt.labels[o..o + n];
     let c = RowCtx {
@@ -73,10 +78,10 @@ fn row<const K: u8, const G: bool, const M: bool>(a: &Rows<'_>, k: usize, g: &mu
         y,
         // Without a mask the labels stand in for it; `M = false` never reads them as one.
         m: bt.mask.map_or(y, |mk| &mk[o..o + n]),
-        i: i as i64,
-        len,
-        sep: bt.min_sep as i64,
-        row_ok: (i as i64) < len,
+        i: i as i32,
+        len: len as i32,
+        sep: bt.min_sep.min(n) as i32,
+        row_ok: i < len as usize,
         r: a.r[b] as f32,
     };
     let mut acc = [0.0f64; LANES];
@@ -92,19 +97,24 @@ fn row<const K: u8, const G: bool, const M: bool>(a: &Rows<'_>, k: usize, g: &mu
             continue;
         };
         let mut gs = [0.0f32; LANES];
+        let mut ls = [0.0f32; LANES];
+        let mut nbs = [false; LANES];
         for s in 0..LANES {
-            let (l, d, nb) = lane::<K, M>(&a.fe, &c, base + s, xs[s], ys[s], ms[s]);
-            acc[s] += l;
-            gs[s] = d;
-            bad |= nb;
+            (ls[s], gs[s], nbs[s]) = lane::<K, M, F>(&a.fe, &c, base + s, xs[s], ys[s], ms[s]);
+        }
+        // A separate loop: widening to f64 inside the one above would make the
+        // compiler run the f32 math at 8 lanes to match the f64 registers.
+        for s in 0..LANES {
+            acc[s] += f64::from(ls[s]);
+            bad |= nbs[s];
         }
         if G {
             g[base..base + LANES].copy_from_slice(&gs);
         }
     }
     for j in full..n {
-        let (l, d, nb) = lane::<K, M>(&a.fe, &c, j, c.x[j], c.y[j], c.m[j]);
-        acc[j - full] += l;
+        let (l, d, nb) = lane::<K, M, F>(&a.fe, &c, j, c.x[j], c.y[j], c.m[j]);
+        acc[j - full] += f64::from(l);
         if G {
             g[j] = d;
         }
@@ -116,14 +126,17 @@ fn row<const K: u8, const G: bool, const M: bool>(a: &Rows<'_>, k: usize, g: &mu
 /// A block of rows: the loss scaled by each row's sample factor, and the lowest
 /// flat index of a non-finite counted logit.
 #[inline(always)]
-fn block<const K: u8, const G: bool, const M: bool>(a: &Rows<'_>, g: &mut [f32]) -> (f64, Option<usize>) {
+fn block<const K: u8, const G: bool, const M: bool, const F: bool>(
+    a: &Rows<'_>,
+    g: &mut [f32],
+) -> (f64, Option<usize>) {
     let n = a.batch.dims.n;
     let mut total = 0.0;
     let mut bad = None;
     for t in 0..a.count {
         let k = a.first + t;
         let gr = if G { &mut g[t * n..(t + 1) * n] } else { &mut g[..0] };
-        let (sum, any_bad) = row::<K, G, M>(a, k, gr);
+        let (sum, any_bad) = row::<K, G, M, F>(a, k, gr);
         total += a.r[k / n] * sum;
         if any_bad && bad.is_none() {
             bad = first_bad(a.batch, k);
@@ -154,7 +167,7 @@ fn block_avx512<const K: u8, const G: bool, const M: bool>(
     a: &Rows<'_>,
     g: &mut [f32],
 ) -> (f64, Option<usize>) {
-    block::<K, G, M>(a, g)
+    block::<K, G, M, true>(a, g)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -163,7 +176,7 @@ fn block_avx2<const K: u8, const G: bool, const M: bool>(
     a: &Rows<'_>,
     g: &mut [f32],
 ) -> (f64, Option<usize>) {
-    block::<K, G, M>(a, g)
+    block::<K, G, M, true>(a, g)
 }
 
 fn block_at<const K: u8, const G: bool, const M: bool>(
@@ -178,7 +191,7 @@ fn block_at<const K: u8, const G: bool, const M: bool>(
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
         SimdLevel::Avx2 => unsafe { block_avx2::<K, G, M>(a, g) },
-        _ => block::<K, G, M>(a, g),
+        _ => block::<K, G, M, false>(a, g),
     }
 }
 
@@ -215,7 +228,7 @@ pub(crate) fn run(
     r: &[f64],
     grad: Option<&mut [f32]>,
 ) -> (f64, Option<usize>) {
-    let fe = FastElem::new(loss);
+    let fe = FastElem::new(loss, level != SimdLevel::Scalar);
     macro_rules! by_mask {
         ($k:expr) => {
             if batch.mask.is_some() {

@@ -12,10 +12,11 @@ use crate::tiles::{SharedMut, TILE, Task};
 
 const LANES: usize = 16;
 
-/// A strategy's per-pair math for the vector kernels: the loss terms of
-/// `(i, j)` and `(j, i)` together, and `(g_ij, g_ji) / r` (SPEC §3).
+/// A strategy's per-pair math for the vector kernels: the pair's loss as two f32
+/// terms (their f64 sum is the loss of `(i, j)` and `(j, i)` together; f32 keeps
+/// the lane loop at full vector width), and `(g_ij, g_ji) / r` (SPEC §3).
 pub(crate) trait VecPair: Copy + Send + Sync {
-    fn pair<const K: u8>(fe: &FastElem, xij: f32, xji: f32, yij: bool, yji: bool) -> (f64, f32, f32);
+    fn pair<const K: u8, const F: bool>(fe: &FastElem, xij: f32, xji: f32, yij: bool, yji: bool) -> [f32; 4];
 }
 
 /// `plain` (with a penalty; without one it takes the row pass).
@@ -39,58 +40,79 @@ pub(crate) struct Lower;
 
 impl VecPair for Plain {
     #[inline(always)]
-    fn pair<const K: u8>(fe: &FastElem, xij: f32, xji: f32, yij: bool, yji: bool) -> (f64, f32, f32) {
-        let a = fe.value_grad::<K>(xij, yij);
-        let b = fe.value_grad::<K>(xji, yji);
-        (f64::from(a.0) + f64::from(b.0), a.1, b.1)
+    fn pair<const K: u8, const F: bool>(fe: &FastElem, xij: f32, xji: f32, yij: bool, yji: bool) -> [f32; 4] {
+        let a = fe.value_grad::<K, F>(xij, yij);
+        let b = fe.value_grad::<K, F>(xji, yji);
+        [a.0, b.0, a.1, b.1]
     }
 }
 
 impl VecPair for DualSym {
     #[inline(always)]
-    fn pair<const K: u8>(fe: &FastElem, xij: f32, xji: f32, yij: bool, _yji: bool) -> (f64, f32, f32) {
-        let a = fe.value_grad::<K>(xij, yij);
-        let b = fe.value_grad::<K>(xji, yij);
-        (2.0 * (f64::from(a.0) + f64::from(b.0)), 2.0 * a.1, 2.0 * b.1)
+    fn pair<const K: u8, const F: bool>(
+        fe: &FastElem,
+        xij: f32,
+        xji: f32,
+        yij: bool,
+        _yji: bool,
+    ) -> [f32; 4] {
+        let a = fe.value_grad::<K, F>(xij, yij);
+        let b = fe.value_grad::<K, F>(xji, yij);
+        // Doubling is exact, so this stays exactly twice `plain`.
+        [2.0 * a.0, 2.0 * b.0, 2.0 * a.1, 2.0 * b.1]
     }
 }
 
 impl VecPair for DualAsym {
     #[inline(always)]
-    fn pair<const K: u8>(fe: &FastElem, xij: f32, xji: f32, yij: bool, yji: bool) -> (f64, f32, f32) {
-        let a_own = fe.value_grad::<K>(xij, yij);
-        let a_mirror = fe.value_grad::<K>(xij, yji);
-        let b_own = fe.value_grad::<K>(xji, yji);
-        let b_mirror = fe.value_grad::<K>(xji, yij);
-        (
-            f64::from(a_own.0) + f64::from(a_mirror.0) + f64::from(b_own.0) + f64::from(b_mirror.0),
-            a_own.1 + a_mirror.1,
-            b_own.1 + b_mirror.1,
-        )
+    fn pair<const K: u8, const F: bool>(fe: &FastElem, xij: f32, xji: f32, yij: bool, yji: bool) -> [f32; 4] {
+        let a_own = fe.value_grad::<K, F>(xij, yij);
+        let a_mirror = fe.value_grad::<K, F>(xij, yji);
+        let b_own = fe.value_grad::<K, F>(xji, yji);
+        let b_mirror = fe.value_grad::<K, F>(xji, yij);
+        [a_own.0 + a_mirror.0, b_own.0 + b_mirror.0, a_own.1 + a_mirror.1, b_own.1 + b_mirror.1]
     }
 }
 
 impl VecPair for Average {
     #[inline(always)]
-    fn pair<const K: u8>(fe: &FastElem, xij: f32, xji: f32, yij: bool, _yji: bool) -> (f64, f32, f32) {
-        let a = fe.value_grad::<K>(0.5 * xij + 0.5 * xji, yij);
-        (2.0 * f64::from(a.0), a.1, a.1)
+    fn pair<const K: u8, const F: bool>(
+        fe: &FastElem,
+        xij: f32,
+        xji: f32,
+        yij: bool,
+        _yji: bool,
+    ) -> [f32; 4] {
+        let a = fe.value_grad::<K, F>(0.5 * xij + 0.5 * xji, yij);
+        [a.0, a.0, a.1, a.1]
     }
 }
 
 impl VecPair for Upper {
     #[inline(always)]
-    fn pair<const K: u8>(fe: &FastElem, xij: f32, _xji: f32, yij: bool, _yji: bool) -> (f64, f32, f32) {
-        let a = fe.value_grad::<K>(xij, yij);
-        (f64::from(a.0), a.1, 0.0)
+    fn pair<const K: u8, const F: bool>(
+        fe: &FastElem,
+        xij: f32,
+        _xji: f32,
+        yij: bool,
+        _yji: bool,
+    ) -> [f32; 4] {
+        let a = fe.value_grad::<K, F>(xij, yij);
+        [a.0, 0.0, a.1, 0.0]
     }
 }
 
 impl VecPair for Lower {
     #[inline(always)]
-    fn pair<const K: u8>(fe: &FastElem, _xij: f32, xji: f32, _yij: bool, yji: bool) -> (f64, f32, f32) {
-        let b = fe.value_grad::<K>(xji, yji);
-        (f64::from(b.0), 0.0, b.1)
+    fn pair<const K: u8, const F: bool>(
+        fe: &FastElem,
+        _xij: f32,
+        xji: f32,
+        _yij: bool,
+        yji: bool,
+    ) -> [f32; 4] {
+        let b = fe.value_grad::<K, F>(xji, yji);
+        [0.0, b.0, 0.0, b.1]
     }
 }
 
@@ -104,20 +126,22 @@ pub(crate) struct TileJob<'a> {
     pub wp: f32,
 }
 
-/// Row-invariant facts of one row of the tile pair.
+/// Row-invariant facts of one row of the tile pair (indices in 32 bits, so the
+/// lane loop runs at 16 lanes per AVX-512 register).
 struct LaneCtx<'a> {
     job: &'a TileJob<'a>,
-    i: usize,
-    j0: usize,
-    len: usize,
-    sep: usize,
+    i: u32,
+    j0: u32,
+    len: u32,
+    sep: u32,
     has_mask: bool,
 }
 
 /// One pair `(i, j0 + jl)`: `(loss, penalty, g_ij, g_ji, non-finite counted?)`,
-/// values only, so the lane loop vectorises.
+/// f32 values only, so the lane loop vectorises at full width (the caller
+/// widens the sums to f64 in a separate loop).
 #[inline(always)]
-fn lane<S: VecPair, const K: u8>(
+fn lane<S: VecPair, const K: u8, const F: bool>(
     c: &LaneCtx<'_>,
     jl: usize,
     xij: f32,
@@ -125,24 +149,24 @@ fn lane<S: VecPair, const K: u8>(
     yij: u8,
     yji: u8,
     m: u8,
-) -> (f64, f64, f32, f32, bool) {
-    let j = c.j0 + jl;
+) -> ([f32; 2], f32, f32, f32, bool) {
+    let j = c.j0 + jl as u32;
     // Off-diagonal tiles have j > i, so |i - j| = j - i.
     let cnt = c.i < c.len && j < c.len && j - c.i >= c.sep && yij != 255 && (!c.has_mask || m != 0);
     let fin = xij.is_finite() && xji.is_finite();
     let (xa, xb) = if fin { (xij, xji) } else { (0.0, 0.0) };
-    let (l, gij, gji) = S::pair::<K>(&c.job.fe, xa, xb, yij == 1, yji == 1);
+    let [la, lb, gij, gji] = S::pair::<K, F>(&c.job.fe, xa, xb, yij == 1, yji == 1);
     let (mut gij, mut gji) = (c.job.r * gij, c.job.r * gji);
     let mut rho = 0.0f32;
     if let Some(p) = &c.job.pen {
-        let (v, da, db) = p.value_grad(xa, xb);
+        let (v, da, db) = p.value_grad::<F>(xa, xb);
         rho = v;
         gij += c.job.wp * da;
         gji += c.job.wp * db;
     }
     (
-        if cnt { l } else { 0.0 },
-        if cnt { f64::from(rho) } else { 0.0 },
+        if cnt { [la, lb] } else { [0.0; 2] },
+        if cnt { rho } else { 0.0 },
         if cnt { gij } else { 0.0 },
         if cnt { gji } else { 0.0 },
         cnt && !fin,
@@ -154,7 +178,7 @@ fn lane<S: VecPair, const K: u8>(
 #[inline(always)]
 // Transposes index both buffers by (row, column); iterators would hide that.
 #[allow(clippy::needless_range_loop)]
-fn tile<S: VecPair, const K: u8, const G: bool>(
+fn tile<S: VecPair, const K: u8, const G: bool, const F: bool>(
     job: &TileJob<'_>,
     t: &Task,
     out: SharedMut,
@@ -188,7 +212,14 @@ fn tile<S: VecPair, const K: u8, const G: bool>(
         let yr = &y[row..row + tj];
         // Without a mask the labels stand in for it; `has_mask = false` never reads them as one.
         let mr = bt.mask.map_or(yr, |m| &m[base + row..base + row + tj]);
-        let ctx = LaneCtx { job, i, j0, len, sep, has_mask: bt.mask.is_some() };
+        let ctx = LaneCtx {
+            job,
+            i: i as u32,
+            j0: j0 as u32,
+            len: len as u32,
+            sep: sep.min(n) as u32,
+            has_mask: bt.mask.is_some(),
+        };
         let mut g_row = [0.0f32; TILE];
         let full = tj / LANES * LANES;
         for c in (0..full).step_by(LANES) {
@@ -204,21 +235,26 @@ fn tile<S: VecPair, const K: u8, const G: bool>(
             };
             let mut gij = [0.0f32; LANES];
             let mut gji = [0.0f32; LANES];
+            let mut ls = [[0.0f32; 2]; LANES];
+            let mut ps = [0.0f32; LANES];
+            let mut nbs = [false; LANES];
             for s in 0..LANES {
-                let o = lane::<S, K>(&ctx, c + s, xs[s], xts[s], ys[s], yts[s], ms[s]);
-                elem[s] += o.0;
-                pen_sum[s] += o.1;
-                gij[s] = o.2;
-                gji[s] = o.3;
-                bad |= o.4;
+                (ls[s], ps[s], gij[s], gji[s], nbs[s]) =
+                    lane::<S, K, F>(&ctx, c + s, xs[s], xts[s], ys[s], yts[s], ms[s]);
+            }
+            // Widening in a loop of its own keeps the one above at 16 f32 lanes.
+            for s in 0..LANES {
+                elem[s] += f64::from(ls[s][0]) + f64::from(ls[s][1]);
+                pen_sum[s] += f64::from(ps[s]);
+                bad |= nbs[s];
             }
             g_row[c..c + LANES].copy_from_slice(&gij);
             gt[il][c..c + LANES].copy_from_slice(&gji);
         }
         for jl in full..tj {
-            let o = lane::<S, K>(&ctx, jl, xr[jl], xt[il][jl], yr[jl], yt[il][jl], mr[jl]);
-            elem[jl - full] += o.0;
-            pen_sum[jl - full] += o.1;
+            let o = lane::<S, K, F>(&ctx, jl, xr[jl], xt[il][jl], yr[jl], yt[il][jl], mr[jl]);
+            elem[jl - full] += f64::from(o.0[0]) + f64::from(o.0[1]);
+            pen_sum[jl - full] += f64::from(o.1);
             g_row[jl] = o.2;
             gt[il][jl] = o.3;
             bad |= o.4;
@@ -252,7 +288,7 @@ fn tile_avx512<S: VecPair, const K: u8, const G: bool>(
     t: &Task,
     out: SharedMut,
 ) -> Option<(f64, f64)> {
-    tile::<S, K, G>(job, t, out)
+    tile::<S, K, G, true>(job, t, out)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -262,7 +298,7 @@ fn tile_avx2<S: VecPair, const K: u8, const G: bool>(
     t: &Task,
     out: SharedMut,
 ) -> Option<(f64, f64)> {
-    tile::<S, K, G>(job, t, out)
+    tile::<S, K, G, true>(job, t, out)
 }
 
 fn tile_at<S: VecPair, const K: u8, const G: bool>(
@@ -278,7 +314,7 @@ fn tile_at<S: VecPair, const K: u8, const G: bool>(
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
         SimdLevel::Avx2 => unsafe { tile_avx2::<S, K, G>(job, t, out) },
-        _ => tile::<S, K, G>(job, t, out),
+        _ => tile::<S, K, G, false>(job, t, out),
     }
 }
 
