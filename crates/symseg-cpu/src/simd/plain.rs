@@ -81,7 +81,7 @@ fn row<const K: u8, const G: bool, const M: bool, const F: bool>(
         i: i as i32,
         len: len as i32,
         sep: bt.min_sep.min(n) as i32,
-        row_ok: i < len as usize,
+        row_ok: i < len,
         r: a.r[b] as f32,
     };
     let mut acc = [0.0f64; LANES];
