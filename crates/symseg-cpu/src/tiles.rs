@@ -69,4 +69,16 @@ impl SharedMut {
         // buffer's [B, N, N] shape) and the caller owns element `k`.
         unsafe { self.ptr.add(k).write(v) }
     }
+
+    /// Writes `v` at `k..k + v.len()`.
+    ///
+    /// # Safety
+    /// As [`SharedMut::write`], for every element of the range.
+    #[inline(always)]
+    pub unsafe fn write_row(&self, k: usize, v: &[f32]) {
+        assert!(k + v.len() <= self.len, "row inside the buffer");
+        // SAFETY: the range is inside the buffer (asserted) and owned by the caller;
+        // `v` is a different allocation, so the two do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), self.ptr.add(k), v.len()) }
+    }
 }

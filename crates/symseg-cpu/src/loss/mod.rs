@@ -98,14 +98,24 @@ fn tiled(
     let symmetric = !cfg.allow_asymmetric_labels;
     let fp = cfg.penalty.as_ref().map(FastPenalty::new);
     let parts = match cfg.strategy {
-        Strategy::Plain => dispatch::<_, tiled::Plain>(&Plain(f), pen, fp, batch, scales, grad, level),
-        Strategy::Dual if symmetric => {
-            dispatch::<_, tiled::DualSym>(&Dual(f), pen, fp, batch, scales, grad, level)
+        Strategy::Plain => {
+            dispatch::<_, tiled::Plain>(symmetric, &Plain(f), pen, fp, batch, scales, grad, level)
         }
-        Strategy::Dual => dispatch::<_, tiled::DualAsym>(&Dual(f), pen, fp, batch, scales, grad, level),
-        Strategy::Average => dispatch::<_, tiled::Average>(&Average(f), pen, fp, batch, scales, grad, level),
-        Strategy::Upper => dispatch::<_, tiled::Upper>(&Upper(f), pen, fp, batch, scales, grad, level),
-        Strategy::Lower => dispatch::<_, tiled::Lower>(&Lower(f), pen, fp, batch, scales, grad, level),
+        Strategy::Dual if symmetric => {
+            dispatch::<_, tiled::DualSym>(symmetric, &Dual(f), pen, fp, batch, scales, grad, level)
+        }
+        Strategy::Dual => {
+            dispatch::<_, tiled::DualAsym>(symmetric, &Dual(f), pen, fp, batch, scales, grad, level)
+        }
+        Strategy::Average => {
+            dispatch::<_, tiled::Average>(symmetric, &Average(f), pen, fp, batch, scales, grad, level)
+        }
+        Strategy::Upper => {
+            dispatch::<_, tiled::Upper>(symmetric, &Upper(f), pen, fp, batch, scales, grad, level)
+        }
+        Strategy::Lower => {
+            dispatch::<_, tiled::Lower>(symmetric, &Lower(f), pen, fp, batch, scales, grad, level)
+        }
     };
     let (mut element_loss, mut penalty, mut bad) = (0.0, 0.0, None::<usize>);
     for (t, p) in parts {
@@ -121,6 +131,7 @@ fn tiled(
 /// partial sums in task order (so their sum is deterministic).
 #[allow(clippy::too_many_arguments)]
 fn dispatch<K: StrategyKernel, V: tiled::VecPair>(
+    symmetric_labels: bool,
     k: &K,
     pen: Option<PenaltyFn<f32>>,
     fast_pen: Option<FastPenalty>,
@@ -137,12 +148,18 @@ fn dispatch<K: StrategyKernel, V: tiled::VecPair>(
     };
     let parts: Vec<Partial> = tasks
         .par_iter()
-        .map(|t| {
+        .map_init(tiled::Scratch::new, |scratch, t| {
             let s = scales[t.sample];
             if t.rows.start != t.cols.start {
-                let job =
-                    tiled::TileJob { batch, fe: k.elem(), pen: fast_pen, r: s.r as f32, wp: s.wp as f32 };
-                if let Some((elem, pen_sum)) = tiled::run_tile::<V>(level, &job, t, out, write) {
+                let job = tiled::TileJob {
+                    batch,
+                    fe: k.elem(),
+                    pen: fast_pen,
+                    r: s.r as f32,
+                    wp: s.wp as f32,
+                    mirror_labels: !symmetric_labels,
+                };
+                if let Some((elem, pen_sum)) = tiled::run_tile::<V>(level, &job, t, out, write, scratch) {
                     return Partial { elem, pen: pen_sum, bad: None };
                 }
             }

@@ -14,6 +14,7 @@ pub(crate) mod penalty;
 pub(crate) mod plain;
 pub(crate) mod scan;
 pub(crate) mod tiled;
+pub(crate) mod transpose;
 
 /// An instruction-set level the CPU backend can run its kernels at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -13,14 +13,28 @@ use crate::tiles::{TILE, Task};
 
 /// Counts of a clean off-diagonal tile pair, or `None` if it breaks a rule.
 #[inline(always)]
-#[allow(clippy::needless_range_loop)] // transposes index by (row, column)
 fn tile(bt: &Batch<'_>, t: &Task, require_symmetric: bool) -> Option<RegionCounts> {
+    // Each flag as a constant, so the row loop holds only byte arithmetic.
+    match (bt.mask.is_some(), require_symmetric) {
+        (true, true) => tile_typed::<true, true>(bt, t),
+        (true, false) => tile_typed::<true, false>(bt, t),
+        (false, true) => tile_typed::<false, true>(bt, t),
+        (false, false) => tile_typed::<false, false>(bt, t),
+    }
+}
+
+/// [`tile`] for a batch with (`M`) or without a mask, and labels that must be
+/// symmetric (`S`) or only have symmetric ignore marks.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // transposes index by (row, column)
+fn tile_typed<const M: bool, const S: bool>(bt: &Batch<'_>, t: &Task) -> Option<RegionCounts> {
     let n = bt.dims.n;
     let base = bt.offset(t.sample);
     let len = bt.len(t.sample);
     let (i0, ti) = (t.rows.start, t.rows.len());
     let (j0, tj) = (t.cols.start, t.cols.len());
     let y = &bt.labels[base..base + n * n];
+    let mask = bt.mask.map(|m| &m[base..base + n * n]);
     let mut yt = [[0u8; TILE]; TILE];
     let mut mt = [[1u8; TILE]; TILE];
     for jl in 0..tj {
@@ -28,35 +42,37 @@ fn tile(bt: &Batch<'_>, t: &Task, require_symmetric: bool) -> Option<RegionCount
         for il in 0..ti {
             yt[il][jl] = y[row + il];
         }
-        if let Some(m) = bt.mask {
+        if let (true, Some(m)) = (M, mask) {
             for il in 0..ti {
-                mt[il][jl] = m[base + row + il];
+                mt[il][jl] = m[row + il];
             }
         }
     }
     // Scan tiles cover only the real region 0..len of each sample.
     debug_assert!(i0 + ti <= len && j0 + tj <= len);
     let mut pairs = 0u64;
-    let mut broken = false;
+    let mut broken = 0u8;
     for il in 0..ti {
         let i = i0 + il;
         let row = i * n + j0;
         let yr = &y[row..row + tj];
-        let mr = bt.mask.map(|m| &m[base + row..base + row + tj]);
+        let ytr = &yt[il][..tj];
+        let mr = if let (true, Some(m)) = (M, mask) { &m[row..row + tj] } else { yr };
+        let mtr = &mt[il][..tj];
+        // Off-diagonal tiles have j > i, so |i - j| >= min_sep is jl >= first.
+        let first = (i + bt.min_sep).saturating_sub(j0).min(TILE) as u8;
         let mut row_pairs = 0u32;
         for jl in 0..tj {
-            let (a, b) = (yr[jl], yt[il][jl]);
-            let ma = mr.map_or(1, |m| m[jl]);
-            let mb = mt[il][jl];
-            let bad_value = (a > 1 && a != 255) || (b > 1 && b != 255);
-            let asym = if require_symmetric { a != b } else { (a == 255) != (b == 255) };
-            broken |= bad_value | asym | ((ma != 0) != (mb != 0));
-            // Off-diagonal tiles have j > i, so |i - j| = j - i.
-            row_pairs += u32::from(j0 + jl - i >= bt.min_sep && a != 255 && ma != 0);
+            let (a, b) = (yr[jl], ytr[jl]);
+            let bad_value = u8::from(a > 1 && a != 255) | u8::from(b > 1 && b != 255);
+            let asym = if S { u8::from(a != b) } else { u8::from((a == 255) != (b == 255)) };
+            let (ma, mb) = if M { (mr[jl] != 0, mtr[jl] != 0) } else { (true, true) };
+            broken |= bad_value | asym | u8::from(ma != mb);
+            row_pairs += u32::from(u8::from(jl as u8 >= first) & u8::from(a != 255) & u8::from(ma));
         }
         pairs += u64::from(row_pairs);
     }
-    (!broken).then_some(RegionCounts { diagonal: 0, pairs })
+    (broken == 0).then_some(RegionCounts { diagonal: 0, pairs })
 }
 
 #[cfg(target_arch = "x86_64")]

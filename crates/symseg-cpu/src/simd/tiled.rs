@@ -7,6 +7,7 @@
 use super::SimdLevel;
 use super::elem::{FastElem, GAMMA_0, GAMMA_1, GAMMA_2, GAMMA_ANY};
 use super::penalty::FastPenalty;
+use super::transpose::transpose_into;
 use crate::batch::Batch;
 use crate::tiles::{SharedMut, TILE, Task};
 
@@ -124,6 +125,29 @@ pub(crate) struct TileJob<'a> {
     /// `r_b` and `lambda * r_P` of the task's sample.
     pub r: f32,
     pub wp: f32,
+    /// Labels may differ across the diagonal, so the mirror tile's labels are
+    /// read (validated symmetric labels need not be transposed).
+    pub mirror_labels: bool,
+}
+
+/// A worker's tile buffers, reused across its tiles: zeroing or allocating
+/// 36 KiB per tile pair cost as much as the arithmetic.
+pub(crate) struct Scratch {
+    xt: Box<[[f32; TILE]; TILE]>,
+    yt: Box<[[u8; TILE]; TILE]>,
+    gt: Box<[[f32; TILE]; TILE]>,
+    g_back: Box<[[f32; TILE]; TILE]>,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch {
+            xt: Box::new([[0.0; TILE]; TILE]),
+            yt: Box::new([[0; TILE]; TILE]),
+            gt: Box::new([[0.0; TILE]; TILE]),
+            g_back: Box::new([[0.0; TILE]; TILE]),
+        }
+    }
 }
 
 /// Row-invariant facts of one row of the tile pair (indices in 32 bits, so the
@@ -141,7 +165,7 @@ struct LaneCtx<'a> {
 /// f32 values only, so the lane loop vectorises at full width (the caller
 /// widens the sums to f64 in a separate loop).
 #[inline(always)]
-fn lane<S: VecPair, const K: u8, const F: bool>(
+fn lane<S: VecPair, const K: u8, const F: bool, const P: bool>(
     c: &LaneCtx<'_>,
     jl: usize,
     xij: f32,
@@ -158,7 +182,9 @@ fn lane<S: VecPair, const K: u8, const F: bool>(
     let [la, lb, gij, gji] = S::pair::<K, F>(&c.job.fe, xa, xb, yij == 1, yji == 1);
     let (mut gij, mut gji) = (c.job.r * gij, c.job.r * gji);
     let mut rho = 0.0f32;
-    if let Some(p) = &c.job.pen {
+    // `P`: a penalty is configured. A run-time test here would be if-converted
+    // into selects, evaluating the penalty in every lane of every call.
+    if P && let Some(p) = &c.job.pen {
         let (v, da, db) = p.value_grad::<F>(xa, xb);
         rho = v;
         gij += c.job.wp * da;
@@ -178,10 +204,11 @@ fn lane<S: VecPair, const K: u8, const F: bool>(
 #[inline(always)]
 // Transposes index both buffers by (row, column); iterators would hide that.
 #[allow(clippy::needless_range_loop)]
-fn tile<S: VecPair, const K: u8, const G: bool, const F: bool>(
+fn tile<S: VecPair, const K: u8, const G: bool, const F: bool, const P: bool>(
     job: &TileJob<'_>,
     t: &Task,
     out: SharedMut,
+    scratch: &mut Scratch,
 ) -> Option<(f64, f64)> {
     let bt = job.batch;
     let n = bt.dims.n;
@@ -192,16 +219,17 @@ fn tile<S: VecPair, const K: u8, const G: bool, const F: bool>(
     let x = &bt.logits[base..base + n * n];
     let y = &bt.labels[base..base + n * n];
     // Transposed mirror tile: xt[il][jl] = x[j0 + jl][i0 + il], likewise labels.
-    let mut xt = [[0.0f32; TILE]; TILE];
-    let mut yt = [[0u8; TILE]; TILE];
-    for jl in 0..tj {
-        let row = (j0 + jl) * n + i0;
-        for il in 0..ti {
-            xt[il][jl] = x[row + il];
-            yt[il][jl] = y[row + il];
+    // Only [..ti][..tj] of the buffers is written and read.
+    let Scratch { xt, yt, gt, g_back } = scratch;
+    transpose_into(&x[j0 * n + i0..], n, tj, ti, xt);
+    if job.mirror_labels {
+        for jl in 0..tj {
+            let row = (j0 + jl) * n + i0;
+            for il in 0..ti {
+                yt[il][jl] = y[row + il];
+            }
         }
     }
-    let mut gt = [[0.0f32; TILE]; TILE];
     let (mut elem, mut pen_sum) = ([0.0f64; LANES], [0.0f64; LANES]);
     let mut bad = false;
     let sep = bt.min_sep;
@@ -210,6 +238,7 @@ fn tile<S: VecPair, const K: u8, const G: bool, const F: bool>(
         let row = i * n + j0;
         let xr = &x[row..row + tj];
         let yr = &y[row..row + tj];
+        let ytr = if job.mirror_labels { &yt[il][..tj] } else { yr };
         // Without a mask the labels stand in for it; `has_mask = false` never reads them as one.
         let mr = bt.mask.map_or(yr, |m| &m[base + row..base + row + tj]);
         let ctx = LaneCtx {
@@ -228,7 +257,7 @@ fn tile<S: VecPair, const K: u8, const G: bool, const F: bool>(
                 <&[f32; LANES]>::try_from(&xr[c..c + LANES]),
                 <&[f32; LANES]>::try_from(&xt[il][c..c + LANES]),
                 <&[u8; LANES]>::try_from(&yr[c..c + LANES]),
-                <&[u8; LANES]>::try_from(&yt[il][c..c + LANES]),
+                <&[u8; LANES]>::try_from(&ytr[c..c + LANES]),
                 <&[u8; LANES]>::try_from(&mr[c..c + LANES]),
             ) else {
                 continue;
@@ -240,7 +269,7 @@ fn tile<S: VecPair, const K: u8, const G: bool, const F: bool>(
             let mut nbs = [false; LANES];
             for s in 0..LANES {
                 (ls[s], ps[s], gij[s], gji[s], nbs[s]) =
-                    lane::<S, K, F>(&ctx, c + s, xs[s], xts[s], ys[s], yts[s], ms[s]);
+                    lane::<S, K, F, P>(&ctx, c + s, xs[s], xts[s], ys[s], yts[s], ms[s]);
             }
             // Widening in a loop of its own keeps the one above at 16 f32 lanes.
             for s in 0..LANES {
@@ -252,7 +281,7 @@ fn tile<S: VecPair, const K: u8, const G: bool, const F: bool>(
             gt[il][c..c + LANES].copy_from_slice(&gji);
         }
         for jl in full..tj {
-            let o = lane::<S, K, F>(&ctx, jl, xr[jl], xt[il][jl], yr[jl], yt[il][jl], mr[jl]);
+            let o = lane::<S, K, F, P>(&ctx, jl, xr[jl], xt[il][jl], yr[jl], ytr[jl], mr[jl]);
             elem[jl - full] += f64::from(o.0[0]) + f64::from(o.0[1]);
             pen_sum[jl - full] += f64::from(o.1);
             g_row[jl] = o.2;
@@ -260,22 +289,18 @@ fn tile<S: VecPair, const K: u8, const G: bool, const F: bool>(
             bad |= o.4;
         }
         if G {
-            for (jl, &v) in g_row[..tj].iter().enumerate() {
-                // SAFETY: this task owns (i, j) for i in I, j in J (`tiles::tasks`).
-                unsafe { out.write(base + row + jl, v) }
-            }
+            // SAFETY: this task owns (i, j) for i in I, j in J (`tiles::tasks`).
+            unsafe { out.write_row(base + row, &g_row[..tj]) }
         }
     }
     if bad {
         return None;
     }
     if G {
+        transpose_into(gt.as_flattened(), TILE, ti, tj, g_back);
         for jl in 0..tj {
-            let row = base + (j0 + jl) * n + i0;
-            for il in 0..ti {
-                // SAFETY: this task owns the mirror elements (j, i).
-                unsafe { out.write(row + il, gt[il][jl]) }
-            }
+            // SAFETY: this task owns the mirror elements (j, i).
+            unsafe { out.write_row(base + (j0 + jl) * n + i0, &g_back[jl][..ti]) }
         }
     }
     Some((elem.iter().sum(), pen_sum.iter().sum()))
@@ -283,38 +308,41 @@ fn tile<S: VecPair, const K: u8, const G: bool, const F: bool>(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
-fn tile_avx512<S: VecPair, const K: u8, const G: bool>(
+fn tile_avx512<S: VecPair, const K: u8, const G: bool, const P: bool>(
     job: &TileJob<'_>,
     t: &Task,
     out: SharedMut,
+    scratch: &mut Scratch,
 ) -> Option<(f64, f64)> {
-    tile::<S, K, G, true>(job, t, out)
+    tile::<S, K, G, true, P>(job, t, out, scratch)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn tile_avx2<S: VecPair, const K: u8, const G: bool>(
+fn tile_avx2<S: VecPair, const K: u8, const G: bool, const P: bool>(
     job: &TileJob<'_>,
     t: &Task,
     out: SharedMut,
+    scratch: &mut Scratch,
 ) -> Option<(f64, f64)> {
-    tile::<S, K, G, true>(job, t, out)
+    tile::<S, K, G, true, P>(job, t, out, scratch)
 }
 
-fn tile_at<S: VecPair, const K: u8, const G: bool>(
+fn tile_at<S: VecPair, const K: u8, const G: bool, const P: bool>(
     level: SimdLevel,
     job: &TileJob<'_>,
     t: &Task,
     out: SharedMut,
+    scratch: &mut Scratch,
 ) -> Option<(f64, f64)> {
     match level {
         // SAFETY: `CpuBackend` only holds a level that `SimdLevel::available` detected.
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 => unsafe { tile_avx512::<S, K, G>(job, t, out) },
+        SimdLevel::Avx512 => unsafe { tile_avx512::<S, K, G, P>(job, t, out, scratch) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 => unsafe { tile_avx2::<S, K, G>(job, t, out) },
-        _ => tile::<S, K, G, false>(job, t, out),
+        SimdLevel::Avx2 => unsafe { tile_avx2::<S, K, G, P>(job, t, out, scratch) },
+        _ => tile::<S, K, G, false, P>(job, t, out, scratch),
     }
 }
 
@@ -325,16 +353,22 @@ pub(crate) fn run_tile<S: VecPair>(
     t: &Task,
     out: SharedMut,
     grad: bool,
+    scratch: &mut Scratch,
 ) -> Option<(f64, f64)> {
     macro_rules! by_kind {
-        ($g:expr) => {
+        ($g:expr, $p:expr) => {
             match job.fe.kind {
-                GAMMA_0 => tile_at::<S, GAMMA_0, $g>(level, job, t, out),
-                GAMMA_1 => tile_at::<S, GAMMA_1, $g>(level, job, t, out),
-                GAMMA_2 => tile_at::<S, GAMMA_2, $g>(level, job, t, out),
-                _ => tile_at::<S, GAMMA_ANY, $g>(level, job, t, out),
+                GAMMA_0 => tile_at::<S, GAMMA_0, $g, $p>(level, job, t, out, scratch),
+                GAMMA_1 => tile_at::<S, GAMMA_1, $g, $p>(level, job, t, out, scratch),
+                GAMMA_2 => tile_at::<S, GAMMA_2, $g, $p>(level, job, t, out, scratch),
+                _ => tile_at::<S, GAMMA_ANY, $g, $p>(level, job, t, out, scratch),
             }
         };
     }
-    if grad { by_kind!(true) } else { by_kind!(false) }
+    match (grad, job.pen.is_some()) {
+        (true, true) => by_kind!(true, true),
+        (true, false) => by_kind!(true, false),
+        (false, true) => by_kind!(false, true),
+        (false, false) => by_kind!(false, false),
+    }
 }

@@ -1,0 +1,87 @@
+//! Transposing a tile of f32 in 4 x 4 blocks: the lane-loop kernels need the
+//! mirror tile row by row, and a plain double loop is vectorised by the
+//! compiler into gathers or scatters that cost more than the loss itself.
+
+use crate::tiles::TILE;
+
+/// `dst[c][r] = src[r * stride + c]` for `r < rows`, `c < cols`.
+#[inline(always)]
+pub(crate) fn transpose_into(
+    src: &[f32],
+    stride: usize,
+    rows: usize,
+    cols: usize,
+    dst: &mut [[f32; TILE]; TILE],
+) {
+    let (r4, c4) = (rows / 4 * 4, cols / 4 * 4);
+    for r in (0..r4).step_by(4) {
+        for c in (0..c4).step_by(4) {
+            let block: [[f32; 4]; 4] = std::array::from_fn(|k| {
+                let o = (r + k) * stride + c;
+                [src[o], src[o + 1], src[o + 2], src[o + 3]]
+            });
+            let t = transpose4(block);
+            for (k, row) in t.iter().enumerate() {
+                dst[c + k][r..r + 4].copy_from_slice(row);
+            }
+        }
+    }
+    // Ragged edges (tiles at the end of a map).
+    for r in 0..rows {
+        let from = if r < r4 { c4 } else { 0 };
+        for c in from..cols {
+            dst[c][r] = src[r * stride + c];
+        }
+    }
+}
+
+/// A 4 x 4 transpose in SSE registers (baseline on x86-64).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse"))]
+#[inline(always)]
+fn transpose4(b: [[f32; 4]; 4]) -> [[f32; 4]; 4] {
+    use std::arch::x86_64::{__m128, _mm_movehl_ps, _mm_movelh_ps, _mm_unpackhi_ps, _mm_unpacklo_ps};
+    // SAFETY: `[f32; 4]` and `__m128` are both 16 bytes of f32 lanes; every bit pattern is valid in both.
+    let v = |a: [f32; 4]| unsafe { std::mem::transmute::<[f32; 4], __m128>(a) };
+    // SAFETY: as above.
+    let a = |m: __m128| unsafe { std::mem::transmute::<__m128, [f32; 4]>(m) };
+    let (r0, r1, r2, r3) = (v(b[0]), v(b[1]), v(b[2]), v(b[3]));
+    // SAFETY: SSE is part of the x86-64 baseline (`target_feature = "sse"` is always set there).
+    unsafe {
+        let t0 = _mm_unpacklo_ps(r0, r1);
+        let t1 = _mm_unpacklo_ps(r2, r3);
+        let t2 = _mm_unpackhi_ps(r0, r1);
+        let t3 = _mm_unpackhi_ps(r2, r3);
+        [
+            a(_mm_movelh_ps(t0, t1)),
+            a(_mm_movehl_ps(t1, t0)),
+            a(_mm_movelh_ps(t2, t3)),
+            a(_mm_movehl_ps(t3, t2)),
+        ]
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse")))]
+#[inline(always)]
+fn transpose4(b: [[f32; 4]; 4]) -> [[f32; 4]; 4] {
+    std::array::from_fn(|c| std::array::from_fn(|r| b[r][c]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transposes_every_shape() {
+        for (rows, cols) in [(64, 64), (1, 1), (3, 7), (17, 64), (64, 5), (4, 4)] {
+            let stride = 70;
+            let src: Vec<f32> = (0..rows * stride).map(|k| k as f32 * 0.5 - 3.0).collect();
+            let mut dst = Box::new([[f32::NAN; TILE]; TILE]);
+            transpose_into(&src, stride, rows, cols, &mut dst);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(dst[c][r], src[r * stride + c], "{rows}x{cols} at ({r}, {c})");
+                }
+            }
+        }
+    }
+}
