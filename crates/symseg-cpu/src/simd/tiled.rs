@@ -221,6 +221,7 @@ fn tile<S: VecPair, const K: u8, const G: bool, const F: bool, const P: bool>(
     // Transposed mirror tile: xt[il][jl] = x[j0 + jl][i0 + il], likewise labels.
     // Only [..ti][..tj] of the buffers is written and read.
     let Scratch { xt, yt, gt, g_back } = scratch;
+    prefetch_rows(&x[i0 * n + j0..], n, ti, tj);
     transpose_into(&x[j0 * n + i0..], n, tj, ti, xt);
     if job.mirror_labels {
         for jl in 0..tj {
@@ -304,6 +305,29 @@ fn tile<S: VecPair, const K: u8, const G: bool, const F: bool, const P: bool>(
         }
     }
     Some((elem.iter().sum(), pen_sum.iter().sum()))
+}
+
+/// Asks for the tile's rows (`rows` runs of `cols` floats, `stride` apart) ahead
+/// of the lane loop. A tile row is only four cache lines, too short for the
+/// hardware prefetcher, and the lane loop's arithmetic fills the out-of-order
+/// window, so without this every row starts with a wait for the L3.
+#[inline(always)]
+fn prefetch_rows(x: &[f32], stride: usize, rows: usize, cols: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for r in 0..rows {
+        for c in (0..cols).step_by(16) {
+            if let Some(v) = x.get(r * stride + c) {
+                // SAFETY: a prefetch only hints the cache; the address is inside `x` anyway.
+                unsafe {
+                    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                        std::ptr::from_ref(v).cast::<i8>(),
+                    )
+                }
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (x, stride, rows, cols);
 }
 
 #[cfg(target_arch = "x86_64")]
