@@ -74,8 +74,8 @@ impl FastElem {
     #[inline(always)]
     pub fn value_grad<const K: u8, const F: bool>(&self, x: f32, pos: bool) -> (f32, f32) {
         let e = exp_nonpos::<F>(-x.abs());
-        let l = ln_1p_unit::<F>(e);
         let inv = 1.0 / (1.0 + e);
+        let l = ln_1p_unit::<F>(e, inv);
         let ei = e * inv;
         let nonneg = x >= 0.0;
         let p = if nonneg { inv } else { ei };

@@ -65,14 +65,16 @@ fn ln_1_2<const F: bool>(u: f32) -> f32 {
     fma::<F>(k, LN2_HI, x + y)
 }
 
-/// `ln(1 + e)` for `e` in `[0, 1]`, accurate also for tiny `e`: `u = 1 + e`
-/// rounds, and `ln(u) * e / (u - 1)` cancels that rounding (`u - 1` is exact).
+/// `ln(1 + e)` for `e` in `[0, 1]`, given `inv_u = 1 / (1 + e)` (the element
+/// loss needs that reciprocal anyway), accurate also for tiny `e`: `u = 1 + e`
+/// rounds, `e - (u - 1)` is that rounding error exactly, and
+/// `ln(1 + e) = ln(u) + (e - (u - 1)) / u` to second order in it. No division
+/// of its own.
 #[inline(always)]
-pub fn ln_1p_unit<const F: bool>(e: f32) -> f32 {
+pub fn ln_1p_unit<const F: bool>(e: f32, inv_u: f32) -> f32 {
     let u = 1.0 + e;
-    let d = u - 1.0;
-    let l = ln_1_2::<F>(u);
-    if d == 0.0 { e } else { l * (e / d) }
+    let err = e - (u - 1.0);
+    fma::<F>(err, inv_u, ln_1_2::<F>(u))
 }
 
 #[cfg(test)]
@@ -97,13 +99,13 @@ mod tests {
         let mut worst = 0.0f64;
         let mut e = 1e-30f32;
         while e <= 1.0 {
-            let got = f64::from(ln_1p_unit::<F>(e));
+            let got = f64::from(ln_1p_unit::<F>(e, 1.0 / (1.0 + e)));
             let want = f64::from(e).ln_1p();
             worst = worst.max((got - want).abs() / want);
             e *= 1.000_37;
         }
         assert!(worst < 4e-7, "fused {F}: worst relative error {worst:e}");
-        assert_eq!(ln_1p_unit::<F>(0.0), 0.0);
+        assert_eq!(ln_1p_unit::<F>(0.0, 1.0), 0.0);
     }
 
     #[test]
