@@ -222,6 +222,15 @@ fn tile<S: VecPair, const K: u8, const G: bool, const F: bool, const P: bool>(
     // Only [..ti][..tj] of the buffers is written and read.
     let Scratch { xt, yt, gt, g_back } = scratch;
     prefetch_rows(&x[i0 * n + j0..], n, ti, tj);
+    if G {
+        // The gradient rows of both tiles, for the same reason.
+        for il in 0..ti {
+            out.prefetch(base + (i0 + il) * n + j0, tj);
+        }
+        for jl in 0..tj {
+            out.prefetch(base + (j0 + jl) * n + i0, ti);
+        }
+    }
     transpose_into(&x[j0 * n + i0..], n, tj, ti, xt);
     if job.mirror_labels {
         for jl in 0..tj {
