@@ -8,6 +8,7 @@
 use symseg_core::RegionCounts;
 
 use super::SimdLevel;
+use super::transpose::transpose_u8_into;
 use crate::batch::Batch;
 use crate::tiles::{TILE, Task};
 
@@ -38,16 +39,9 @@ fn tile_typed<const M: bool, const S: bool>(bt: &Batch<'_>, t: &Task) -> Option<
     let mut yt = [[0u8; TILE]; TILE];
     let mut mt = [[1u8; TILE]; TILE];
     prefetch_rows(&y[i0 * n + j0..], n, ti);
-    for jl in 0..tj {
-        let row = (j0 + jl) * n + i0;
-        for il in 0..ti {
-            yt[il][jl] = y[row + il];
-        }
-        if let (true, Some(m)) = (M, mask) {
-            for il in 0..ti {
-                mt[il][jl] = m[row + il];
-            }
-        }
+    transpose_u8_into(&y[j0 * n + i0..], n, tj, ti, &mut yt);
+    if let (true, Some(m)) = (M, mask) {
+        transpose_u8_into(&m[j0 * n + i0..], n, tj, ti, &mut mt);
     }
     // Scan tiles cover only the real region 0..len of each sample.
     debug_assert!(i0 + ti <= len && j0 + tj <= len);

@@ -7,7 +7,7 @@
 use super::SimdLevel;
 use super::elem::{FastElem, GAMMA_0, GAMMA_1, GAMMA_2, GAMMA_ANY};
 use super::penalty::FastPenalty;
-use super::transpose::transpose_into;
+use super::transpose::{transpose_into, transpose_u8_into};
 use crate::batch::Batch;
 use crate::tiles::{SharedMut, TILE, Task};
 
@@ -233,12 +233,7 @@ fn tile<S: VecPair, const K: u8, const G: bool, const F: bool, const P: bool>(
     }
     transpose_into(&x[j0 * n + i0..], n, tj, ti, xt);
     if job.mirror_labels {
-        for jl in 0..tj {
-            let row = (j0 + jl) * n + i0;
-            for il in 0..ti {
-                yt[il][jl] = y[row + il];
-            }
-        }
+        transpose_u8_into(&y[j0 * n + i0..], n, tj, ti, yt);
     }
     let (mut elem, mut pen_sum) = ([0.0f64; LANES], [0.0f64; LANES]);
     let mut bad = false;

@@ -66,6 +66,64 @@ fn transpose4(b: [[f32; 4]; 4]) -> [[f32; 4]; 4] {
     std::array::from_fn(|c| std::array::from_fn(|r| b[r][c]))
 }
 
+/// `dst[c][r] = src[r * stride + c]` for bytes (labels, masks), in 16 x 16 blocks.
+#[inline(always)]
+pub(crate) fn transpose_u8_into(
+    src: &[u8],
+    stride: usize,
+    rows: usize,
+    cols: usize,
+    dst: &mut [[u8; TILE]; TILE],
+) {
+    let (r16, c16) = (rows / 16 * 16, cols / 16 * 16);
+    for r in (0..r16).step_by(16) {
+        for c in (0..c16).step_by(16) {
+            let block: [[u8; 16]; 16] = std::array::from_fn(|k| {
+                let o = (r + k) * stride + c;
+                let mut row = [0u8; 16];
+                row.copy_from_slice(&src[o..o + 16]);
+                row
+            });
+            let t = transpose16_u8(block);
+            for (k, row) in t.iter().enumerate() {
+                dst[c + k][r..r + 16].copy_from_slice(row);
+            }
+        }
+    }
+    for r in 0..rows {
+        let from = if r < r16 { c16 } else { 0 };
+        for c in from..cols {
+            dst[c][r] = src[r * stride + c];
+        }
+    }
+}
+
+/// A 16 x 16 byte transpose: four rounds of interleaving row `k` with row
+/// `k + 8` (each round is a perfect shuffle of the 8-bit element index, and
+/// four of them swap its row and column halves).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn transpose16_u8(b: [[u8; 16]; 16]) -> [[u8; 16]; 16] {
+    use std::arch::x86_64::{__m128i, _mm_unpackhi_epi8, _mm_unpacklo_epi8};
+    // SAFETY: `[u8; 16]` and `__m128i` are both 16 plain bytes; every bit pattern is valid in both.
+    let mut v = b.map(|r| unsafe { std::mem::transmute::<[u8; 16], __m128i>(r) });
+    for _ in 0..4 {
+        // SAFETY: SSE2 is part of the x86-64 baseline.
+        v = std::array::from_fn(|k| unsafe {
+            let (a, c) = (v[k / 2], v[k / 2 + 8]);
+            if k % 2 == 0 { _mm_unpacklo_epi8(a, c) } else { _mm_unpackhi_epi8(a, c) }
+        });
+    }
+    // SAFETY: as above.
+    v.map(|m| unsafe { std::mem::transmute::<__m128i, [u8; 16]>(m) })
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+#[inline(always)]
+fn transpose16_u8(b: [[u8; 16]; 16]) -> [[u8; 16]; 16] {
+    std::array::from_fn(|c| std::array::from_fn(|r| b[r][c]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,6 +135,21 @@ mod tests {
             let src: Vec<f32> = (0..rows * stride).map(|k| k as f32 * 0.5 - 3.0).collect();
             let mut dst = Box::new([[f32::NAN; TILE]; TILE]);
             transpose_into(&src, stride, rows, cols, &mut dst);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(dst[c][r], src[r * stride + c], "{rows}x{cols} at ({r}, {c})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn transposes_bytes_of_every_shape() {
+        for (rows, cols) in [(64, 64), (1, 1), (3, 7), (17, 64), (64, 5), (16, 16), (33, 48)] {
+            let stride = 70;
+            let src: Vec<u8> = (0..rows * stride).map(|k| (k * 7 % 251) as u8).collect();
+            let mut dst = Box::new([[0u8; TILE]; TILE]);
+            transpose_u8_into(&src, stride, rows, cols, &mut dst);
             for r in 0..rows {
                 for c in 0..cols {
                     assert_eq!(dst[c][r], src[r * stride + c], "{rows}x{cols} at ({r}, {c})");
