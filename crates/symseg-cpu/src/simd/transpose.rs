@@ -18,7 +18,10 @@ pub(crate) fn transpose_into(
         for c in (0..c4).step_by(4) {
             let block: [[f32; 4]; 4] = std::array::from_fn(|k| {
                 let o = (r + k) * stride + c;
-                [src[o], src[o + 1], src[o + 2], src[o + 3]]
+                // One 16-byte load per row (element-wise indexing gave four scalar loads).
+                let mut row = [0.0f32; 4];
+                row.copy_from_slice(&src[o..o + 4]);
+                row
             });
             let t = transpose4(block);
             for (k, row) in t.iter().enumerate() {
