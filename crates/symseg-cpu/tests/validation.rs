@@ -122,6 +122,18 @@ fn non_finite_logit_reports_the_lowest_index() {
 }
 
 #[test]
+fn non_finite_logit_on_a_counted_diagonal_is_reported_by_every_strategy() {
+    let (mut x, y) = (logits(2, 150), symmetric_labels(2, 150));
+    x[[1, 70, 70]] = f32::NAN; // a diagonal tile's diagonal (tiles are 64 wide)
+    x[[1, 140, 100]] = f32::INFINITY;
+    for strategy in Strategy::ALL {
+        let cfg = LossConfig::default().strategy(strategy);
+        let err = loss_err(&x, &y, Region::default().min_sep(0), &cfg);
+        assert!(matches!(err, Error::NonFiniteLogit { sample: 1, i: 70, j: 70, .. }), "{strategy}: {err:?}");
+    }
+}
+
+#[test]
 fn non_finite_logit_outside_the_counted_set_is_fine() {
     let (mut x, mut y) = (logits(2, 12), symmetric_labels(2, 12));
     x[[0, 3, 3]] = f32::NAN; // diagonal, dropped by min_sep

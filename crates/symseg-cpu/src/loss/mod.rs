@@ -150,7 +150,7 @@ fn dispatch<K: StrategyKernel, V: tiled::VecPair>(
         .par_iter()
         .map_init(tiled::Scratch::new, |scratch, t| {
             let s = scales[t.sample];
-            if t.rows.start != t.cols.start {
+            {
                 let job = tiled::TileJob {
                     batch,
                     fe: k.elem(),
@@ -160,10 +160,20 @@ fn dispatch<K: StrategyKernel, V: tiled::VecPair>(
                     mirror_labels: !symmetric_labels,
                 };
                 if let Some((elem, pen_sum)) = tiled::run_tile::<V>(level, &job, t, out, write, scratch) {
-                    return Partial { elem, pen: pen_sum, bad: None };
+                    if t.rows.start != t.cols.start {
+                        return Partial { elem, pen: pen_sum, bad: None };
+                    }
+                    let diag = if write {
+                        diagonal::<K, true>(k, batch, t, s, out)
+                    } else {
+                        diagonal::<K, false>(k, batch, t, s, out)
+                    };
+                    if let Some(d) = diag {
+                        return Partial { elem: elem + d, pen: pen_sum, bad: None };
+                    }
                 }
             }
-            // Diagonal tiles, and tiles with a non-finite counted logit (for its lowest index).
+            // Tiles with a non-finite counted logit, for its lowest index.
             if write {
                 run_task_at::<K, true>(level, k, pen, batch, t, s, out)
             } else {
@@ -172,6 +182,42 @@ fn dispatch<K: StrategyKernel, V: tiled::VecPair>(
         })
         .collect();
     tasks.into_iter().zip(parts).collect()
+}
+
+/// The diagonal elements `(i, i)` of a diagonal tile whose pairs the vector
+/// path has done: their unscaled loss, with `r * g_ii` written, or `None` if a
+/// counted one is not finite (the caller reruns the tile for its index). They
+/// carry no penalty (`x_ii - x_ii = 0`).
+fn diagonal<K: StrategyKernel, const G: bool>(
+    k: &K,
+    batch: &Batch<'_>,
+    t: &Task,
+    s: Scales,
+    out: SharedMut,
+) -> Option<f64> {
+    let n = batch.dims.n;
+    let base = batch.offset(t.sample);
+    let len = batch.len(t.sample);
+    let region = batch.region(t.sample);
+    let mut sum = 0.0;
+    for i in t.rows.clone() {
+        let kk = i * n + i;
+        let y = region.labels[kk];
+        if i >= len || !region.counts(i, i, y) {
+            continue;
+        }
+        let x = batch.logits[base + kk];
+        if !x.is_finite() {
+            return None;
+        }
+        let (l, g) = k.diag::<G>(x, y == 1);
+        sum += l;
+        if G {
+            // SAFETY: this task owns its diagonal tile, diagonal included.
+            unsafe { out.write(base + kk, s.r as f32 * g) }
+        }
+    }
+    Some(sum)
 }
 
 /// [`run_task`] compiled for `level`: the element math uses fused multiply-adds

@@ -137,6 +137,8 @@ pub(crate) struct Scratch {
     yt: Box<[[u8; TILE]; TILE]>,
     gt: Box<[[f32; TILE]; TILE]>,
     g_back: Box<[[f32; TILE]; TILE]>,
+    /// A diagonal tile's own-row gradients, merged with `g_back` at the end.
+    g_up: Box<[[f32; TILE]; TILE]>,
 }
 
 impl Scratch {
@@ -146,6 +148,7 @@ impl Scratch {
             yt: Box::new([[0; TILE]; TILE]),
             gt: Box::new([[0.0; TILE]; TILE]),
             g_back: Box::new([[0.0; TILE]; TILE]),
+            g_up: Box::new([[0.0; TILE]; TILE]),
         }
     }
 }
@@ -175,8 +178,9 @@ fn lane<S: VecPair, const K: u8, const F: bool, const P: bool>(
     m: u8,
 ) -> ([f32; 2], f32, f32, f32, bool) {
     let j = c.j0 + jl as u32;
-    // Off-diagonal tiles have j > i, so |i - j| = j - i.
-    let cnt = c.i < c.len && j < c.len && j - c.i >= c.sep && yij != 255 && (!c.has_mask || m != 0);
+    // Each unordered pair once: j > i (a diagonal tile's lower half and its
+    // diagonal are not pairs here), so |i - j| = j - i; j < len implies i < len.
+    let cnt = j > c.i && j < c.len && j - c.i >= c.sep && yij != 255 && (!c.has_mask || m != 0);
     let fin = xij.is_finite() && xji.is_finite();
     let (xa, xb) = if fin { (xij, xji) } else { (0.0, 0.0) };
     let [la, lb, gij, gji] = S::pair::<K, F>(&c.job.fe, xa, xb, yij == 1, yji == 1);
@@ -220,7 +224,10 @@ fn tile<S: VecPair, const K: u8, const G: bool, const F: bool, const P: bool>(
     let y = &bt.labels[base..base + n * n];
     // Transposed mirror tile: xt[il][jl] = x[j0 + jl][i0 + il], likewise labels.
     // Only [..ti][..tj] of the buffers is written and read.
-    let Scratch { xt, yt, gt, g_back } = scratch;
+    let Scratch { xt, yt, gt, g_back, g_up } = scratch;
+    // A diagonal tile is its own mirror: its rows and its transposed rows write
+    // the same elements, so both go to buffers and are merged.
+    let diagonal = i0 == j0;
     prefetch_rows(&x[i0 * n + j0..], n, ti, tj);
     if G {
         // The gradient rows of both tiles, for the same reason.
@@ -293,7 +300,9 @@ fn tile<S: VecPair, const K: u8, const G: bool, const F: bool, const P: bool>(
             gt[il][jl] = o.3;
             bad |= o.4;
         }
-        if G {
+        if G && diagonal {
+            g_up[il][..tj].copy_from_slice(&g_row[..tj]);
+        } else if G {
             // SAFETY: this task owns (i, j) for i in I, j in J (`tiles::tasks`).
             unsafe { out.write_row(base + row, &g_row[..tj]) }
         }
@@ -304,6 +313,13 @@ fn tile<S: VecPair, const K: u8, const G: bool, const F: bool, const P: bool>(
     if G {
         transpose_into(gt.as_flattened(), TILE, ti, tj, g_back);
         for jl in 0..tj {
+            if diagonal {
+                // Upper half from the rows, lower half from the mirror; each is
+                // zero where the other is set, and both are zero on the diagonal.
+                for (b, u) in g_back[jl][..ti].iter_mut().zip(&g_up[jl][..ti]) {
+                    *b += *u;
+                }
+            }
             // SAFETY: this task owns the mirror elements (j, i).
             unsafe { out.write_row(base + (j0 + jl) * n + i0, &g_back[jl][..ti]) }
         }
@@ -374,7 +390,9 @@ fn tile_at<S: VecPair, const K: u8, const G: bool, const P: bool>(
     }
 }
 
-/// Runs one off-diagonal tile pair with strategy `S`.
+/// Runs one tile pair with strategy `S`: every unordered off-diagonal pair of
+/// it (on a diagonal tile, the gradient's diagonal is left at zero for the
+/// caller's diagonal kernel).
 pub(crate) fn run_tile<S: VecPair>(
     level: SimdLevel,
     job: &TileJob<'_>,
