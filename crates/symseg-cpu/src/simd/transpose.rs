@@ -1,10 +1,45 @@
-//! Transposing a tile of f32 in 4 x 4 blocks: the lane-loop kernels need the
+//! Transposing a tile (f32 in 4 x 4 blocks, bytes in 16 x 16 blocks): the lane-loop kernels need the
 //! mirror tile row by row, and a plain double loop is vectorised by the
 //! compiler into gathers or scatters that cost more than the loss itself.
 
 use crate::tiles::TILE;
 
-/// `dst[c][r] = src[r * stride + c]` for `r < rows`, `c < cols`.
+/// `dst[c][r] = src[r * stride + c]` for `r < rows`, `c < cols`, in `B x B`
+/// blocks transposed by `block` (in registers), the ragged edges element by element.
+#[inline(always)]
+fn transpose_blocks<T: Copy + Default, const B: usize>(
+    src: &[T],
+    stride: usize,
+    rows: usize,
+    cols: usize,
+    dst: &mut [[T; TILE]; TILE],
+    block: impl Fn([[T; B]; B]) -> [[T; B]; B],
+) {
+    let (rb, cb) = (rows / B * B, cols / B * B);
+    for r in (0..rb).step_by(B) {
+        for c in (0..cb).step_by(B) {
+            let rows_in: [[T; B]; B] = std::array::from_fn(|k| {
+                let o = (r + k) * stride + c;
+                // One vector load per row (element-wise indexing gave scalar loads).
+                let mut row = [T::default(); B];
+                row.copy_from_slice(&src[o..o + B]);
+                row
+            });
+            for (k, row) in block(rows_in).iter().enumerate() {
+                dst[c + k][r..r + B].copy_from_slice(row);
+            }
+        }
+    }
+    // Ragged edges (tiles at the end of a map).
+    for r in 0..rows {
+        let from = if r < rb { cb } else { 0 };
+        for c in from..cols {
+            dst[c][r] = src[r * stride + c];
+        }
+    }
+}
+
+/// `dst[c][r] = src[r * stride + c]` for logits and gradients, in 4 x 4 blocks.
 #[inline(always)]
 pub(crate) fn transpose_into(
     src: &[f32],
@@ -13,29 +48,19 @@ pub(crate) fn transpose_into(
     cols: usize,
     dst: &mut [[f32; TILE]; TILE],
 ) {
-    let (r4, c4) = (rows / 4 * 4, cols / 4 * 4);
-    for r in (0..r4).step_by(4) {
-        for c in (0..c4).step_by(4) {
-            let block: [[f32; 4]; 4] = std::array::from_fn(|k| {
-                let o = (r + k) * stride + c;
-                // One 16-byte load per row (element-wise indexing gave four scalar loads).
-                let mut row = [0.0f32; 4];
-                row.copy_from_slice(&src[o..o + 4]);
-                row
-            });
-            let t = transpose4(block);
-            for (k, row) in t.iter().enumerate() {
-                dst[c + k][r..r + 4].copy_from_slice(row);
-            }
-        }
-    }
-    // Ragged edges (tiles at the end of a map).
-    for r in 0..rows {
-        let from = if r < r4 { c4 } else { 0 };
-        for c in from..cols {
-            dst[c][r] = src[r * stride + c];
-        }
-    }
+    transpose_blocks::<f32, 4>(src, stride, rows, cols, dst, transpose4)
+}
+
+/// `dst[c][r] = src[r * stride + c]` for bytes (labels, masks), in 16 x 16 blocks.
+#[inline(always)]
+pub(crate) fn transpose_u8_into(
+    src: &[u8],
+    stride: usize,
+    rows: usize,
+    cols: usize,
+    dst: &mut [[u8; TILE]; TILE],
+) {
+    transpose_blocks::<u8, 16>(src, stride, rows, cols, dst, transpose16_u8)
 }
 
 /// A 4 x 4 transpose in SSE registers (baseline on x86-64).
@@ -67,38 +92,6 @@ fn transpose4(b: [[f32; 4]; 4]) -> [[f32; 4]; 4] {
 #[inline(always)]
 fn transpose4(b: [[f32; 4]; 4]) -> [[f32; 4]; 4] {
     std::array::from_fn(|c| std::array::from_fn(|r| b[r][c]))
-}
-
-/// `dst[c][r] = src[r * stride + c]` for bytes (labels, masks), in 16 x 16 blocks.
-#[inline(always)]
-pub(crate) fn transpose_u8_into(
-    src: &[u8],
-    stride: usize,
-    rows: usize,
-    cols: usize,
-    dst: &mut [[u8; TILE]; TILE],
-) {
-    let (r16, c16) = (rows / 16 * 16, cols / 16 * 16);
-    for r in (0..r16).step_by(16) {
-        for c in (0..c16).step_by(16) {
-            let block: [[u8; 16]; 16] = std::array::from_fn(|k| {
-                let o = (r + k) * stride + c;
-                let mut row = [0u8; 16];
-                row.copy_from_slice(&src[o..o + 16]);
-                row
-            });
-            let t = transpose16_u8(block);
-            for (k, row) in t.iter().enumerate() {
-                dst[c + k][r..r + 16].copy_from_slice(row);
-            }
-        }
-    }
-    for r in 0..rows {
-        let from = if r < r16 { c16 } else { 0 };
-        for c in from..cols {
-            dst[c][r] = src[r * stride + c];
-        }
-    }
 }
 
 /// A 16 x 16 byte transpose: four rounds of interleaving row `k` with row
