@@ -74,15 +74,10 @@ impl SharedMut {
     /// per 64-byte line. Nothing is read or written.
     #[inline(always)]
     pub fn prefetch(&self, k: usize, len: usize) {
-        #[cfg(target_arch = "x86_64")]
         for o in (k..(k + len).min(self.len)).step_by(16) {
             // `wrapping_add` keeps this free of unsafe pointer arithmetic; `o < len`.
-            let p = self.ptr.wrapping_add(o).cast::<i8>().cast_const();
-            // SAFETY: a prefetch only hints the cache and never faults.
-            unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p) }
+            crate::simd::prefetch::prefetch_ptr(self.ptr.wrapping_add(o).cast_const());
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = (k, len);
     }
 
     /// Writes `v` at `k..k + v.len()`.

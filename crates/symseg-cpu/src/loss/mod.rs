@@ -150,27 +150,25 @@ fn dispatch<K: StrategyKernel, V: tiled::VecPair>(
         .par_iter()
         .map_init(tiled::Scratch::new, |scratch, t| {
             let s = scales[t.sample];
-            {
-                let job = tiled::TileJob {
-                    batch,
-                    fe: k.elem(),
-                    pen: fast_pen,
-                    r: s.r as f32,
-                    wp: s.wp as f32,
-                    mirror_labels: !symmetric_labels,
+            let job = tiled::TileJob {
+                batch,
+                fe: k.elem(),
+                pen: fast_pen,
+                r: s.r as f32,
+                wp: s.wp as f32,
+                mirror_labels: !symmetric_labels,
+            };
+            if let Some((elem, pen_sum)) = tiled::run_tile::<V>(level, &job, t, out, write, scratch) {
+                if t.rows.start != t.cols.start {
+                    return Partial { elem, pen: pen_sum, bad: None };
+                }
+                let diag = if write {
+                    diagonal::<K, true>(k, batch, t, s, out)
+                } else {
+                    diagonal::<K, false>(k, batch, t, s, out)
                 };
-                if let Some((elem, pen_sum)) = tiled::run_tile::<V>(level, &job, t, out, write, scratch) {
-                    if t.rows.start != t.cols.start {
-                        return Partial { elem, pen: pen_sum, bad: None };
-                    }
-                    let diag = if write {
-                        diagonal::<K, true>(k, batch, t, s, out)
-                    } else {
-                        diagonal::<K, false>(k, batch, t, s, out)
-                    };
-                    if let Some(d) = diag {
-                        return Partial { elem: elem + d, pen: pen_sum, bad: None };
-                    }
+                if let Some(d) = diag {
+                    return Partial { elem: elem + d, pen: pen_sum, bad: None };
                 }
             }
             // Tiles with a non-finite counted logit, for its lowest index.

@@ -12,6 +12,7 @@ pub(crate) mod elem;
 pub(crate) mod fastmath;
 pub(crate) mod penalty;
 pub(crate) mod plain;
+pub(crate) mod prefetch;
 pub(crate) mod scan;
 pub(crate) mod tiled;
 pub(crate) mod transpose;

@@ -8,6 +8,7 @@
 use symseg_core::RegionCounts;
 
 use super::SimdLevel;
+use super::prefetch::prefetch_rows;
 use super::transpose::transpose_u8_into;
 use crate::batch::Batch;
 use crate::tiles::{TILE, Task};
@@ -38,7 +39,7 @@ fn tile_typed<const M: bool, const S: bool>(bt: &Batch<'_>, t: &Task) -> Option<
     let mask = bt.mask.map(|m| &m[base..base + n * n]);
     let mut yt = [[0u8; TILE]; TILE];
     let mut mt = [[1u8; TILE]; TILE];
-    prefetch_rows(&y[i0 * n + j0..], n, ti);
+    prefetch_rows(&y[i0 * n + j0..], n, ti, tj);
     transpose_u8_into(&y[j0 * n + i0..], n, tj, ti, &mut yt);
     if let (true, Some(m)) = (M, mask) {
         transpose_u8_into(&m[j0 * n + i0..], n, tj, ti, &mut mt);
@@ -68,25 +69,6 @@ fn tile_typed<const M: bool, const S: bool>(bt: &Batch<'_>, t: &Task) -> Option<
         pairs += u64::from(row_pairs);
     }
     (broken == 0).then_some(RegionCounts { diagonal: 0, pairs })
-}
-
-/// Asks for the first cache line of each of the tile's `rows` rows (`stride`
-/// apart), so the row loop does not wait on each in turn (see `tiled`).
-#[inline(always)]
-fn prefetch_rows(y: &[u8], stride: usize, rows: usize) {
-    #[cfg(target_arch = "x86_64")]
-    for r in 0..rows {
-        if let Some(v) = y.get(r * stride) {
-            // SAFETY: a prefetch only hints the cache; the address is inside `y` anyway.
-            unsafe {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                    std::ptr::from_ref(v).cast::<i8>(),
-                )
-            }
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (y, stride, rows);
 }
 
 #[cfg(target_arch = "x86_64")]

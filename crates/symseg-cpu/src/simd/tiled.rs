@@ -7,6 +7,7 @@
 use super::SimdLevel;
 use super::elem::{FastElem, GAMMA_0, GAMMA_1, GAMMA_2, GAMMA_ANY};
 use super::penalty::FastPenalty;
+use super::prefetch::prefetch_rows;
 use super::transpose::{transpose_into, transpose_u8_into};
 use crate::batch::Batch;
 use crate::tiles::{SharedMut, TILE, Task};
@@ -230,7 +231,7 @@ fn tile<S: VecPair, const K: u8, const G: bool, const F: bool, const P: bool>(
     let diagonal = i0 == j0;
     prefetch_rows(&x[i0 * n + j0..], n, ti, tj);
     if G {
-        // The gradient rows of both tiles, for the same reason.
+        // The gradient rows of both tiles too (see `prefetch`).
         for il in 0..ti {
             out.prefetch(base + (i0 + il) * n + j0, tj);
         }
@@ -325,29 +326,6 @@ fn tile<S: VecPair, const K: u8, const G: bool, const F: bool, const P: bool>(
         }
     }
     Some((elem.iter().sum(), pen_sum.iter().sum()))
-}
-
-/// Asks for the tile's rows (`rows` runs of `cols` floats, `stride` apart) ahead
-/// of the lane loop. A tile row is only four cache lines, too short for the
-/// hardware prefetcher, and the lane loop's arithmetic fills the out-of-order
-/// window, so without this every row starts with a wait for the L3.
-#[inline(always)]
-fn prefetch_rows(x: &[f32], stride: usize, rows: usize, cols: usize) {
-    #[cfg(target_arch = "x86_64")]
-    for r in 0..rows {
-        for c in (0..cols).step_by(16) {
-            if let Some(v) = x.get(r * stride + c) {
-                // SAFETY: a prefetch only hints the cache; the address is inside `x` anyway.
-                unsafe {
-                    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                        std::ptr::from_ref(v).cast::<i8>(),
-                    )
-                }
-            }
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (x, stride, rows, cols);
 }
 
 #[cfg(target_arch = "x86_64")]
