@@ -1,9 +1,9 @@
 //! The element loss of SPEC §2 in one branch-free form for the vector kernels.
 //!
-//! With `base = q, other = p, sp = softplus(-x)` for a positive label and
-//! `base = p, other = q, sp = softplus(x)` for a negative one, focal and BCE are
-//! `l = w * base^gamma * sp` and `|dl/dx| = w * base^gamma * (gamma * other * sp + base)`,
-//! negative for positives (BCE is `gamma = 0` with `w = pos_weight` or 1).
+//! With `z = x` for a negative label and `z = -x` for a positive one, focal and
+//! BCE are `l = w * s^gamma * softplus(z)` with `s = sigmoid(z)`, and
+//! `|dl/dx| = w * s^gamma * (gamma * (1 - s) * softplus(z) + s)`, negative for
+//! positives (BCE is `gamma = 0` with `w = pos_weight` or 1).
 
 use symseg_core::ElementLoss;
 
@@ -71,30 +71,34 @@ impl FastElem {
     }
 
     /// `(l(x, y), dl/dx)`, branch-free (finite `x`), with fused multiply-adds if `F`.
+    ///
+    /// With `z = x` for a negative label and `z = -x` for a positive one, both
+    /// cases are one: `l = w s^gamma softplus(z)` and
+    /// `dl/dz = w s^gamma (gamma (1 - s) softplus(z) + s)` with `s = sigmoid(z)`,
+    /// and `dl/dx = +-dl/dz`. That leaves two selects on the sign of `z`.
     #[inline(always)]
     pub fn value_grad<const K: u8, const F: bool>(&self, x: f32, pos: bool) -> (f32, f32) {
+        let z = if pos { -x } else { x };
         let e = exp_nonpos::<F>(-x.abs());
         let inv = 1.0 / (1.0 + e);
-        let l = ln_1p_unit::<F>(e, inv);
+        let l = ln_1p_unit::<F>(e);
         let ei = e * inv;
-        let nonneg = x >= 0.0;
-        let p = if nonneg { inv } else { ei };
-        let q = if nonneg { ei } else { inv };
-        let sp_pos = x.max(0.0) + l;
-        let sp_neg = (-x).max(0.0) + l;
-        let base = if pos { q } else { p };
-        let other = if pos { p } else { q };
-        let sp = if pos { sp_neg } else { sp_pos };
+        let nonneg = z >= 0.0;
+        // s = sigmoid(z), t = sigmoid(-z) = 1 - s, each from the side that
+        // does not cancel.
+        let s = if nonneg { inv } else { ei };
+        let t = if nonneg { ei } else { inv };
+        let sp = z.max(0.0) + l;
         let w = if pos { self.w_pos } else { self.w_neg };
         let pw = match K {
             GAMMA_0 => 1.0,
-            GAMMA_1 => base,
-            GAMMA_2 => base * base,
-            // -ln(q) = softplus(x), -ln(p) = softplus(-x).
-            _ => exp_nonpos::<F>(-self.gamma * if pos { sp_pos } else { sp_neg }),
+            GAMMA_1 => s,
+            GAMMA_2 => s * s,
+            // s^gamma = exp(-gamma * softplus(-z)).
+            _ => exp_nonpos::<F>(-self.gamma * ((-z).max(0.0) + l)),
         };
         let wp = w * pw;
-        let mag = wp * fma::<F>(self.gamma * other, sp, base);
+        let mag = wp * fma::<F>(self.gamma * t, sp, s);
         (wp * sp, if pos { -mag } else { mag })
     }
 }

@@ -11,8 +11,9 @@ use crate::batch::{Batch, lowest};
 /// Rows per parallel task: fixed, so the sum order (and result) never depends
 /// on the thread count.
 const ROWS: usize = 8;
-/// Lanes per inner step: one AVX-512 register of f32.
-const LANES: usize = 16;
+/// Lanes per inner step: two AVX-512 registers of f32, so that two independent
+/// dependency chains (`exp`, division, `log1p`) overlap.
+const LANES: usize = 32;
 
 /// Everything a block of rows needs.
 struct Rows<'a> {
@@ -42,9 +43,11 @@ struct RowCtx<'a> {
 /// One element `j` of the row: `(loss term, gradient, non-finite counted?)`. A
 /// plain `#[inline(always)]` fn of values, not a closure writing through
 /// references: closures do not inherit the caller's target features, and
-/// bounds-checked writes would keep the lane loop from vectorising.
+/// bounds-checked writes would keep the lane loop from vectorising. `EDGE`:
+/// the step may hold positions outside the sample or inside the `min_sep`
+/// band; steps that cannot skip those tests.
 #[inline(always)]
-fn lane<const K: u8, const M: bool, const F: bool>(
+fn lane<const K: u8, const M: bool, const F: bool, const EDGE: bool>(
     fe: &FastElem,
     c: &RowCtx<'_>,
     j: usize,
@@ -53,11 +56,21 @@ fn lane<const K: u8, const M: bool, const F: bool>(
     mv: u8,
 ) -> (f32, f32, bool) {
     let jj = j as i32;
-    let cnt =
-        c.row_ok && jj < c.len && (jj + c.sep <= c.i || jj >= c.i + c.sep) && yv != 255 && (!M || mv != 0);
-    let fin = xv.is_finite();
-    let (l, d) = fe.value_grad::<K, F>(if fin { xv } else { 0.0 }, yv == 1);
-    (if cnt && fin { l } else { 0.0 }, if cnt { c.r * d } else { 0.0 }, cnt && !fin)
+    let inside = !EDGE || (c.row_ok && jj < c.len && (jj + c.sep <= c.i || jj >= c.i + c.sep));
+    let cnt = inside && yv != 255 && (!M || mv != 0);
+    // A non-finite counted logit fails the call, so its (meaningless) values
+    // need no guard; uncounted ones are selected away.
+    let (l, d) = fe.value_grad::<K, F>(xv, yv == 1);
+    (if cnt { l } else { 0.0 }, if cnt { c.r * d } else { 0.0 }, cnt && !xv.is_finite())
+}
+
+/// Whether every position of `base..base + LANES` in row `c.i` is inside the
+/// sample and outside the `min_sep` band.
+#[inline(always)]
+fn interior(c: &RowCtx<'_>, base: usize) -> bool {
+    let (lo, hi) = (base as i64, (base + LANES) as i64);
+    let (i, sep) = (i64::from(c.i), i64::from(c.sep));
+    c.row_ok && hi <= i64::from(c.len) && (hi - 1 + sep <= i || lo >= i + sep)
 }
 
 /// One row's loss sum (unscaled) and whether a counted logit was not finite.
@@ -85,7 +98,9 @@ fn row<const K: u8, const G: bool, const M: bool, const F: bool>(
         r: a.r[b] as f32,
     };
     let mut acc = [0.0f64; LANES];
-    let mut bad = false;
+    // Per lane, so that the flag stays a vector operation (an `any` per step
+    // became 16 byte extracts).
+    let mut bads = [0u8; LANES];
     let full = n / LANES * LANES;
     for base in (0..full).step_by(LANES) {
         // Fixed-size chunks: no bounds checks inside the lane loop.
@@ -99,21 +114,28 @@ fn row<const K: u8, const G: bool, const M: bool, const F: bool>(
         let mut gs = [0.0f32; LANES];
         let mut ls = [0.0f32; LANES];
         let mut nbs = [false; LANES];
-        for s in 0..LANES {
-            (ls[s], gs[s], nbs[s]) = lane::<K, M, F>(&a.fe, &c, base + s, xs[s], ys[s], ms[s]);
+        if interior(&c, base) {
+            for s in 0..LANES {
+                (ls[s], gs[s], nbs[s]) = lane::<K, M, F, false>(&a.fe, &c, base + s, xs[s], ys[s], ms[s]);
+            }
+        } else {
+            for s in 0..LANES {
+                (ls[s], gs[s], nbs[s]) = lane::<K, M, F, true>(&a.fe, &c, base + s, xs[s], ys[s], ms[s]);
+            }
         }
         // A separate loop: widening to f64 inside the one above would make the
         // compiler run the f32 math at 8 lanes to match the f64 registers.
         for s in 0..LANES {
             acc[s] += f64::from(ls[s]);
-            bad |= nbs[s];
+            bads[s] |= u8::from(nbs[s]);
         }
         if G {
             g[base..base + LANES].copy_from_slice(&gs);
         }
     }
+    let mut bad = bads.iter().any(|&b| b != 0);
     for j in full..n {
-        let (l, d, nb) = lane::<K, M, F>(&a.fe, &c, j, c.x[j], c.y[j], c.m[j]);
+        let (l, d, nb) = lane::<K, M, F, true>(&a.fe, &c, j, c.x[j], c.y[j], c.m[j]);
         acc[j - full] += f64::from(l);
         if G {
             g[j] = d;
