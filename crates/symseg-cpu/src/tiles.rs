@@ -70,13 +70,13 @@ impl SharedMut {
         unsafe { self.ptr.add(k).write(v) }
     }
 
-    /// Hints that elements `k..k + len` are about to be written: one prefetch
-    /// per 64-byte line. Nothing is read or written.
+    /// Hints that elements `k..k + len` are about to be written (`NEXT`: by
+    /// the next tile): one prefetch per 64-byte line. Nothing is read or written.
     #[inline(always)]
-    pub fn prefetch(&self, k: usize, len: usize) {
+    pub fn prefetch<const NEXT: bool>(&self, k: usize, len: usize) {
         for o in (k..(k + len).min(self.len)).step_by(16) {
             // `wrapping_add` keeps this free of unsafe pointer arithmetic; `o < len`.
-            crate::simd::prefetch::prefetch_ptr(self.ptr.wrapping_add(o).cast_const());
+            crate::simd::prefetch::prefetch_ptr::<NEXT, f32>(self.ptr.wrapping_add(o).cast_const());
         }
     }
 

@@ -11,6 +11,7 @@ use crate::batch::{Batch, lowest, non_finite_index};
 use crate::simd::SimdLevel;
 use crate::simd::elem::FastElem;
 use crate::simd::penalty::FastPenalty;
+use crate::simd::plain::Triangle;
 use crate::simd::tiled;
 use crate::tiles::{self, SharedMut, Task};
 use kernels::{Average, Dual, Lower, Plain, StrategyKernel, Upper};
@@ -64,12 +65,19 @@ pub(crate) fn run(
     let rp = factors(cfg.reduction, counts.iter().map(|c| c.pairs));
     let scales: Vec<Scales> = r.iter().zip(&rp).map(|(&r, &rp)| Scales { r, wp: lambda * rp }).collect();
 
-    let (element_loss, penalty, bad) = if cfg.strategy == Strategy::Plain && cfg.penalty.is_none() {
+    let row_pass = match cfg.strategy {
+        Strategy::Plain => Some(Triangle::Full),
+        Strategy::Upper => Some(Triangle::Upper),
+        Strategy::Lower => Some(Triangle::Lower),
+        _ => None,
+    };
+    let (element_loss, penalty, bad) = match row_pass {
         // No transposed twin needed: one vectorised row pass.
-        let (loss, bad) = crate::simd::plain::run(level, batch, &cfg.loss, &r, grad);
-        (loss, 0.0, bad)
-    } else {
-        tiled(batch, cfg, &scales, grad, level)
+        Some(tri) if cfg.penalty.is_none() => {
+            let (loss, bad) = crate::simd::plain::run(level, batch, tri, &cfg.loss, &r, grad);
+            (loss, 0.0, bad)
+        }
+        _ => tiled(batch, cfg, &scales, grad, level),
     };
     if let Some(k) = bad {
         return Err(batch.non_finite(k));
@@ -146,9 +154,12 @@ fn dispatch<K: StrategyKernel, V: tiled::VecPair>(
         Some(g) => (SharedMut::new(g), true, tiles::tasks(batch.dims.batch, |_| n)),
         None => (SharedMut::new(&mut []), false, tiles::tasks(batch.dims.batch, |b| batch.len(b))),
     };
-    let parts: Vec<Partial> = tasks
-        .par_iter()
-        .map_init(tiled::Scratch::new, |scratch, t| {
+    let parts: Vec<Partial> = (0..tasks.len())
+        .into_par_iter()
+        .map_init(tiled::Scratch::new, |scratch, ti| {
+            let t = &tasks[ti];
+            // Rayon hands a worker runs of consecutive tasks.
+            let next = tasks.get(ti + 1);
             let s = scales[t.sample];
             let job = tiled::TileJob {
                 batch,
@@ -158,7 +169,7 @@ fn dispatch<K: StrategyKernel, V: tiled::VecPair>(
                 wp: s.wp as f32,
                 mirror_labels: !symmetric_labels,
             };
-            if let Some((elem, pen_sum)) = tiled::run_tile::<V>(level, &job, t, out, write, scratch) {
+            if let Some((elem, pen_sum)) = tiled::run_tile::<V>(level, &job, t, next, out, write, scratch) {
                 if t.rows.start != t.cols.start {
                     return Partial { elem, pen: pen_sum, bad: None };
                 }

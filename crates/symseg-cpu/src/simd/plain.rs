@@ -1,6 +1,9 @@
-//! `plain` without a penalty needs no transposed twin, so it runs row by row:
-//! one contiguous pass over logits, labels (and mask) that writes the gradient,
-//! vectorised across 16 lanes, parallel over fixed blocks of rows.
+//! `plain`, `upper` and `lower` without a penalty need no transposed twin, so
+//! they run row by row: one contiguous pass over logits, labels (and mask) that
+//! writes the gradient, vectorised across 32 lanes, parallel over fixed blocks
+//! of rows. `upper` and `lower` evaluate the element loss on their triangle
+//! only; on the other half they only check that no counted logit is
+//! non-finite (SPEC §1 counts both halves) and write zeros.
 
 use rayon::prelude::*;
 
@@ -15,10 +18,22 @@ const ROWS: usize = 8;
 /// dependency chains (`exp`, division, `log1p`) overlap.
 const LANES: usize = 32;
 
+/// Which part of each row a strategy evaluates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Triangle {
+    /// Every column (`plain`).
+    Full,
+    /// Columns `j >= i` (`upper`).
+    Upper,
+    /// Columns `j <= i` (`lower`).
+    Lower,
+}
+
 /// Everything a block of rows needs.
 struct Rows<'a> {
     batch: &'a Batch<'a>,
     fe: FastElem,
+    tri: Triangle,
     /// Reduction factor per sample.
     r: &'a [f64],
     /// First global row (`b * n + i`) of the block, and the row count.
@@ -37,17 +52,32 @@ struct RowCtx<'a> {
     len: i32,
     sep: i32,
     row_ok: bool,
+    /// The columns `lo..hi` whose loss is evaluated (the strategy's triangle).
+    lo: i32,
+    hi: i32,
     r: f32,
+}
+
+/// How a step of `LANES` columns relates to the row's counted set and triangle.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Every position is in the sample, outside the `min_sep` band and in the
+    /// triangle: only labels and mask decide what counts.
+    Interior,
+    /// Anything else inside the triangle's column range: every test per lane.
+    Edge,
+    /// No position is in the triangle: only the non-finite check.
+    Outside,
 }
 
 /// One element `j` of the row: `(loss term, gradient, non-finite counted?)`. A
 /// plain `#[inline(always)]` fn of values, not a closure writing through
 /// references: closures do not inherit the caller's target features, and
-/// bounds-checked writes would keep the lane loop from vectorising. `EDGE`:
-/// the step may hold positions outside the sample or inside the `min_sep`
-/// band; steps that cannot skip those tests.
+/// bounds-checked writes would keep the lane loop from vectorising. `S` is a
+/// [`Step`] as a number (0 interior, 1 edge, 2 outside), so that each kind of
+/// step compiles to its own loop.
 #[inline(always)]
-fn lane<const K: u8, const M: bool, const F: bool, const EDGE: bool>(
+fn lane<const K: u8, const M: bool, const F: bool, const S: u8>(
     fe: &FastElem,
     c: &RowCtx<'_>,
     j: usize,
@@ -56,21 +86,35 @@ fn lane<const K: u8, const M: bool, const F: bool, const EDGE: bool>(
     mv: u8,
 ) -> (f32, f32, bool) {
     let jj = j as i32;
-    let inside = !EDGE || (c.row_ok && jj < c.len && (jj + c.sep <= c.i || jj >= c.i + c.sep));
+    let inside = S == 0 || (c.row_ok && jj < c.len && (jj + c.sep <= c.i || jj >= c.i + c.sep));
     let cnt = inside && yv != 255 && (!M || mv != 0);
+    let bad = cnt && !xv.is_finite();
+    if S == 2 {
+        return (0.0, 0.0, bad);
+    }
+    let active = cnt && (S == 0 || (jj >= c.lo && jj < c.hi));
     // A non-finite counted logit fails the call, so its (meaningless) values
     // need no guard; uncounted ones are selected away.
     let (l, d) = fe.value_grad::<K, F>(xv, yv == 1);
-    (if cnt { l } else { 0.0 }, if cnt { c.r * d } else { 0.0 }, cnt && !xv.is_finite())
+    (if active { l } else { 0.0 }, if active { c.r * d } else { 0.0 }, bad)
 }
 
-/// Whether every position of `base..base + LANES` in row `c.i` is inside the
-/// sample and outside the `min_sep` band.
+/// Which [`Step`] `base..base + LANES` of row `c.i` is.
 #[inline(always)]
-fn interior(c: &RowCtx<'_>, base: usize) -> bool {
+fn step(c: &RowCtx<'_>, base: usize) -> Step {
     let (lo, hi) = (base as i64, (base + LANES) as i64);
     let (i, sep) = (i64::from(c.i), i64::from(c.sep));
-    c.row_ok && hi <= i64::from(c.len) && (hi - 1 + sep <= i || lo >= i + sep)
+    if hi <= i64::from(c.lo) || lo >= i64::from(c.hi) {
+        Step::Outside
+    } else if c.row_ok
+        && lo >= i64::from(c.lo)
+        && hi <= i64::from(c.hi.min(c.len))
+        && (hi - 1 + sep <= i || lo >= i + sep)
+    {
+        Step::Interior
+    } else {
+        Step::Edge
+    }
 }
 
 /// One row's loss sum (unscaled) and whether a counted logit was not finite.
@@ -95,6 +139,8 @@ fn row<const K: u8, const G: bool, const M: bool, const F: bool>(
         len: len as i32,
         sep: bt.min_sep.min(n) as i32,
         row_ok: i < len,
+        lo: if a.tri == Triangle::Upper { i as i32 } else { 0 },
+        hi: if a.tri == Triangle::Lower { (i + 1).min(len) as i32 } else { len as i32 },
         r: a.r[b] as f32,
     };
     let mut acc = [0.0f64; LANES];
@@ -114,13 +160,21 @@ fn row<const K: u8, const G: bool, const M: bool, const F: bool>(
         let mut gs = [0.0f32; LANES];
         let mut ls = [0.0f32; LANES];
         let mut nbs = [false; LANES];
-        if interior(&c, base) {
-            for s in 0..LANES {
-                (ls[s], gs[s], nbs[s]) = lane::<K, M, F, false>(&a.fe, &c, base + s, xs[s], ys[s], ms[s]);
+        match step(&c, base) {
+            Step::Interior => {
+                for s in 0..LANES {
+                    (ls[s], gs[s], nbs[s]) = lane::<K, M, F, 0>(&a.fe, &c, base + s, xs[s], ys[s], ms[s]);
+                }
             }
-        } else {
-            for s in 0..LANES {
-                (ls[s], gs[s], nbs[s]) = lane::<K, M, F, true>(&a.fe, &c, base + s, xs[s], ys[s], ms[s]);
+            Step::Edge => {
+                for s in 0..LANES {
+                    (ls[s], gs[s], nbs[s]) = lane::<K, M, F, 1>(&a.fe, &c, base + s, xs[s], ys[s], ms[s]);
+                }
+            }
+            Step::Outside => {
+                for s in 0..LANES {
+                    (ls[s], gs[s], nbs[s]) = lane::<K, M, F, 2>(&a.fe, &c, base + s, xs[s], ys[s], ms[s]);
+                }
             }
         }
         // A separate loop: widening to f64 inside the one above would make the
@@ -135,7 +189,7 @@ fn row<const K: u8, const G: bool, const M: bool, const F: bool>(
     }
     let mut bad = bads.iter().any(|&b| b != 0);
     for j in full..n {
-        let (l, d, nb) = lane::<K, M, F, true>(&a.fe, &c, j, c.x[j], c.y[j], c.m[j]);
+        let (l, d, nb) = lane::<K, M, F, 1>(&a.fe, &c, j, c.x[j], c.y[j], c.m[j]);
         acc[j - full] += f64::from(l);
         if G {
             g[j] = d;
@@ -221,12 +275,13 @@ fn run_typed<const K: u8, const M: bool>(
     level: SimdLevel,
     batch: &Batch<'_>,
     fe: FastElem,
+    tri: Triangle,
     r: &[f64],
     grad: Option<&mut [f32]>,
 ) -> (f64, Option<usize>) {
     let n = batch.dims.n;
     let total_rows = batch.dims.batch * n;
-    let rows = |c: usize| Rows { batch, fe, r, first: c * ROWS, count: ROWS.min(total_rows - c * ROWS) };
+    let rows = |c: usize| Rows { batch, fe, tri, r, first: c * ROWS, count: ROWS.min(total_rows - c * ROWS) };
     let parts: Vec<(f64, Option<usize>)> = match grad {
         Some(g) => g
             .par_chunks_mut(ROWS * n)
@@ -241,11 +296,13 @@ fn run_typed<const K: u8, const M: bool>(
     parts.into_iter().fold((0.0, None), |(s, bad), (t, b)| (s + t, lowest(bad, b)))
 }
 
-/// The reduced `plain` loss (per-sample factors `r`) and, when given, its gradient.
-/// Returns the loss and the lowest index of a non-finite counted logit.
+/// The reduced `plain` (`upper`, `lower`: [`Triangle`]) loss (per-sample
+/// factors `r`) and, when given, its gradient. Returns the loss and the lowest
+/// index of a non-finite counted logit.
 pub(crate) fn run(
     level: SimdLevel,
     batch: &Batch<'_>,
+    tri: Triangle,
     loss: &symseg_core::ElementLoss,
     r: &[f64],
     grad: Option<&mut [f32]>,
@@ -254,9 +311,9 @@ pub(crate) fn run(
     macro_rules! by_mask {
         ($k:expr) => {
             if batch.mask.is_some() {
-                run_typed::<$k, true>(level, batch, fe, r, grad)
+                run_typed::<$k, true>(level, batch, fe, tri, r, grad)
             } else {
-                run_typed::<$k, false>(level, batch, fe, r, grad)
+                run_typed::<$k, false>(level, batch, fe, tri, r, grad)
             }
         };
     }

@@ -2,15 +2,24 @@
 //! lines, too short for the hardware prefetcher, and the lane loops fill the
 //! out-of-order window with arithmetic, so without a hint every row starts
 //! with a wait for the L3.
+//!
+//! Two distances: `NEXT = false` for the tile about to be used (into L1), and
+//! `NEXT = true` for the tile after it (into L2 only, so the current tile's
+//! lines stay in L1), which gives the lines a whole tile's work to arrive.
 
 /// Hints that the cache line holding `p` is about to be used. Never faults,
 /// reads or writes anything, so any address will do.
 #[inline(always)]
-pub(crate) fn prefetch_ptr<T>(p: *const T) {
+pub(crate) fn prefetch_ptr<const NEXT: bool, T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch only hints the cache and never faults.
     unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>())
+        use std::arch::x86_64::{_MM_HINT_T0, _MM_HINT_T1, _mm_prefetch};
+        if NEXT {
+            _mm_prefetch::<_MM_HINT_T1>(p.cast::<i8>());
+        } else {
+            _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>());
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
@@ -18,12 +27,12 @@ pub(crate) fn prefetch_ptr<T>(p: *const T) {
 
 /// Prefetches `rows` runs of `cols` elements, `stride` apart, from the start of `data`.
 #[inline(always)]
-pub(crate) fn prefetch_rows<T>(data: &[T], stride: usize, rows: usize, cols: usize) {
+pub(crate) fn prefetch_rows<const NEXT: bool, T>(data: &[T], stride: usize, rows: usize, cols: usize) {
     let per_line = (64 / std::mem::size_of::<T>().max(1)).max(1);
     for r in 0..rows {
         for c in (0..cols).step_by(per_line) {
             if let Some(v) = data.get(r * stride + c) {
-                prefetch_ptr(std::ptr::from_ref(v));
+                prefetch_ptr::<NEXT, T>(std::ptr::from_ref(v));
             }
         }
     }

@@ -39,7 +39,7 @@ fn tile_typed<const M: bool, const S: bool>(bt: &Batch<'_>, t: &Task) -> Option<
     let mask = bt.mask.map(|m| &m[base..base + n * n]);
     let mut yt = [[0u8; TILE]; TILE];
     let mut mt = [[1u8; TILE]; TILE];
-    prefetch_rows(&y[i0 * n + j0..], n, ti, tj);
+    prefetch_rows::<false, u8>(&y[i0 * n + j0..], n, ti, tj);
     transpose_u8_into(&y[j0 * n + i0..], n, tj, ti, &mut yt);
     if let (true, Some(m)) = (M, mask) {
         transpose_u8_into(&m[j0 * n + i0..], n, tj, ti, &mut mt);

@@ -12,7 +12,9 @@ use super::transpose::{transpose_into, transpose_u8_into};
 use crate::batch::Batch;
 use crate::tiles::{SharedMut, TILE, Task};
 
-const LANES: usize = 16;
+/// Lanes per inner step: two AVX-512 registers of f32, so that independent
+/// `exp`/division/`log1p` chains overlap.
+const LANES: usize = 32;
 
 /// A strategy's per-pair math for the vector kernels: the pair's loss as two f32
 /// terms (their f64 sum is the loss of `(i, j)` and `(j, i)` together; f32 keeps
@@ -167,9 +169,12 @@ struct LaneCtx<'a> {
 
 /// One pair `(i, j0 + jl)`: `(loss, penalty, g_ij, g_ji, non-finite counted?)`,
 /// f32 values only, so the lane loop vectorises at full width (the caller
-/// widens the sums to f64 in a separate loop).
+/// widens the sums to f64 in a separate loop). `EDGE`: the step may hold
+/// positions outside the sample, on or below the diagonal, or inside the
+/// `min_sep` band; steps that cannot skip those tests.
 #[inline(always)]
-fn lane<S: VecPair, const K: u8, const F: bool, const P: bool>(
+#[allow(clippy::too_many_arguments)]
+fn lane<S: VecPair, const K: u8, const F: bool, const P: bool, const EDGE: bool>(
     c: &LaneCtx<'_>,
     jl: usize,
     xij: f32,
@@ -181,16 +186,18 @@ fn lane<S: VecPair, const K: u8, const F: bool, const P: bool>(
     let j = c.j0 + jl as u32;
     // Each unordered pair once: j > i (a diagonal tile's lower half and its
     // diagonal are not pairs here), so |i - j| = j - i; j < len implies i < len.
-    let cnt = j > c.i && j < c.len && j - c.i >= c.sep && yij != 255 && (!c.has_mask || m != 0);
+    let inside = !EDGE || (j > c.i && j < c.len && j - c.i >= c.sep);
+    let cnt = inside && yij != 255 && (!c.has_mask || m != 0);
+    // A non-finite counted logit fails the call, so its (meaningless) values
+    // need no guard; uncounted ones are selected away.
     let fin = xij.is_finite() && xji.is_finite();
-    let (xa, xb) = if fin { (xij, xji) } else { (0.0, 0.0) };
-    let [la, lb, gij, gji] = S::pair::<K, F>(&c.job.fe, xa, xb, yij == 1, yji == 1);
+    let [la, lb, gij, gji] = S::pair::<K, F>(&c.job.fe, xij, xji, yij == 1, yji == 1);
     let (mut gij, mut gji) = (c.job.r * gij, c.job.r * gji);
     let mut rho = 0.0f32;
     // `P`: a penalty is configured. A run-time test here would be if-converted
     // into selects, evaluating the penalty in every lane of every call.
     if P && let Some(p) = &c.job.pen {
-        let (v, da, db) = p.value_grad::<F>(xa, xb);
+        let (v, da, db) = p.value_grad::<F>(xij, xji);
         rho = v;
         gij += c.job.wp * da;
         gji += c.job.wp * db;
@@ -204,6 +211,48 @@ fn lane<S: VecPair, const K: u8, const F: bool, const P: bool>(
     )
 }
 
+/// Whether every pair `(i, j0 + c .. j0 + c + LANES)` of the row is in the
+/// sample, above the diagonal and outside the `min_sep` band.
+#[inline(always)]
+fn interior(c: &LaneCtx<'_>, first: usize) -> bool {
+    let lo = c.j0 + first as u32;
+    lo >= c.i + c.sep.max(1) && lo + LANES as u32 <= c.len
+}
+
+/// Hints into L2 the lines of row `r` of the tile pair `t` and of its mirror
+/// (logits, labels, mask, gradient when written). Spread over the current
+/// tile's rows, one row each: a whole tile's worth at once would fill the line
+/// fill buffers and stall the arithmetic it is meant to overlap.
+#[inline(always)]
+fn prefetch_next_row(job: &TileJob<'_>, t: &Task, r: usize, out: SharedMut, grad: bool) {
+    let bt = job.batch;
+    let n = bt.dims.n;
+    let base = bt.offset(t.sample);
+    let (i0, ti) = (t.rows.start, t.rows.len());
+    let (j0, tj) = (t.cols.start, t.cols.len());
+    if r < ti {
+        let own = base + (i0 + r) * n + j0;
+        prefetch_rows::<true, f32>(&bt.logits[own..], n, 1, tj);
+        prefetch_rows::<true, u8>(&bt.labels[own..], n, 1, tj);
+        if let Some(m) = bt.mask {
+            prefetch_rows::<true, u8>(&m[own..], n, 1, tj);
+        }
+        if grad {
+            out.prefetch::<true>(own, tj);
+        }
+    }
+    if r < tj {
+        let mirror = base + (j0 + r) * n + i0;
+        prefetch_rows::<true, f32>(&bt.logits[mirror..], n, 1, ti);
+        if job.mirror_labels {
+            prefetch_rows::<true, u8>(&bt.labels[mirror..], n, 1, ti);
+        }
+        if grad {
+            out.prefetch::<true>(mirror, ti);
+        }
+    }
+}
+
 /// Unscaled element-loss and penalty sums of the tile pair, or `None` when a
 /// counted logit is not finite (the caller reruns the tile on the scalar path).
 #[inline(always)]
@@ -212,6 +261,7 @@ fn lane<S: VecPair, const K: u8, const F: bool, const P: bool>(
 fn tile<S: VecPair, const K: u8, const G: bool, const F: bool, const P: bool>(
     job: &TileJob<'_>,
     t: &Task,
+    next: Option<&Task>,
     out: SharedMut,
     scratch: &mut Scratch,
 ) -> Option<(f64, f64)> {
@@ -229,14 +279,14 @@ fn tile<S: VecPair, const K: u8, const G: bool, const F: bool, const P: bool>(
     // A diagonal tile is its own mirror: its rows and its transposed rows write
     // the same elements, so both go to buffers and are merged.
     let diagonal = i0 == j0;
-    prefetch_rows(&x[i0 * n + j0..], n, ti, tj);
+    prefetch_rows::<false, f32>(&x[i0 * n + j0..], n, ti, tj);
     if G {
         // The gradient rows of both tiles too (see `prefetch`).
         for il in 0..ti {
-            out.prefetch(base + (i0 + il) * n + j0, tj);
+            out.prefetch::<false>(base + (i0 + il) * n + j0, tj);
         }
         for jl in 0..tj {
-            out.prefetch(base + (j0 + jl) * n + i0, ti);
+            out.prefetch::<false>(base + (j0 + jl) * n + i0, ti);
         }
     }
     transpose_into(&x[j0 * n + i0..], n, tj, ti, xt);
@@ -244,6 +294,8 @@ fn tile<S: VecPair, const K: u8, const G: bool, const F: bool, const P: bool>(
         transpose_u8_into(&y[j0 * n + i0..], n, tj, ti, yt);
     }
     let (mut elem, mut pen_sum) = ([0.0f64; LANES], [0.0f64; LANES]);
+    // Per lane, so that the flag stays a vector operation.
+    let mut bads = [0u8; LANES];
     let mut bad = false;
     let sep = bt.min_sep;
     for il in 0..ti {
@@ -262,6 +314,9 @@ fn tile<S: VecPair, const K: u8, const G: bool, const F: bool, const P: bool>(
             sep: sep.min(n) as u32,
             has_mask: bt.mask.is_some(),
         };
+        if let Some(next) = next {
+            prefetch_next_row(job, next, il, out, G);
+        }
         let mut g_row = [0.0f32; TILE];
         let full = tj / LANES * LANES;
         for c in (0..full).step_by(LANES) {
@@ -280,21 +335,28 @@ fn tile<S: VecPair, const K: u8, const G: bool, const F: bool, const P: bool>(
             let mut ls = [[0.0f32; 2]; LANES];
             let mut ps = [0.0f32; LANES];
             let mut nbs = [false; LANES];
-            for s in 0..LANES {
-                (ls[s], ps[s], gij[s], gji[s], nbs[s]) =
-                    lane::<S, K, F, P>(&ctx, c + s, xs[s], xts[s], ys[s], yts[s], ms[s]);
+            if interior(&ctx, c) {
+                for s in 0..LANES {
+                    (ls[s], ps[s], gij[s], gji[s], nbs[s]) =
+                        lane::<S, K, F, P, false>(&ctx, c + s, xs[s], xts[s], ys[s], yts[s], ms[s]);
+                }
+            } else {
+                for s in 0..LANES {
+                    (ls[s], ps[s], gij[s], gji[s], nbs[s]) =
+                        lane::<S, K, F, P, true>(&ctx, c + s, xs[s], xts[s], ys[s], yts[s], ms[s]);
+                }
             }
             // Widening in a loop of its own keeps the one above at 16 f32 lanes.
             for s in 0..LANES {
                 elem[s] += f64::from(ls[s][0]) + f64::from(ls[s][1]);
                 pen_sum[s] += f64::from(ps[s]);
-                bad |= nbs[s];
+                bads[s] |= u8::from(nbs[s]);
             }
             g_row[c..c + LANES].copy_from_slice(&gij);
             gt[il][c..c + LANES].copy_from_slice(&gji);
         }
         for jl in full..tj {
-            let o = lane::<S, K, F, P>(&ctx, jl, xr[jl], xt[il][jl], yr[jl], ytr[jl], mr[jl]);
+            let o = lane::<S, K, F, P, true>(&ctx, jl, xr[jl], xt[il][jl], yr[jl], ytr[jl], mr[jl]);
             elem[jl - full] += f64::from(o.0[0]) + f64::from(o.0[1]);
             pen_sum[jl - full] += f64::from(o.1);
             g_row[jl] = o.2;
@@ -308,7 +370,7 @@ fn tile<S: VecPair, const K: u8, const G: bool, const F: bool, const P: bool>(
             unsafe { out.write_row(base + row, &g_row[..tj]) }
         }
     }
-    if bad {
+    if bad || bads.iter().any(|&b| b != 0) {
         return None;
     }
     if G {
@@ -333,10 +395,11 @@ fn tile<S: VecPair, const K: u8, const G: bool, const F: bool, const P: bool>(
 fn tile_avx512<S: VecPair, const K: u8, const G: bool, const P: bool>(
     job: &TileJob<'_>,
     t: &Task,
+    next: Option<&Task>,
     out: SharedMut,
     scratch: &mut Scratch,
 ) -> Option<(f64, f64)> {
-    tile::<S, K, G, true, P>(job, t, out, scratch)
+    tile::<S, K, G, true, P>(job, t, next, out, scratch)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -344,37 +407,41 @@ fn tile_avx512<S: VecPair, const K: u8, const G: bool, const P: bool>(
 fn tile_avx2<S: VecPair, const K: u8, const G: bool, const P: bool>(
     job: &TileJob<'_>,
     t: &Task,
+    next: Option<&Task>,
     out: SharedMut,
     scratch: &mut Scratch,
 ) -> Option<(f64, f64)> {
-    tile::<S, K, G, true, P>(job, t, out, scratch)
+    tile::<S, K, G, true, P>(job, t, next, out, scratch)
 }
 
 fn tile_at<S: VecPair, const K: u8, const G: bool, const P: bool>(
     level: SimdLevel,
     job: &TileJob<'_>,
     t: &Task,
+    next: Option<&Task>,
     out: SharedMut,
     scratch: &mut Scratch,
 ) -> Option<(f64, f64)> {
     match level {
         // SAFETY: `CpuBackend` only holds a level that `SimdLevel::available` detected.
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 => unsafe { tile_avx512::<S, K, G, P>(job, t, out, scratch) },
+        SimdLevel::Avx512 => unsafe { tile_avx512::<S, K, G, P>(job, t, next, out, scratch) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 => unsafe { tile_avx2::<S, K, G, P>(job, t, out, scratch) },
-        _ => tile::<S, K, G, false, P>(job, t, out, scratch),
+        SimdLevel::Avx2 => unsafe { tile_avx2::<S, K, G, P>(job, t, next, out, scratch) },
+        _ => tile::<S, K, G, false, P>(job, t, next, out, scratch),
     }
 }
 
-/// Runs one tile pair with strategy `S`: every unordered off-diagonal pair of
-/// it (on a diagonal tile, the gradient's diagonal is left at zero for the
+/// Runs one tile pair with strategy `S` (and hints the lines of `next`, the
+/// tile pair this worker most likely runs after it, into L2): every unordered
+/// off-diagonal pair of it (on a diagonal tile, the gradient's diagonal is left at zero for the
 /// caller's diagonal kernel).
 pub(crate) fn run_tile<S: VecPair>(
     level: SimdLevel,
     job: &TileJob<'_>,
     t: &Task,
+    next: Option<&Task>,
     out: SharedMut,
     grad: bool,
     scratch: &mut Scratch,
@@ -382,10 +449,10 @@ pub(crate) fn run_tile<S: VecPair>(
     macro_rules! by_kind {
         ($g:expr, $p:expr) => {
             match job.fe.kind {
-                GAMMA_0 => tile_at::<S, GAMMA_0, $g, $p>(level, job, t, out, scratch),
-                GAMMA_1 => tile_at::<S, GAMMA_1, $g, $p>(level, job, t, out, scratch),
-                GAMMA_2 => tile_at::<S, GAMMA_2, $g, $p>(level, job, t, out, scratch),
-                _ => tile_at::<S, GAMMA_ANY, $g, $p>(level, job, t, out, scratch),
+                GAMMA_0 => tile_at::<S, GAMMA_0, $g, $p>(level, job, t, next, out, scratch),
+                GAMMA_1 => tile_at::<S, GAMMA_1, $g, $p>(level, job, t, next, out, scratch),
+                GAMMA_2 => tile_at::<S, GAMMA_2, $g, $p>(level, job, t, next, out, scratch),
+                _ => tile_at::<S, GAMMA_ANY, $g, $p>(level, job, t, next, out, scratch),
             }
         };
     }
