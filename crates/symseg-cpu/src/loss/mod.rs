@@ -69,6 +69,7 @@ pub(crate) fn run(
         Strategy::Plain => Some(Triangle::Full),
         Strategy::Upper => Some(Triangle::Upper),
         Strategy::Lower => Some(Triangle::Lower),
+        Strategy::Dual if !cfg.allow_asymmetric_labels => Some(Triangle::Twice),
         _ => None,
     };
     let (element_loss, penalty, bad) = match row_pass {

@@ -27,6 +27,9 @@ pub(crate) enum Triangle {
     Upper,
     /// Columns `j <= i` (`lower`).
     Lower,
+    /// Every column, loss and gradient doubled: `dual` on symmetric labels,
+    /// which is exactly twice `plain` (doubling is exact in floating point).
+    Twice,
 }
 
 /// Everything a block of rows needs.
@@ -184,6 +187,11 @@ fn row<const K: u8, const G: bool, const M: bool, const F: bool>(
             bads[s] |= u8::from(nbs[s]);
         }
         if G {
+            if a.tri == Triangle::Twice {
+                for v in &mut gs {
+                    *v *= 2.0;
+                }
+            }
             g[base..base + LANES].copy_from_slice(&gs);
         }
     }
@@ -192,11 +200,12 @@ fn row<const K: u8, const G: bool, const M: bool, const F: bool>(
         let (l, d, nb) = lane::<K, M, F, 1>(&a.fe, &c, j, c.x[j], c.y[j], c.m[j]);
         acc[j - full] += f64::from(l);
         if G {
-            g[j] = d;
+            g[j] = if a.tri == Triangle::Twice { 2.0 * d } else { d };
         }
         bad |= nb;
     }
-    (acc.iter().sum(), bad)
+    let sum: f64 = acc.iter().sum();
+    (if a.tri == Triangle::Twice { 2.0 * sum } else { sum }, bad)
 }
 
 /// A block of rows: the loss scaled by each row's sample factor, and the lowest
