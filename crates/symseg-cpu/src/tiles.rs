@@ -89,6 +89,14 @@ impl SharedMut {
         assert!(k + v.len() <= self.len, "row inside the buffer");
         // SAFETY: the range is inside the buffer (asserted) and owned by the caller;
         // `v` is a different allocation, so the two do not overlap.
-        unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), self.ptr.add(k), v.len()) }
+        unsafe {
+            if let Ok(full) = <&[f32; TILE]>::try_from(v) {
+                // A whole tile row: a fixed-size copy is a few vector moves,
+                // where a run-time length is a `memcpy` call per row.
+                self.ptr.add(k).cast::<[f32; TILE]>().write_unaligned(*full);
+            } else {
+                std::ptr::copy_nonoverlapping(v.as_ptr(), self.ptr.add(k), v.len());
+            }
+        }
     }
 }

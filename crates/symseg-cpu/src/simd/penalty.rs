@@ -4,6 +4,13 @@ use symseg_core::{Penalty, PenaltyKind, PenaltyOn};
 
 use super::fastmath::exp_nonpos;
 
+/// No penalty (the tile kernels' `P` parameter).
+pub(crate) const PEN_NONE: u8 = 0;
+/// A penalty on logits.
+pub(crate) const PEN_LOGITS: u8 = 1;
+/// A penalty on probabilities.
+pub(crate) const PEN_PROBS: u8 = 2;
+
 /// A penalty resolved for the vector kernels (before `lambda * r_P`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FastPenalty {
@@ -23,15 +30,22 @@ impl FastPenalty {
         FastPenalty { probs: p.on == PenaltyOn::Probs, kind, delta }
     }
 
+    /// [`PEN_LOGITS`] or [`PEN_PROBS`]: what this penalty compares.
+    pub fn on(&self) -> u8 {
+        if self.probs { PEN_PROBS } else { PEN_LOGITS }
+    }
+
     /// `(rho(d), d rho / d x_a, d rho / d x_b)` with `d = t(x_a) - t(x_b)`.
+    /// `ON` is [`FastPenalty::on`] as a constant: as a run-time flag the
+    /// sigmoids were if-converted and evaluated for penalties on logits too.
     #[inline(always)]
-    pub fn value_grad<const F: bool>(&self, xa: f32, xb: f32) -> (f32, f32, f32) {
+    pub fn value_grad<const F: bool, const ON: u8>(&self, xa: f32, xb: f32) -> (f32, f32, f32) {
         let sig = |x: f32| {
             let e = exp_nonpos::<F>(-x.abs());
             let inv = 1.0 / (1.0 + e);
             if x >= 0.0 { inv } else { e * inv }
         };
-        let (ta, tb, dta, dtb) = if self.probs {
+        let (ta, tb, dta, dtb) = if ON == PEN_PROBS {
             let (pa, pb) = (sig(xa), sig(xb));
             (pa, pb, pa * (1.0 - pa), pb * (1.0 - pb))
         } else {

@@ -6,7 +6,7 @@
 
 use super::SimdLevel;
 use super::elem::{FastElem, GAMMA_0, GAMMA_1, GAMMA_2, GAMMA_ANY};
-use super::penalty::FastPenalty;
+use super::penalty::{FastPenalty, PEN_LOGITS, PEN_NONE, PEN_PROBS};
 use super::prefetch::prefetch_rows;
 use super::transpose::{transpose_into, transpose_u8_into};
 use crate::batch::Batch;
@@ -174,7 +174,7 @@ struct LaneCtx<'a> {
 /// `min_sep` band; steps that cannot skip those tests.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn lane<S: VecPair, const K: u8, const F: bool, const P: bool, const EDGE: bool>(
+fn lane<S: VecPair, const K: u8, const F: bool, const P: u8, const EDGE: bool>(
     c: &LaneCtx<'_>,
     jl: usize,
     xij: f32,
@@ -194,10 +194,12 @@ fn lane<S: VecPair, const K: u8, const F: bool, const P: bool, const EDGE: bool>
     let [la, lb, gij, gji] = S::pair::<K, F>(&c.job.fe, xij, xji, yij == 1, yji == 1);
     let (mut gij, mut gji) = (c.job.r * gij, c.job.r * gji);
     let mut rho = 0.0f32;
-    // `P`: a penalty is configured. A run-time test here would be if-converted
-    // into selects, evaluating the penalty in every lane of every call.
-    if P && let Some(p) = &c.job.pen {
-        let (v, da, db) = p.value_grad::<F>(xij, xji);
+    // `P`: whether a penalty is configured, and on what. A run-time test here
+    // would be if-converted into selects, evaluating the penalty in every lane.
+    if P != PEN_NONE
+        && let Some(p) = &c.job.pen
+    {
+        let (v, da, db) = p.value_grad::<F, P>(xij, xji);
         rho = v;
         gij += c.job.wp * da;
         gji += c.job.wp * db;
@@ -258,7 +260,7 @@ fn prefetch_next_row(job: &TileJob<'_>, t: &Task, r: usize, out: SharedMut, grad
 #[inline(always)]
 // Transposes index both buffers by (row, column); iterators would hide that.
 #[allow(clippy::needless_range_loop)]
-fn tile<S: VecPair, const K: u8, const G: bool, const F: bool, const P: bool>(
+fn tile<S: VecPair, const K: u8, const G: bool, const F: bool, const P: u8>(
     job: &TileJob<'_>,
     t: &Task,
     next: Option<&Task>,
@@ -332,24 +334,29 @@ fn tile<S: VecPair, const K: u8, const G: bool, const F: bool, const P: bool>(
             };
             let mut gij = [0.0f32; LANES];
             let mut gji = [0.0f32; LANES];
-            let mut ls = [[0.0f32; 2]; LANES];
+            // Separate arrays, not `[f32; 2]` pairs: interleaved pairs cost a
+            // permute per register.
+            let mut la = [0.0f32; LANES];
+            let mut lb = [0.0f32; LANES];
             let mut ps = [0.0f32; LANES];
             let mut nbs = [false; LANES];
             if interior(&ctx, c) {
                 for s in 0..LANES {
-                    (ls[s], ps[s], gij[s], gji[s], nbs[s]) =
+                    ([la[s], lb[s]], ps[s], gij[s], gji[s], nbs[s]) =
                         lane::<S, K, F, P, false>(&ctx, c + s, xs[s], xts[s], ys[s], yts[s], ms[s]);
                 }
             } else {
                 for s in 0..LANES {
-                    (ls[s], ps[s], gij[s], gji[s], nbs[s]) =
+                    ([la[s], lb[s]], ps[s], gij[s], gji[s], nbs[s]) =
                         lane::<S, K, F, P, true>(&ctx, c + s, xs[s], xts[s], ys[s], yts[s], ms[s]);
                 }
             }
             // Widening in a loop of its own keeps the one above at 16 f32 lanes.
             for s in 0..LANES {
-                elem[s] += f64::from(ls[s][0]) + f64::from(ls[s][1]);
-                pen_sum[s] += f64::from(ps[s]);
+                elem[s] += f64::from(la[s]) + f64::from(lb[s]);
+                if P != PEN_NONE {
+                    pen_sum[s] += f64::from(ps[s]);
+                }
                 bads[s] |= u8::from(nbs[s]);
             }
             g_row[c..c + LANES].copy_from_slice(&gij);
@@ -392,7 +399,7 @@ fn tile<S: VecPair, const K: u8, const G: bool, const F: bool, const P: bool>(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
-fn tile_avx512<S: VecPair, const K: u8, const G: bool, const P: bool>(
+fn tile_avx512<S: VecPair, const K: u8, const G: bool, const P: u8>(
     job: &TileJob<'_>,
     t: &Task,
     next: Option<&Task>,
@@ -404,7 +411,7 @@ fn tile_avx512<S: VecPair, const K: u8, const G: bool, const P: bool>(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn tile_avx2<S: VecPair, const K: u8, const G: bool, const P: bool>(
+fn tile_avx2<S: VecPair, const K: u8, const G: bool, const P: u8>(
     job: &TileJob<'_>,
     t: &Task,
     next: Option<&Task>,
@@ -414,7 +421,7 @@ fn tile_avx2<S: VecPair, const K: u8, const G: bool, const P: bool>(
     tile::<S, K, G, true, P>(job, t, next, out, scratch)
 }
 
-fn tile_at<S: VecPair, const K: u8, const G: bool, const P: bool>(
+fn tile_at<S: VecPair, const K: u8, const G: bool, const P: u8>(
     level: SimdLevel,
     job: &TileJob<'_>,
     t: &Task,
@@ -456,10 +463,12 @@ pub(crate) fn run_tile<S: VecPair>(
             }
         };
     }
-    match (grad, job.pen.is_some()) {
-        (true, true) => by_kind!(true, true),
-        (true, false) => by_kind!(true, false),
-        (false, true) => by_kind!(false, true),
-        (false, false) => by_kind!(false, false),
+    match (grad, job.pen.map_or(PEN_NONE, |p| p.on())) {
+        (true, PEN_LOGITS) => by_kind!(true, PEN_LOGITS),
+        (true, PEN_PROBS) => by_kind!(true, PEN_PROBS),
+        (true, _) => by_kind!(true, PEN_NONE),
+        (false, PEN_LOGITS) => by_kind!(false, PEN_LOGITS),
+        (false, PEN_PROBS) => by_kind!(false, PEN_PROBS),
+        (false, _) => by_kind!(false, PEN_NONE),
     }
 }
