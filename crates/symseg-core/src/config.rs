@@ -233,6 +233,22 @@ impl Reduction {
     /// All reductions.
     pub const ALL: [Reduction; 3] = [Reduction::Mean, Reduction::SampleMean, Reduction::Sum];
 
+    /// The per-sample factors `r_b` (SPEC §4) from each sample's term count;
+    /// every backend scales its per-sample sums by these.
+    pub fn factors(self, counts: &[u64]) -> Vec<f64> {
+        let total: u64 = counts.iter().sum();
+        let nonempty = counts.iter().filter(|&&c| c > 0).count();
+        counts
+            .iter()
+            .map(|&c| match self {
+                Reduction::Sum => 1.0,
+                Reduction::Mean if total > 0 => 1.0 / total as f64,
+                Reduction::SampleMean if c > 0 => 1.0 / (c as f64 * nonempty as f64),
+                _ => 0.0,
+            })
+            .collect()
+    }
+
     /// The name used by the command line and in JSON.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -5,7 +5,7 @@ mod kernels;
 
 use rayon::prelude::*;
 use symseg_core::elem::PenaltyFn;
-use symseg_core::{LossConfig, LossReport, Reduction, RegionCounts, Result, Strategy};
+use symseg_core::{LossConfig, LossReport, RegionCounts, Result, Strategy};
 
 use crate::batch::{Batch, lowest, non_finite_index};
 use crate::simd::SimdLevel;
@@ -33,20 +33,6 @@ struct Partial {
     bad: Option<usize>,
 }
 
-/// Per-sample reduction factors (SPEC §4) from per-sample term counts.
-fn factors(reduction: Reduction, counts: impl Iterator<Item = u64> + Clone) -> Vec<f64> {
-    let total: u64 = counts.clone().sum();
-    let nonempty = counts.clone().filter(|&c| c > 0).count();
-    counts
-        .map(|c| match reduction {
-            Reduction::Sum => 1.0,
-            Reduction::Mean if total > 0 => 1.0 / total as f64,
-            Reduction::SampleMean if c > 0 => 1.0 / (c as f64 * nonempty as f64),
-            _ => 0.0,
-        })
-        .collect()
-}
-
 /// Computes the loss, and the gradient into `grad` when given (same length as
 /// the logits). Shapes, lengths and `cfg` are validated by the caller.
 pub(crate) fn run(
@@ -60,9 +46,9 @@ pub(crate) fn run(
         Strategy::Upper | Strategy::Lower => c.triangle(),
         _ => c.ordered(),
     };
-    let r = factors(cfg.reduction, counts.iter().map(terms));
+    let r = cfg.reduction.factors(&counts.iter().map(terms).collect::<Vec<_>>());
     let lambda = cfg.penalty.map_or(0.0, |p| p.weight);
-    let rp = factors(cfg.reduction, counts.iter().map(|c| c.pairs));
+    let rp = cfg.reduction.factors(&counts.iter().map(|c| c.pairs).collect::<Vec<_>>());
     let scales: Vec<Scales> = r.iter().zip(&rp).map(|(&r, &rp)| Scales { r, wp: lambda * rp }).collect();
 
     let row_pass = match cfg.strategy {
