@@ -2,11 +2,8 @@
 //! each compared with the float64 reference and with the CPU backend.
 
 use ndarray::Array3;
-use symseg::testing::{Case, CaseSpec, Rng, check_against_reference};
-use symseg::{
-    CpuBackend, ElementLoss, LossConfig, LossInput, Penalty, PenaltyKind, PenaltyOn, Reduction, Region,
-    Strategy, TensorBackend,
-};
+use symseg::testing::{Case, Rng, check_against_reference, random_case, random_config};
+use symseg::{CpuBackend, LossConfig, LossInput, Region, TensorBackend};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -16,42 +13,6 @@ pub struct Args {
     /// Seed of the first case.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-}
-
-fn random_config(rng: &mut Rng) -> LossConfig {
-    let loss = if rng.chance(0.8) {
-        let gamma = [0.0, 0.5, 1.0, 2.0, 5.0][rng.below(5)];
-        let alpha = [None, Some(0.25), Some(0.9)][rng.below(3)];
-        ElementLoss::Focal { alpha, gamma }
-    } else {
-        ElementLoss::Bce { pos_weight: 0.5 + 4.0 * rng.uniform() }
-    };
-    let penalty = rng.chance(0.5).then(|| {
-        let kind = [PenaltyKind::L1, PenaltyKind::L2, PenaltyKind::Huber { delta: 0.1 + rng.uniform() }]
-            [rng.below(3)];
-        let on = if rng.chance(0.5) { PenaltyOn::Logits } else { PenaltyOn::Probs };
-        Penalty::new(kind).on(on).weight(rng.uniform())
-    });
-    LossConfig::default()
-        .loss(loss)
-        .strategy(Strategy::ALL[rng.below(5)])
-        .reduction(Reduction::ALL[rng.below(3)])
-        .penalty(penalty)
-}
-
-fn random_case(rng: &mut Rng) -> Case {
-    let sizes = [1, 2, 3, 7, 8, 9, 31, 63, 64, 65, 100, 129];
-    let spec = CaseSpec {
-        lengths: rng.chance(0.5),
-        min_sep: if rng.chance(0.5) { rng.below(6) } else { 0 },
-        mask: rng.chance(0.3),
-        empty_mask: rng.chance(0.02),
-        ignore: if rng.chance(0.5) { 0.1 } else { 0.0 },
-        extreme: if rng.chance(0.3) { 0.05 } else { 0.0 },
-        positive: 0.02 + 0.2 * rng.uniform(),
-        ..CaseSpec::new(1 + rng.below(3), sizes[rng.below(sizes.len())])
-    };
-    Case::random(rng, &spec)
 }
 
 /// Loss and gradient of `case` on the CPU backend.

@@ -2,9 +2,52 @@
 //! cases covering SPEC §1's corners, and SPEC §4's accuracy check against the
 //! float64 [`reference`](crate::reference).
 
+use crate::config::{ElementLoss, LossConfig, Penalty, PenaltyKind, PenaltyOn, Reduction, Strategy};
 use crate::reference::{RefBatch, RefOutput};
 pub use crate::rng::Rng;
 use crate::validate::Dims;
+
+/// A random loss configuration: focal (several gamma and alpha) or BCE, any
+/// strategy and reduction, half the time a random penalty. The cross-backend
+/// checks draw from this.
+pub fn random_config(rng: &mut Rng) -> LossConfig {
+    let loss = if rng.chance(0.8) {
+        let gamma = [0.0, 0.5, 1.0, 2.0, 5.0][rng.below(5)];
+        let alpha = [None, Some(0.25), Some(0.9)][rng.below(3)];
+        ElementLoss::Focal { alpha, gamma }
+    } else {
+        ElementLoss::Bce { pos_weight: 0.5 + 4.0 * rng.uniform() }
+    };
+    let penalty = rng.chance(0.5).then(|| {
+        let kind = [PenaltyKind::L1, PenaltyKind::L2, PenaltyKind::Huber { delta: 0.1 + rng.uniform() }]
+            [rng.below(3)];
+        let on = if rng.chance(0.5) { PenaltyOn::Logits } else { PenaltyOn::Probs };
+        Penalty::new(kind).on(on).weight(rng.uniform())
+    });
+    LossConfig::default()
+        .loss(loss)
+        .strategy(Strategy::ALL[rng.below(5)])
+        .reduction(Reduction::ALL[rng.below(3)])
+        .penalty(penalty)
+}
+
+/// A random case for the cross-backend checks: sizes around tile and vector
+/// widths (1 to 129), lengths, `min_sep`, masks (sometimes empty), ignore
+/// labels and extreme logits.
+pub fn random_case(rng: &mut Rng) -> Case {
+    let sizes = [1, 2, 3, 7, 8, 9, 31, 63, 64, 65, 100, 129];
+    let spec = CaseSpec {
+        lengths: rng.chance(0.5),
+        min_sep: if rng.chance(0.5) { rng.below(6) } else { 0 },
+        mask: rng.chance(0.3),
+        empty_mask: rng.chance(0.02),
+        ignore: if rng.chance(0.5) { 0.1 } else { 0.0 },
+        extreme: if rng.chance(0.3) { 0.05 } else { 0.0 },
+        positive: 0.02 + 0.2 * rng.uniform(),
+        ..CaseSpec::new(1 + rng.below(3), sizes[rng.below(sizes.len())])
+    };
+    Case::random(rng, &spec)
+}
 
 /// What a random case looks like.
 #[derive(Debug, Clone)]

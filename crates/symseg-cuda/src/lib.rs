@@ -17,9 +17,11 @@
 
 mod availability;
 mod backend;
+mod host;
 pub mod kernels;
 mod tensor;
 
 pub use availability::unavailable_reason;
 pub use backend::CudaBackend;
+pub use host::HostInput;
 pub use tensor::{DeviceTensor, DeviceTensorMut};

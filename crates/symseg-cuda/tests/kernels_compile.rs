@@ -2,6 +2,8 @@
 //! NVRTC and sets `SYMSEG_REQUIRE_NVRTC=1`, so there a missing library fails
 //! the test instead of skipping it.
 
+#![allow(clippy::print_stdout)] // tests report `skipped: <reason>`
+
 use symseg_cuda::kernels;
 
 /// Compute capabilities the backend is checked on: A100, H100/H200.

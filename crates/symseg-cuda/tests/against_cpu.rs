@@ -1,0 +1,185 @@
+//! The CUDA backend against the float64 reference and the CPU backend, on the
+//! shared random cases (odd sizes, padding, min_sep, ignore labels, masks,
+//! extreme logits), plus errors, metric counts and symmetrise. Without a
+//! driver or GPU every test prints `skipped: <reason>` and passes.
+#![allow(clippy::print_stdout, clippy::expect_used)] // tests report `skipped: <reason>`
+
+use ndarray::Array3;
+use symseg_core::metrics::PredictConfig;
+use symseg_core::testing::{Case, Rng, check_against_reference, random_case, random_config};
+use symseg_core::{Error, LossConfig, LossInput, Region, Strategy, SymMode, TensorBackend};
+use symseg_cpu::CpuBackend;
+use symseg_cuda::{CudaBackend, HostInput};
+
+fn backend() -> Option<CudaBackend> {
+    if let Some(reason) = symseg_cuda::unavailable_reason() {
+        println!("skipped: {reason}");
+        return None;
+    }
+    match CudaBackend::new() {
+        Ok(b) => Some(b),
+        Err(e) => panic!("a device is present but the backend failed: {e}"),
+    }
+}
+
+fn host(case: &Case) -> HostInput<'_> {
+    HostInput {
+        logits: &case.logits,
+        labels: &case.labels,
+        shape: case.dims.shape(),
+        region: Region {
+            lengths: case.lengths.as_deref(),
+            min_sep: case.min_sep,
+            mask: case.mask.as_deref(),
+        },
+    }
+}
+
+fn arrays(case: &Case) -> (Array3<f32>, Array3<u8>, Option<Array3<u8>>) {
+    let [b, n, _] = case.dims.shape();
+    let a = |v: Vec<u8>| Array3::from_shape_vec((b, n, n), v).expect("case dims");
+    (
+        Array3::from_shape_vec((b, n, n), case.logits.clone()).expect("case dims"),
+        a(case.labels.clone()),
+        case.mask.clone().map(a),
+    )
+}
+
+fn cpu_loss_grad(case: &Case, cfg: &LossConfig) -> symseg_core::Result<(f64, Vec<f32>)> {
+    let (x, y, m) = arrays(case);
+    let region = Region {
+        lengths: case.lengths.as_deref(),
+        min_sep: case.min_sep,
+        mask: m.as_ref().map(|m| m.view()),
+    };
+    let mut g = Array3::<f32>::zeros(x.raw_dim());
+    let r =
+        CpuBackend::new().loss_grad(&LossInput::new(x.view(), y.view()).region(region), cfg, g.view_mut())?;
+    Ok((r.loss, g.into_raw_vec_and_offset().0))
+}
+
+#[test]
+fn random_cases_match_the_reference_and_the_cpu() {
+    let Some(gpu) = backend() else { return };
+    for seed in 1..=400u64 {
+        let mut rng = Rng::new(seed);
+        let case = random_case(&mut rng);
+        let cfg = random_config(&mut rng);
+        let x64 = case.logits_f64();
+        let rb = case.ref_batch(&x64);
+        let reference = symseg_core::reference::loss_grad(&rb, &cfg);
+        let (report, grad) =
+            gpu.loss_grad_host(&host(&case), &cfg).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        check_against_reference(report.loss, Some(&grad), &reference, &rb)
+            .unwrap_or_else(|m| panic!("seed {seed}: {m} ({cfg:?})"));
+        let loss_only = gpu.loss_host(&host(&case), &cfg).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert_eq!(loss_only.loss.to_bits(), report.loss.to_bits(), "seed {seed}: loss-only differs");
+        let (cpu_loss, cpu_grad) = cpu_loss_grad(&case, &cfg).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert!(
+            (report.loss - cpu_loss).abs() <= 2e-5 * cpu_loss.abs() + 1e-300,
+            "seed {seed}: {} vs cpu {cpu_loss}",
+            report.loss
+        );
+        let gmax = cpu_grad.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        for (k, (a, b)) in grad.iter().zip(&cpu_grad).enumerate() {
+            assert!((a - b).abs() <= 2e-4 * gmax, "seed {seed}: grad[{k}] {a} vs cpu {b}");
+            // Exactly zero outside the counted set on both.
+            assert_eq!(
+                *a == 0.0,
+                *b == 0.0 || (a - b).abs() <= 1e-6 * gmax,
+                "seed {seed}: zero pattern at {k}"
+            );
+        }
+    }
+}
+
+#[test]
+fn results_are_the_same_run_to_run() {
+    let Some(gpu) = backend() else { return };
+    let mut rng = Rng::new(99);
+    let case = Case::random(&mut rng, &symseg_core::testing::CaseSpec::new(3, 300));
+    let cfg = LossConfig::default().strategy(Strategy::Average);
+    let (a, ga) = gpu.loss_grad_host(&host(&case), &cfg).expect("valid case");
+    let (b, gb) = gpu.loss_grad_host(&host(&case), &cfg).expect("valid case");
+    assert_eq!(a.loss.to_bits(), b.loss.to_bits());
+    assert_eq!(ga, gb);
+}
+
+#[test]
+fn errors_match_the_cpu_backend() {
+    let Some(gpu) = backend() else { return };
+    let mut rng = Rng::new(5);
+    let base = Case::random(&mut rng, &symseg_core::testing::CaseSpec::new(2, 70));
+    let n = 70;
+    let cfg = LossConfig::default();
+    let mut bad_label = base.clone();
+    bad_label.labels[n * n + 3 * n + 40] = 7;
+    let mut asym = base.clone();
+    let k = n * n + 10 * n + 50;
+    asym.labels[k] = u8::from(asym.labels[k] == 0);
+    let mut nan = base.clone();
+    nan.logits[5 * n + 9] = f32::NAN;
+    nan.logits[9 * n + 5] = f32::INFINITY;
+    for case in [bad_label, asym, nan] {
+        let g = gpu.loss_grad_host(&host(&case), &cfg).expect_err("invalid input");
+        let c = cpu_loss_grad(&case, &cfg).expect_err("invalid input");
+        match (&g, &c) {
+            (
+                Error::NonFiniteLogit { sample: s1, i: i1, j: j1, .. },
+                Error::NonFiniteLogit { sample: s2, i: i2, j: j2, .. },
+            ) => {
+                assert_eq!((s1, i1, j1), (s2, i2, j2));
+            }
+            _ => assert_eq!(g, c),
+        }
+    }
+}
+
+#[test]
+fn metric_counts_and_symmetrise_match_the_cpu() {
+    let Some(gpu) = backend() else { return };
+    for seed in 1..=60u64 {
+        let mut rng = Rng::new(seed);
+        let mut case = random_case(&mut rng);
+        // Metrics need finite logits on the counted set.
+        for v in &mut case.logits {
+            if !v.is_finite() {
+                *v = 3.0;
+            }
+        }
+        let (x, y, m) = arrays(&case);
+        let region = Region {
+            lengths: case.lengths.as_deref(),
+            min_sep: case.min_sep,
+            mask: m.as_ref().map(|m| m.view()),
+        };
+        let input = LossInput::new(x.view(), y.view()).region(region);
+        for mode in [SymMode::None, SymMode::Average, SymMode::Upper, SymMode::Lower] {
+            let pred = PredictConfig::default().mode(mode).threshold(0.3 + 0.4 * rng.uniform());
+            let cpu = CpuBackend::new().sample_stats(&input, &pred).expect("valid case");
+            let gpu_stats = gpu.sample_stats_host(&host(&case), &pred).expect("valid case");
+            for (a, b) in gpu_stats.iter().zip(&cpu) {
+                assert_eq!(a.confusion, b.confusion, "seed {seed} {mode:?}");
+                assert_eq!(a.asym_pairs, b.asym_pairs);
+                assert!((a.asym_sum - b.asym_sum).abs() <= 1e-9 * b.asym_sum.abs().max(1.0));
+            }
+            let mut out = Array3::<f32>::zeros(x.raw_dim());
+            CpuBackend::new().symmetrise(x.view(), mode, out.view_mut()).expect("valid");
+            let z = gpu.symmetrise_host(&case.logits, case.dims.shape(), mode).expect("valid");
+            assert_eq!(z, out.into_raw_vec_and_offset().0, "seed {seed} {mode:?}");
+        }
+    }
+}
+
+#[test]
+fn without_a_device_the_backend_reports_why() {
+    match symseg_cuda::unavailable_reason() {
+        Some(reason) => {
+            let err = CudaBackend::new().expect_err("no usable device");
+            assert!(!reason.is_empty());
+            assert!(err.to_string().starts_with("cuda backend:"), "{err}");
+            println!("skipped: {reason} (and CudaBackend::new() said: {err})");
+        }
+        None => assert!(CudaBackend::new().is_ok()),
+    }
+}
