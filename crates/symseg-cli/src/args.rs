@@ -98,7 +98,7 @@ pub enum ReductionName {
 pub enum BackendName {
     /// The CPU backend.
     Cpu,
-    /// The CUDA backend (not in this build).
+    /// The CUDA backend (builds with the `cuda` feature; needs a driver and GPU).
     Cuda,
 }
 

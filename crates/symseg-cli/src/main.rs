@@ -2,6 +2,7 @@
 
 mod args;
 mod cmd;
+mod engine;
 mod error;
 mod io;
 mod output;

@@ -315,9 +315,11 @@ fn bad_input_gets_one_line_and_the_right_exit_code() {
         assert_eq!(code, 1, "{argv:?}: {msg}");
         assert!(msg.contains(needle), "{argv:?}: '{msg}' lacks '{needle}'");
     }
+    // Without the `cuda` feature, or without a driver and GPU: a one-line reason.
     let (code, msg) = failure(&["loss", "--logits", &x, "--labels", &y, "--backend", "cuda"]);
     assert_eq!(code, 1);
     assert!(msg.contains("cuda"), "{msg}");
+    assert_eq!(msg.trim().lines().count(), 1, "{msg}");
 
     // Usage errors: exit 2.
     let usage: [&[&str]; 9] = [

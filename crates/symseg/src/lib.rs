@@ -10,6 +10,7 @@
 //! | feature | backend | default |
 //! |---|---|---|
 //! | `cpu` | [`CpuBackend`]: fused, tiled, rayon-parallel passes over `ndarray` views | yes |
+//! | `cuda` | `CudaBackend`: NVRTC-compiled kernels on device memory (`symseg-cuda`) | no |
 //!
 //! Everything backend-independent (configuration, validation, the float64
 //! reference) is re-exported from `symseg-core`.
@@ -43,6 +44,9 @@ pub use symseg_cpu::{CpuBackend, SimdLevel};
 
 #[cfg(feature = "cpu")]
 pub use ndarray;
+
+#[cfg(feature = "cuda")]
+pub use symseg_cuda::{self as cuda, CudaBackend, DeviceTensor, DeviceTensorMut, HostInput};
 
 // The README's Rust example runs as a doctest of this crate.
 #[cfg(all(doctest, feature = "cpu"))]

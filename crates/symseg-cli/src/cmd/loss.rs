@@ -3,9 +3,10 @@
 use ndarray::{Array3, ArrayView3};
 use serde::Serialize;
 use symseg::validate::check_inputs;
-use symseg::{CpuBackend, Error, LossConfig, LossInput, LossReport, Region, TensorBackend};
+use symseg::{Error, LossConfig, Region};
 
-use crate::args::{BackendName, LossArgs, RegionArgs};
+use crate::args::{LossArgs, RegionArgs};
+use crate::engine::Engine;
 use crate::error::{CliError, CliResult};
 use crate::io::{self, Loaded};
 use crate::output;
@@ -78,22 +79,6 @@ impl Inputs {
     }
 }
 
-/// The CPU backend with the requested thread count, or the reason another backend is unavailable.
-pub fn backend(name: BackendName, threads: Option<usize>) -> CliResult<CpuBackend> {
-    match name {
-        BackendName::Cpu => match threads {
-            Some(0) => Err(CliError::Usage("--threads must be >= 1".into())),
-            Some(t) => Ok(CpuBackend::with_threads(t)?),
-            None => Ok(CpuBackend::new()),
-        },
-        BackendName::Cuda => Err(Error::Backend {
-            backend: "cuda",
-            message: "not available: this symseg was built without a CUDA backend".into(),
-        }
-        .into()),
-    }
-}
-
 /// The JSON record of `symseg loss` (SPEC §7 field names first).
 #[derive(Debug, Serialize)]
 struct LossOutput<'a> {
@@ -113,18 +98,12 @@ struct LossOutput<'a> {
 /// Runs `symseg loss`.
 pub fn run(args: &LossArgs) -> CliResult<()> {
     let cfg = args.flags.config()?;
-    let backend = backend(args.backend, args.threads)?;
+    let backend = Engine::new(args.backend, args.threads)?;
     let inputs = Inputs::read(&args.logits, &args.labels, &args.region)?;
-    let input = LossInput::new(inputs.logits.view(), inputs.labels.view()).region(inputs.region());
-    let report: LossReport = match &args.grad_out {
-        Some(path) => {
-            let mut grad = Array3::<f32>::zeros(inputs.logits.raw_dim());
-            let report = backend.loss_grad(&input, &cfg, grad.view_mut())?;
-            io::write_f32(path, &inputs.shape, grad.into_raw_vec_and_offset().0)?;
-            report
-        }
-        None => backend.loss(&input, &cfg)?,
-    };
+    let (report, grad) = backend.loss(&inputs, &cfg, args.grad_out.is_some())?;
+    if let (Some(path), Some(grad)) = (&args.grad_out, grad) {
+        io::write_f32(path, &inputs.shape, grad)?;
+    }
     let out = LossOutput {
         loss: report.loss,
         counted: report.counted,

@@ -5,10 +5,11 @@ use std::path::Path;
 
 use serde::Serialize;
 use symseg::metrics::{HostBatch, MetricsAccumulator, MetricsReport, PredictConfig};
-use symseg::{CpuBackend, LossInput, SymMode, TensorBackend, postprocess};
+use symseg::{SymMode, postprocess};
 
-use super::loss::{Inputs, backend};
+use super::loss::Inputs;
 use crate::args::{MetricsArgs, ModeName, RegionArgs, ThresholdArg};
+use crate::engine::Engine;
 use crate::error::{CliError, CliResult};
 use crate::{io, output};
 
@@ -26,7 +27,7 @@ struct MetricsOutput<'a> {
 /// Scores `inputs` with `pred`, using the backend's counts when predictions are
 /// only thresholded.
 fn score(
-    cpu: &CpuBackend,
+    engine: &Engine,
     inputs: &Inputs,
     pred: PredictConfig,
     one_partner: bool,
@@ -44,12 +45,7 @@ fn score(
         min_sep: inputs.min_sep,
     };
     let mut acc = MetricsAccumulator::new(pred, one_partner);
-    let stats = if acc.decodes(&batch) {
-        None
-    } else {
-        let input = LossInput::new(inputs.logits.view(), inputs.labels.view()).region(inputs.region());
-        Some(cpu.sample_stats(&input, &pred)?)
-    };
+    let stats = if acc.decodes(&batch) { None } else { Some(engine.sample_stats(inputs, &pred)?) };
     acc.add(&batch, stats.as_deref())?;
     Ok(acc)
 }
@@ -103,7 +99,7 @@ fn sequence_mask(path: &Path, batch: usize, n: usize) -> CliResult<Vec<u8>> {
 
 /// Runs `symseg metrics`.
 pub fn run(args: &MetricsArgs) -> CliResult<()> {
-    let cpu = backend(args.backend, args.threads)?;
+    let cpu = Engine::new(args.backend, args.threads)?;
     let needs_val = args.mode == ModeName::BestHalf || args.threshold == Some(ThresholdArg::Best);
     if needs_val && args.val_logits.is_none() {
         return Err(CliError::Usage(
