@@ -8,6 +8,7 @@
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
 mod bench;
+mod gpu_check;
 mod test_backends;
 mod train_speed;
 
@@ -30,6 +31,8 @@ enum Task {
     Bench(bench::Args),
     /// Measure training throughput (samples/s) at fixed sequence lengths.
     TrainSpeed(train_speed::Args),
+    /// On a GPU machine: the cross-backend suite, then the GPU benchmark table.
+    GpuCheck(gpu_check::Args),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
         Task::TestBackends(a) => test_backends::run(&a),
         Task::Bench(a) => bench::run(&a),
         Task::TrainSpeed(a) => train_speed::run(&a),
+        Task::GpuCheck(a) => gpu_check::run(&a),
     };
     if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

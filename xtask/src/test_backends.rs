@@ -15,6 +15,13 @@ pub struct Args {
     seed: u64,
 }
 
+impl Args {
+    /// `cases` random cases from seed `seed`.
+    pub fn new(cases: usize, seed: u64) -> Args {
+        Args { cases, seed }
+    }
+}
+
 /// Loss and gradient of `case` on the CPU backend.
 fn cpu(case: &Case, cfg: &LossConfig) -> symseg::Result<(f64, Vec<f32>)> {
     let [b, n, _] = case.dims.shape();
@@ -32,16 +39,48 @@ fn cpu(case: &Case, cfg: &LossConfig) -> symseg::Result<(f64, Vec<f32>)> {
     Ok((r.loss, g.into_raw_vec_and_offset().0))
 }
 
-/// Runs one case on a backend: `(loss, gradient)`.
-type RunCase = dyn Fn(&Case, &LossConfig) -> symseg::Result<(f64, Vec<f32>)>;
+/// Loss and gradient of `case` on the CUDA backend.
+fn cuda(gpu: &symseg::CudaBackend, case: &Case, cfg: &LossConfig) -> symseg::Result<(f64, Vec<f32>)> {
+    let h = symseg::HostInput {
+        logits: &case.logits,
+        labels: &case.labels,
+        shape: case.dims.shape(),
+        region: Region {
+            lengths: case.lengths.as_deref(),
+            min_sep: case.min_sep,
+            mask: case.mask.as_deref(),
+        },
+    };
+    let (r, g) = gpu.loss_grad_host(&h, cfg)?;
+    Ok((r.loss, g))
+}
 
+/// Runs one case on a backend: `(loss, gradient)`.
+type RunCase<'a> = Box<dyn Fn(&Case, &LossConfig) -> symseg::Result<(f64, Vec<f32>)> + 'a>;
+
+/// Runs the cross-backend check; `false` when any case fails.
 pub fn run(args: &Args) -> bool {
-    let backends: [(&str, &RunCase); 1] = [("cpu", &cpu)];
     println!("cross-backend check: {} random cases per backend, seeds {}..", args.cases, args.seed);
-    println!("(the CUDA backend is not part of this build; it joins this table when it lands)");
+    let gpu = match symseg::cuda::unavailable_reason() {
+        Some(reason) => {
+            println!("cuda: skipped: {reason}");
+            None
+        }
+        None => match symseg::CudaBackend::new() {
+            Ok(b) => Some(b),
+            Err(e) => {
+                println!("cuda: FAILED to start: {e}");
+                return false;
+            }
+        },
+    };
+    let mut backends: Vec<(&str, RunCase<'_>)> = vec![("cpu", Box::new(cpu))];
+    if let Some(g) = &gpu {
+        backends.push(("cuda", Box::new(move |c: &Case, cfg: &LossConfig| cuda(g, c, cfg))));
+    }
     println!("{:<8} {:>7} {:>7} {:>14}", "backend", "cases", "failed", "max loss err");
     let mut ok = true;
-    for (name, run_backend) in backends {
+    for (name, run_backend) in &backends {
         let (mut failed, mut worst) = (0usize, 0.0f64);
         for k in 0..args.cases {
             let seed = args.seed + k as u64;
@@ -53,7 +92,20 @@ pub fn run(args: &Args) -> bool {
             let reference = symseg::reference::loss_grad(&rb, &cfg);
             let verdict = run_backend(&case, &cfg).map_err(|e| e.to_string()).and_then(|(loss, grad)| {
                 worst = worst.max((loss - reference.loss).abs() / reference.loss.abs().max(1e-300));
-                check_against_reference(loss, Some(&grad), &reference, &rb)
+                check_against_reference(loss, Some(&grad), &reference, &rb)?;
+                if *name == "cpu" {
+                    return Ok(());
+                }
+                // And against the CPU backend, element by element.
+                let (cpu_loss, cpu_grad) = cpu(&case, &cfg).map_err(|e| e.to_string())?;
+                let gmax = cpu_grad.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                if (loss - cpu_loss).abs() > 2e-5 * cpu_loss.abs() + 1e-300 {
+                    return Err(format!("loss {loss:e} vs cpu {cpu_loss:e}"));
+                }
+                match grad.iter().zip(&cpu_grad).position(|(a, b)| (a - b).abs() > 2e-4 * gmax) {
+                    Some(k) => Err(format!("grad[{k}] {} vs cpu {}", grad[k], cpu_grad[k])),
+                    None => Ok(()),
+                }
             });
             if let Err(msg) = verdict {
                 failed += 1;
