@@ -50,11 +50,9 @@ impl<'a> Batch<'a> {
         let parts: Vec<Result<RegionCounts>> = tasks
             .par_iter()
             .map(|t: &Task| {
-                // Off-diagonal tiles take the vector check; diagonal tiles, and any
-                // tile it flags, the shared scan that names the offending position.
-                if t.rows.start != t.cols.start
-                    && let Some(c) = crate::simd::scan::scan_tile(level, self, t, require_symmetric)
-                {
+                // Tiles take the vector check; any tile it flags, the shared scan
+                // that names the offending position.
+                if let Some(c) = crate::simd::scan::scan_tile(level, self, t, require_symmetric) {
                     return Ok(c);
                 }
                 symseg_core::validate::scan_block(

@@ -1,5 +1,5 @@
-//! SPEC §1's label/mask validation and counted-set sizes for one off-diagonal
-//! tile pair, vectorised like the loss tiles: the mirror tile's labels (and
+//! SPEC §1's label/mask validation and counted-set sizes for one tile pair,
+//! vectorised like the loss tiles: the mirror tile's labels (and
 //! mask) are transposed into local buffers, then each row is checked with
 //! branch-free lane loops. It only answers "clean, with these counts" or "look
 //! closer": on any violation the caller reruns the shared scalar scan, which
@@ -13,7 +13,7 @@ use super::transpose::transpose_u8_into;
 use crate::batch::Batch;
 use crate::tiles::{TILE, Task};
 
-/// Counts of a clean off-diagonal tile pair, or `None` if it breaks a rule.
+/// Counts of a clean tile pair, or `None` if it breaks a rule.
 #[inline(always)]
 fn tile(bt: &Batch<'_>, t: &Task, require_symmetric: bool) -> Option<RegionCounts> {
     // Each flag as a constant, so the row loop holds only byte arithmetic.
@@ -46,6 +46,7 @@ fn tile_typed<const M: bool, const S: bool>(bt: &Batch<'_>, t: &Task) -> Option<
     }
     // Scan tiles cover only the real region 0..len of each sample.
     debug_assert!(i0 + ti <= len && j0 + tj <= len);
+    let diagonal = i0 == j0;
     let mut pairs = 0u64;
     let mut broken = 0u8;
     for il in 0..ti {
@@ -55,8 +56,14 @@ fn tile_typed<const M: bool, const S: bool>(bt: &Batch<'_>, t: &Task) -> Option<
         let ytr = &yt[il][..tj];
         let mr = if let (true, Some(m)) = (M, mask) { &m[row..row + tj] } else { yr };
         let mtr = &mt[il][..tj];
-        // Off-diagonal tiles have j > i, so |i - j| >= min_sep is jl >= first.
-        let first = (i + bt.min_sep).saturating_sub(j0).min(TILE) as u8;
+        // Pairs have j > i, so |i - j| >= min_sep is jl >= first. A diagonal
+        // tile checks every position (both orders: harmless) but counts only
+        // j > i here, its diagonal below.
+        let first = if diagonal {
+            (il + bt.min_sep.max(1)).min(TILE) as u8
+        } else {
+            (i + bt.min_sep).saturating_sub(j0).min(TILE) as u8
+        };
         let mut row_pairs = 0u32;
         for jl in 0..tj {
             let (a, b) = (yr[jl], ytr[jl]);
@@ -68,7 +75,15 @@ fn tile_typed<const M: bool, const S: bool>(bt: &Batch<'_>, t: &Task) -> Option<
         }
         pairs += u64::from(row_pairs);
     }
-    (broken == 0).then_some(RegionCounts { diagonal: 0, pairs })
+    let mut diag = 0u64;
+    if diagonal && bt.min_sep == 0 {
+        for il in 0..ti {
+            let k = (i0 + il) * (n + 1);
+            let m = if let (true, Some(m)) = (M, mask) { m[k] != 0 } else { true };
+            diag += u64::from(y[k] != 255 && m);
+        }
+    }
+    (broken == 0).then_some(RegionCounts { diagonal: diag, pairs })
 }
 
 #[cfg(target_arch = "x86_64")]
