@@ -41,16 +41,7 @@ fn cpu(case: &Case, cfg: &LossConfig) -> symseg::Result<(f64, Vec<f32>)> {
 
 /// Loss and gradient of `case` on the CUDA backend.
 fn cuda(gpu: &symseg::CudaBackend, case: &Case, cfg: &LossConfig) -> symseg::Result<(f64, Vec<f32>)> {
-    let h = symseg::HostInput {
-        logits: &case.logits,
-        labels: &case.labels,
-        shape: case.dims.shape(),
-        region: Region {
-            lengths: case.lengths.as_deref(),
-            min_sep: case.min_sep,
-            mask: case.mask.as_deref(),
-        },
-    };
+    let h = symseg::HostInput::from(case);
     let (r, g) = gpu.loss_grad_host(&h, cfg)?;
     Ok((r.loss, g))
 }

@@ -8,7 +8,7 @@
 
 use std::ops::Range;
 
-use crate::config::IGNORE_LABEL;
+use crate::config::{IGNORE_LABEL, Strategy};
 use crate::error::{Error, Result};
 
 /// The shape of a batch of square maps, `[batch, n, n]`.
@@ -127,6 +127,33 @@ impl RegionCounts {
     /// `|{(i, j) in S : i <= j}|`, the count of `upper` and `lower`.
     pub fn triangle(self) -> u64 {
         self.pairs + self.diagonal
+    }
+
+    /// The element-loss terms `strategy` reduces over (SPEC §4): the
+    /// triangle for `upper` and `lower`, every ordered element otherwise.
+    pub fn terms(self, strategy: Strategy) -> u64 {
+        match strategy {
+            Strategy::Upper | Strategy::Lower => self.triangle(),
+            _ => self.ordered(),
+        }
+    }
+
+    /// The [`LossReport`](crate::LossReport) of a batch with these
+    /// per-sample counts and sums.
+    pub fn report(
+        counts: &[RegionCounts],
+        strategy: Strategy,
+        element_loss: f64,
+        penalty: f64,
+    ) -> crate::LossReport {
+        crate::LossReport {
+            loss: element_loss + penalty,
+            element_loss,
+            penalty,
+            counted: counts.iter().map(|c| c.ordered()).sum(),
+            pairs: counts.iter().map(|c| c.pairs).sum(),
+            nonempty_samples: counts.iter().filter(|c| c.terms(strategy) > 0).count(),
+        }
     }
 }
 

@@ -272,13 +272,7 @@ impl CudaBackend {
         let s = &self.stream;
         let lengths = s.clone_htod(&lens.iter().map(|&l| l as i64).collect::<Vec<_>>()).map_err(dev)?;
         let counts = self.scan(input, dims, &lengths, !cfg.allow_asymmetric_labels)?;
-        let terms: Vec<u64> = counts
-            .iter()
-            .map(|c| match cfg.strategy {
-                Strategy::Upper | Strategy::Lower => c.triangle(),
-                _ => c.ordered(),
-            })
-            .collect();
+        let terms: Vec<u64> = counts.iter().map(|c| c.terms(cfg.strategy)).collect();
         let r = cfg.reduction.factors(&terms);
         let lambda = cfg.penalty.map_or(0.0, |p| p.weight);
         let rp = cfg.reduction.factors(&counts.iter().map(|c| c.pairs).collect::<Vec<_>>());
@@ -331,14 +325,7 @@ impl CudaBackend {
             element_loss += p[0];
             penalty += p[1];
         }
-        Ok(LossReport {
-            loss: element_loss + penalty,
-            element_loss,
-            penalty,
-            counted: counts.iter().map(|c| c.ordered()).sum(),
-            pairs: counts.iter().map(|c| c.pairs).sum(),
-            nonempty_samples: terms.iter().filter(|&&t| t > 0).count(),
-        })
+        Ok(RegionCounts::report(&counts, cfg.strategy, element_loss, penalty))
     }
 }
 

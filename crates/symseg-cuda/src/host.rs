@@ -27,6 +27,22 @@ pub struct HostInput<'a> {
     pub region: Region<'a, &'a [u8]>,
 }
 
+impl<'a> From<&'a symseg_core::testing::Case> for HostInput<'a> {
+    /// A random test case as host input (the cross-backend checks).
+    fn from(case: &'a symseg_core::testing::Case) -> Self {
+        HostInput {
+            logits: &case.logits,
+            labels: &case.labels,
+            shape: case.dims.shape(),
+            region: Region {
+                lengths: case.lengths.as_deref(),
+                min_sep: case.min_sep,
+                mask: case.mask.as_deref(),
+            },
+        }
+    }
+}
+
 fn check(what: &'static str, len: usize, shape: [usize; 3]) -> Result<()> {
     let want = shape.iter().product::<usize>();
     if len == want {

@@ -23,16 +23,7 @@ fn backend() -> Option<CudaBackend> {
 }
 
 fn host(case: &Case) -> HostInput<'_> {
-    HostInput {
-        logits: &case.logits,
-        labels: &case.labels,
-        shape: case.dims.shape(),
-        region: Region {
-            lengths: case.lengths.as_deref(),
-            min_sep: case.min_sep,
-            mask: case.mask.as_deref(),
-        },
-    }
+    HostInput::from(case)
 }
 
 fn arrays(case: &Case) -> (Array3<f32>, Array3<u8>, Option<Array3<u8>>) {

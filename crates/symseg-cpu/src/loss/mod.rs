@@ -42,11 +42,7 @@ pub(crate) fn run(
     level: SimdLevel,
 ) -> Result<LossReport> {
     let counts = batch.scan(!cfg.allow_asymmetric_labels, level)?;
-    let terms = |c: &RegionCounts| match cfg.strategy {
-        Strategy::Upper | Strategy::Lower => c.triangle(),
-        _ => c.ordered(),
-    };
-    let r = cfg.reduction.factors(&counts.iter().map(terms).collect::<Vec<_>>());
+    let r = cfg.reduction.factors(&counts.iter().map(|c| c.terms(cfg.strategy)).collect::<Vec<_>>());
     let lambda = cfg.penalty.map_or(0.0, |p| p.weight);
     let rp = cfg.reduction.factors(&counts.iter().map(|c| c.pairs).collect::<Vec<_>>());
     let scales: Vec<Scales> = r.iter().zip(&rp).map(|(&r, &rp)| Scales { r, wp: lambda * rp }).collect();
@@ -69,14 +65,7 @@ pub(crate) fn run(
     if let Some(k) = bad {
         return Err(batch.non_finite(k));
     }
-    Ok(LossReport {
-        loss: element_loss + penalty,
-        element_loss,
-        penalty,
-        counted: counts.iter().map(|c| c.ordered()).sum(),
-        pairs: counts.iter().map(|c| c.pairs).sum(),
-        nonempty_samples: counts.iter().filter(|c| terms(c) > 0).count(),
-    })
+    Ok(RegionCounts::report(&counts, cfg.strategy, element_loss, penalty))
 }
 
 /// The tile-pair pass for strategies that read both twins (and any penalty):

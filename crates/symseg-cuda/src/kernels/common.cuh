@@ -30,6 +30,26 @@ __device__ __forceinline__ void tile_pair(unsigned t, unsigned nt, unsigned* ti,
     *tj = i + t;
 }
 
+// Where this block works: sample b (blockIdx.y) at flat offset base, tile pair
+// (ti, tj) (blockIdx.x) with first row i0 and first column j0, and the number
+// of tile pairs per sample.
+struct Block {
+    unsigned ti, tj, tiles;
+    long long b, base, i0, j0;
+};
+
+__device__ __forceinline__ Block this_block(long long n) {
+    Block k;
+    const unsigned nt = (unsigned)((n + TILE - 1) / TILE);
+    k.tiles = nt * (nt + 1) / 2;
+    tile_pair(blockIdx.x, nt, &k.ti, &k.tj);
+    k.b = blockIdx.y;
+    k.base = k.b * n * n;
+    k.i0 = (long long)k.ti * TILE;
+    k.j0 = (long long)k.tj * TILE;
+    return k;
+}
+
 // Whether (i, j) of a sample of length len counts, given its label and mask
 // (SPEC §1; the mask pointer may be null).
 __device__ __forceinline__ bool counted(long long i, long long j, long long len, long long sep, u8 y, u8 m) {
@@ -117,8 +137,9 @@ __device__ __forceinline__ void penalty_value_grad(int kind, int probs, float de
 }
 
 // The sum of v over the block, in a fixed order (a shared-memory tree), so the
-// result is the same run to run. Valid in thread 0; every thread must call it.
-__device__ double block_sum(double v, double* sh) {
+// result is the same run to run. Valid in every thread; every thread must call it.
+template <typename T>
+__device__ T block_sum(T v, T* sh) {
     unsigned t = threadIdx.y * TILE + threadIdx.x;
     sh[t] = v;
     __syncthreads();
@@ -128,22 +149,7 @@ __device__ double block_sum(double v, double* sh) {
         }
         __syncthreads();
     }
-    double r = sh[0];
-    __syncthreads();
-    return r;
-}
-
-__device__ __forceinline__ unsigned long long block_count(unsigned long long v, unsigned long long* sh) {
-    unsigned t = threadIdx.y * TILE + threadIdx.x;
-    sh[t] = v;
-    __syncthreads();
-    for (unsigned s = THREADS / 2; s > 0; s >>= 1) {
-        if (t < s) {
-            sh[t] += sh[t + s];
-        }
-        __syncthreads();
-    }
-    unsigned long long r = sh[0];
+    T r = sh[0];
     __syncthreads();
     return r;
 }

@@ -22,14 +22,12 @@ extern "C" __global__ void symseg_loss(
     __shared__ u8 sy[TILE][TILE + 1];
     __shared__ double red[THREADS];
 
-    const unsigned nt = (unsigned)((n + TILE - 1) / TILE);
-    const unsigned tiles = nt * (nt + 1) / 2;
-    unsigned ti, tj;
-    tile_pair(blockIdx.x, nt, &ti, &tj);
-    const long long b = blockIdx.y;
-    const long long len = lengths[b];
-    const long long base = b * n * n;
-    const long long i0 = (long long)ti * TILE, j0 = (long long)tj * TILE;
+    const Block blk = this_block(n);
+    const unsigned ti = blk.ti, tj = blk.tj;
+    const long long base = blk.base, i0 = blk.i0, j0 = blk.j0;
+    const unsigned tiles = blk.tiles;
+    const long long b = blk.b;
+    const long long len = lengths[blk.b];
     const unsigned tx = threadIdx.x, ty = threadIdx.y;
     const Elem e = {w_pos, w_neg, gamma, kind};
     const float rb = (float)r[b];
@@ -142,8 +140,8 @@ extern "C" __global__ void symseg_loss(
     const double s_elem = block_sum(acc, red);
     const double s_pen = block_sum(pacc, red);
     if (tx == 0 && ty == 0) {
-        const long long blk = b * (long long)tiles + blockIdx.x;
-        partial[2 * blk] = r[b] * s_elem;
-        partial[2 * blk + 1] = wp[b] * s_pen;
+        const long long slot = b * (long long)tiles + blockIdx.x;
+        partial[2 * slot] = r[b] * s_elem;
+        partial[2 * slot + 1] = wp[b] * s_pen;
     }
 }

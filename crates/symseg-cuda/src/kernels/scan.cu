@@ -12,13 +12,11 @@ extern "C" __global__ void symseg_scan(
     __shared__ u8 sm[TILE][TILE + 1];
     __shared__ unsigned long long red[THREADS];
 
-    const unsigned nt = (unsigned)((n + TILE - 1) / TILE);
-    unsigned ti, tj;
-    tile_pair(blockIdx.x, nt, &ti, &tj);
-    const long long b = blockIdx.y;
-    const long long len = lengths[b];
-    const long long base = b * n * n;
-    const long long i0 = (long long)ti * TILE, j0 = (long long)tj * TILE;
+    const Block blk = this_block(n);
+    const unsigned ti = blk.ti, tj = blk.tj;
+    const long long base = blk.base, i0 = blk.i0, j0 = blk.j0;
+    const long long b = blk.b;
+    const long long len = lengths[blk.b];
     const unsigned tx = threadIdx.x, ty = threadIdx.y;
 
     for (unsigned k = ty; k < TILE; k += ROWS) {
@@ -54,8 +52,8 @@ extern "C" __global__ void symseg_scan(
             }
         }
     }
-    const unsigned long long p = block_count(pairs, red);
-    const unsigned long long d = block_count(diag, red);
+    const unsigned long long p = block_sum(pairs, red);
+    const unsigned long long d = block_sum(diag, red);
     if (tx == 0 && ty == 0) {
         if (p) {
             atomicAdd(&counts[2 * b], p);

@@ -22,14 +22,12 @@ extern "C" __global__ void symseg_stats(
     __shared__ unsigned long long red[THREADS];
     __shared__ double dred[THREADS];
 
-    const unsigned nt = (unsigned)((n + TILE - 1) / TILE);
-    const unsigned tiles = nt * (nt + 1) / 2;
-    unsigned ti, tj;
-    tile_pair(blockIdx.x, nt, &ti, &tj);
-    const long long b = blockIdx.y;
-    const long long len = lengths[b];
-    const long long base = b * n * n;
-    const long long i0 = (long long)ti * TILE, j0 = (long long)tj * TILE;
+    const Block blk = this_block(n);
+    const unsigned ti = blk.ti, tj = blk.tj;
+    const long long base = blk.base, i0 = blk.i0, j0 = blk.j0;
+    const unsigned tiles = blk.tiles;
+    const long long b = blk.b;
+    const long long len = lengths[blk.b];
     const unsigned tx = threadIdx.x, ty = threadIdx.y;
 
     for (unsigned k = ty; k < TILE; k += ROWS) {
@@ -89,8 +87,8 @@ extern "C" __global__ void symseg_stats(
             np += 1;
         }
     }
-    const unsigned long long v[5] = {block_count(tp, red), block_count(fp, red), block_count(fn, red),
-                                     block_count(tn, red), block_count(np, red)};
+    const unsigned long long v[5] = {block_sum(tp, red), block_sum(fp, red), block_sum(fn, red),
+                                     block_sum(tn, red), block_sum(np, red)};
     const double s = block_sum(as, dred);
     if (tx == 0 && ty == 0) {
         for (int k = 0; k < 5; ++k) {

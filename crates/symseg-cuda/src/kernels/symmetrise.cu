@@ -11,11 +11,9 @@ extern "C" __global__ void symseg_symmetrise(const float* __restrict__ x, long l
     __shared__ float sx[TILE][TILE + 1];
     __shared__ float so[TILE][TILE + 1];
 
-    const unsigned nt = (unsigned)((n + TILE - 1) / TILE);
-    unsigned ti, tj;
-    tile_pair(blockIdx.x, nt, &ti, &tj);
-    const long long base = (long long)blockIdx.y * n * n;
-    const long long i0 = (long long)ti * TILE, j0 = (long long)tj * TILE;
+    const Block blk = this_block(n);
+    const unsigned ti = blk.ti, tj = blk.tj;
+    const long long base = blk.base, i0 = blk.i0, j0 = blk.j0;
     const unsigned tx = threadIdx.x, ty = threadIdx.y;
 
     for (unsigned k = ty; k < TILE; k += ROWS) {
