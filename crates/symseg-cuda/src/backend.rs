@@ -6,7 +6,7 @@ use cudarc::driver::{
     CudaContext, CudaFunction, CudaSlice, CudaStream, DriverError, LaunchConfig, PushKernelArg,
 };
 use symseg_core::metrics::{Confusion, PredictConfig, SampleStats};
-use symseg_core::validate::{Dims, RegionCounts, check_lengths};
+use symseg_core::validate::{Dims, RegionCounts};
 use symseg_core::{
     Error, LossConfig, LossInput, LossReport, PenaltyKind, PenaltyOn, Result, Strategy, SymMode,
     TensorBackend,
@@ -154,7 +154,6 @@ impl CudaBackend {
             input.region.lengths,
         )?;
         let lengths = input.region.lengths.map_or_else(|| vec![dims.n; dims.batch], <[usize]>::to_vec);
-        check_lengths(&lengths, dims)?;
         if dims.batch > 65_535 {
             return Err(Error::InvalidConfig {
                 param: "batch",
