@@ -1,11 +1,13 @@
 //! Loss + gradient and loss-only throughput of the CPU backend for every
-//! strategy, at the shapes of `cargo xtask bench`.
+//! strategy, and the metric counts for every prediction mode, at the shapes of
+//! `cargo xtask bench`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ndarray::Array3;
+use symseg::metrics::PredictConfig;
 use symseg::testing::{Case, CaseSpec, Rng};
-use symseg::{CpuBackend, LossConfig, LossInput, Penalty, PenaltyKind, Strategy, TensorBackend};
+use symseg::{CpuBackend, LossConfig, LossInput, Penalty, PenaltyKind, Strategy, SymMode, TensorBackend};
 
 fn loss(c: &mut Criterion) {
     let backend = CpuBackend::new();
@@ -30,6 +32,12 @@ fn loss(c: &mut Criterion) {
                     bench.iter(|| backend.loss(&input, &cfg).unwrap())
                 });
             }
+        }
+        for mode in SymMode::ALL {
+            let pred = PredictConfig::default().mode(mode);
+            group.bench_function(BenchmarkId::new("stats", mode.as_str()), |bench| {
+                bench.iter(|| backend.sample_stats(&input, &pred).unwrap())
+            });
         }
         group.finish();
     }

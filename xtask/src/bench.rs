@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use ndarray::Array3;
 use rayon::prelude::*;
 use serde::Serialize;
+use symseg::metrics::PredictConfig;
 use symseg::testing::{Case, CaseSpec, Rng};
-use symseg::{CpuBackend, LossConfig, LossInput, Penalty, PenaltyKind, Strategy, TensorBackend};
+use symseg::{CpuBackend, LossConfig, LossInput, Penalty, PenaltyKind, Strategy, SymMode, TensorBackend};
 
 /// Bytes moved per element by a loss + gradient call: f32 logits read, u8 label
 /// read, f32 gradient written.
@@ -28,9 +29,15 @@ pub struct Args {
     /// Force a SIMD level (scalar, avx2, avx512) [default: the best this CPU has].
     #[arg(long)]
     simd: Option<String>,
-    /// Only this strategy.
+    /// Only this strategy (for `stats`: this prediction mode).
     #[arg(long)]
     strategy: Option<String>,
+    /// Only this penalty (none, l2).
+    #[arg(long)]
+    penalty: Option<String>,
+    /// Only this op (loss_grad, loss, stats).
+    #[arg(long)]
+    op: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -73,6 +80,21 @@ fn copy_bandwidth(budget: Duration) -> f64 {
     2.0 * (len * 4) as f64 / secs
 }
 
+fn print_record(rec: &Record, copy_gbs: f64) {
+    let [b, n, _] = rec.shape;
+    println!(
+        "{:<10} {:<8} {:<8} {:<14} {:>9.3} {:>9.3} {:>8.2} {:>6.1}%",
+        rec.op,
+        rec.strategy,
+        rec.penalty,
+        format!("{b}x{n}x{n}"),
+        rec.ms,
+        rec.gelem_s,
+        rec.gbs,
+        100.0 * rec.gbs / copy_gbs
+    );
+}
+
 pub fn run(args: &Args) -> bool {
     let budget = Duration::from_secs_f64(args.seconds);
     let threads = rayon::current_num_threads();
@@ -107,12 +129,14 @@ pub fn run(args: &Args) -> bool {
         let y = Array3::from_shape_vec((b, n, n), case.labels).expect("case dims");
         let mut g = Array3::<f32>::zeros((b, n, n));
         let input = LossInput::new(x.view(), y.view());
-        for op in ["loss_grad", "loss"] {
+        for op in ["loss_grad", "loss"].into_iter().filter(|o| args.op.as_deref().is_none_or(|w| w == *o)) {
             for strategy in
                 Strategy::ALL.into_iter().filter(|s| args.strategy.as_deref().is_none_or(|w| w == s.as_str()))
             {
                 for (pname, penalty) in
                     [("none", None), ("l2", Some(Penalty::new(PenaltyKind::L2).weight(0.1)))]
+                        .into_iter()
+                        .filter(|(p, _)| args.penalty.as_deref().is_none_or(|w| w == *p))
                 {
                     let cfg = LossConfig::default().strategy(strategy).penalty(penalty);
                     let secs = median_secs(budget, || {
@@ -136,27 +160,45 @@ pub fn run(args: &Args) -> bool {
                         copy_gbs,
                     };
                     if !args.json {
-                        println!(
-                            "{:<10} {:<8} {:<8} {:<14} {:>9.3} {:>9.3} {:>8.2} {:>6.1}%",
-                            rec.op,
-                            rec.strategy,
-                            rec.penalty,
-                            format!("{b}x{n}x{n}"),
-                            rec.ms,
-                            rec.gelem_s,
-                            rec.gbs,
-                            100.0 * rec.gbs / copy_gbs
-                        );
+                        print_record(&rec, copy_gbs);
                     }
                     records.push(rec);
                 }
+            }
+        }
+        if args.op.as_deref().is_none_or(|o| o == "stats") {
+            for mode in
+                SymMode::ALL.into_iter().filter(|m| args.strategy.as_deref().is_none_or(|w| w == m.as_str()))
+            {
+                let pred = PredictConfig::default().mode(mode);
+                let secs = median_secs(budget, || {
+                    std::hint::black_box(backend.sample_stats(&input, &pred).expect("bench input is valid"));
+                });
+                let elems = (b * n * n) as f64;
+                let rec = Record {
+                    op: "stats",
+                    strategy: mode.as_str(),
+                    penalty: "none",
+                    shape: [b, n, n],
+                    ms: secs * 1e3,
+                    gelem_s: elems / secs / 1e9,
+                    gbs: elems * 5.0 / secs / 1e9,
+                    copy_gbs,
+                };
+                if !args.json {
+                    print_record(&rec, copy_gbs);
+                }
+                records.push(rec);
             }
         }
     }
     if args.json {
         println!("{}", serde_json::to_string(&records).expect("records serialise"));
     } else {
-        println!("GB/s counts 9 bytes/element with the gradient (x read, y read, g written), 5 without.");
+        println!(
+            "GB/s counts 9 bytes/element with the gradient (x read, y read, g written), 5 without \
+             (and for `stats`, the metric counts of `symseg metrics` by prediction mode)."
+        );
     }
     true
 }

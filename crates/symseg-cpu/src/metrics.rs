@@ -1,4 +1,6 @@
-//! The thresholded confusion counts and asymmetry of SPEC §5–6 in one tiled pass.
+//! The thresholded confusion counts and asymmetry of SPEC §5–6 in one tiled
+//! pass: vector tiles ([`crate::simd::stats`]), and this scalar f64 pass for
+//! any tile holding a non-finite counted logit (to name the lowest one).
 
 use rayon::prelude::*;
 use symseg_core::Result;
@@ -6,7 +8,8 @@ use symseg_core::metrics::{PredictConfig, SampleStats, predicted, score, sym_pai
 
 use crate::batch::{Batch, lowest, non_finite_index};
 use crate::simd::SimdLevel;
-use crate::tiles::{self, Task};
+use crate::simd::stats::{Predictor, stats_tile};
+use crate::tiles::{self, TILE, Task};
 
 /// Per-sample stats of the batch, combined in task order (deterministic).
 pub(crate) fn sample_stats(
@@ -17,8 +20,17 @@ pub(crate) fn sample_stats(
     pred.validate()?;
     batch.scan(true, level)?;
     let tasks = tiles::tasks(batch.dims.batch, |b| batch.len(b));
-    let parts: Vec<(SampleStats, Option<usize>)> =
-        tasks.par_iter().map(|t| run_task(batch, pred, t)).collect();
+    let predictor = Predictor::new(pred);
+    let parts: Vec<(SampleStats, Option<usize>)> = tasks
+        .par_iter()
+        .map_init(
+            || Box::new([[0.0f32; TILE]; TILE]),
+            |xt, t| match stats_tile(level, batch, t, &predictor, xt) {
+                Some(s) => (s, None),
+                None => run_task(batch, pred, t),
+            },
+        )
+        .collect();
     let mut out = vec![SampleStats::default(); batch.dims.batch];
     let mut bad: Option<usize> = None;
     for (t, (s, b)) in tasks.iter().zip(parts) {

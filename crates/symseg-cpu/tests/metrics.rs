@@ -6,7 +6,7 @@ use ndarray::Array3;
 use symseg_core::metrics::{HostBatch, MetricsAccumulator, MetricsReport, PredictConfig, SampleStats};
 use symseg_core::testing::{Case, CaseSpec, Rng};
 use symseg_core::{Dims, Error, LossInput, Region, SymMode, TensorBackend};
-use symseg_cpu::CpuBackend;
+use symseg_cpu::{CpuBackend, SimdLevel};
 
 /// The independent implementation: literal SPEC §5–6, naive loops, explicit sorts.
 struct Independent {
@@ -462,4 +462,125 @@ fn bad_input_is_rejected_with_clear_errors() {
     assert!(matches!(cpu_stats(&case, &bad), Err(Error::InvalidConfig { param: "threshold", .. })));
     let short = HostBatch { logits: &case.logits[..30], ..host(&case) };
     assert!(matches!(acc.add(&short, None), Err(Error::ShapeMismatch { .. })));
+}
+
+/// Literal SPEC §5–6 per-sample counts and asymmetry: every ordered pair of the
+/// counted set, scores in f64 by `std`'s `exp`.
+fn naive_stats(case: &Case, pred: &PredictConfig) -> Vec<SampleStats> {
+    let (nb, n) = (case.dims.batch, case.dims.n);
+    let x64 = case.logits_f64();
+    let rb = case.ref_batch(&x64);
+    let x = |b: usize, i: usize, j: usize| f64::from(case.logits[(b * n + i) * n + j]);
+    (0..nb)
+        .map(|b| {
+            let mut s = SampleStats::default();
+            for i in 0..n {
+                for j in 0..n {
+                    if !rb.in_set(b, i, j) {
+                        continue;
+                    }
+                    let z = match pred.mode {
+                        SymMode::None => x(b, i, j),
+                        SymMode::Average => (x(b, i, j) + x(b, j, i)) / 2.0,
+                        SymMode::Upper => x(b, i.min(j), i.max(j)),
+                        SymMode::Lower => x(b, i.max(j), i.min(j)),
+                    };
+                    s.confusion.record(sig(z) >= pred.threshold, case.labels[(b * n + i) * n + j] == 1);
+                    if i < j {
+                        s.asym_sum += (sig(x(b, i, j)) - sig(x(b, j, i))).abs();
+                        s.asym_pairs += 1;
+                    }
+                }
+            }
+            s
+        })
+        .collect()
+}
+
+#[test]
+fn vector_tiles_count_exactly_at_every_simd_level() {
+    let seed = 0x3E7_0005;
+    let mut rng = Rng::new(seed);
+    for case_no in 0..24 {
+        let n = [64, 97, 130, 200, 33, 129][rng.below(6)];
+        let spec = CaseSpec {
+            lengths: rng.chance(0.5),
+            min_sep: [0, 1, 3, 40][rng.below(4)],
+            mask: rng.chance(0.4),
+            empty_mask: rng.chance(0.1),
+            ignore: if rng.chance(0.5) { 0.1 } else { 0.0 },
+            positive: 0.05 + 0.2 * rng.uniform(),
+            extreme: if rng.chance(0.5) { 0.05 } else { 0.0 },
+            ..CaseSpec::new(1 + rng.below(2), n)
+        };
+        let case = Case::random(&mut rng, &spec);
+        let pred = PredictConfig::default()
+            .mode(SymMode::ALL[rng.below(4)])
+            .threshold([0.5, 0.3, 0.9, 0.0, 1.0, 1e-3][rng.below(6)]);
+        let want = naive_stats(&case, &pred);
+        for level in SimdLevel::available() {
+            let (x, y, m) = arrays(&case);
+            let region = Region {
+                lengths: case.lengths.as_deref(),
+                min_sep: case.min_sep,
+                mask: m.as_ref().map(|m| m.view()),
+            };
+            let got = CpuBackend::new()
+                .with_simd(level)
+                .unwrap()
+                .sample_stats(&LossInput::new(x.view(), y.view()).region(region), &pred)
+                .unwrap();
+            for (b, (g, w)) in got.iter().zip(&want).enumerate() {
+                let what = format!("seed {seed:#x} case {case_no} n={n} {pred:?} {level:?} sample {b}");
+                assert_eq!(g.confusion, w.confusion, "{what}");
+                assert_eq!(g.asym_pairs, w.asym_pairs, "{what}");
+                assert!(
+                    (g.asym_sum - w.asym_sum).abs() <= 1e-12 * w.asym_sum + 1e-300,
+                    "{what}: asym {} vs {}",
+                    g.asym_sum,
+                    w.asym_sum
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_non_finite_logit_deep_in_a_large_map_is_named() {
+    let mut rng = Rng::new(0x3E7_0006);
+    let case = Case::random(&mut rng, &CaseSpec::new(2, 150));
+    for (b, i, j, v) in [(1, 77, 140, f32::NAN), (0, 3, 130, f32::INFINITY), (1, 149, 20, f32::NEG_INFINITY)]
+    {
+        let mut bad = case.clone();
+        bad.logits[(b * 150 + i) * 150 + j] = v;
+        for level in SimdLevel::available() {
+            let (x, y, _) = arrays(&bad);
+            let err = CpuBackend::new()
+                .with_simd(level)
+                .unwrap()
+                .sample_stats(&LossInput::new(x.view(), y.view()), &PredictConfig::default())
+                .unwrap_err();
+            assert!(
+                matches!(err, Error::NonFiniteLogit { sample, i: ei, j: ej, .. } if (sample, ei, ej) == (b, i, j)),
+                "{level:?}: {err:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn stats_are_independent_of_thread_count() {
+    let mut rng = Rng::new(0x3E7_0007);
+    let case = Case::random(&mut rng, &CaseSpec { lengths: true, ignore: 0.1, ..CaseSpec::new(3, 200) });
+    let (x, y, _) = arrays(&case);
+    let input = LossInput::new(x.view(), y.view());
+    for mode in SymMode::ALL {
+        let pred = PredictConfig::default().mode(mode);
+        let one = CpuBackend::with_threads(1).unwrap().sample_stats(&input, &pred).unwrap();
+        let three = CpuBackend::with_threads(3).unwrap().sample_stats(&input, &pred).unwrap();
+        for (a, b) in one.iter().zip(&three) {
+            assert_eq!(a.confusion, b.confusion, "{mode:?}");
+            assert_eq!(a.asym_sum.to_bits(), b.asym_sum.to_bits(), "{mode:?}");
+        }
+    }
 }

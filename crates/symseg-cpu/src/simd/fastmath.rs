@@ -63,6 +63,62 @@ pub fn ln_1p_unit<const F: bool>(e: f32) -> f32 {
     e * p
 }
 
+/// `a * b + c` in f64, fused if `F` (as [`fma`]).
+#[inline(always)]
+pub fn fma64<const F: bool>(a: f64, b: f64, c: f64) -> f64 {
+    if F { a.mul_add(b, c) } else { a * b + c }
+}
+
+/// `e^x` in f64 for `x <= 0`, to about 2 ulp (the metric kernels' scores, which
+/// must agree with the f64 reference to ~1e-15). Below -708 it returns about
+/// 3e-308 instead of a subnormal.
+#[inline(always)]
+pub fn exp_nonpos_f64<const F: bool>(x: f64) -> f64 {
+    // fdlibm's split of ln 2: the high part has trailing zero bits, so n * LN2_HI is exact.
+    const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
+    const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
+    /// 1.5 * 2^52: adding it rounds an f64 of magnitude below 2^51 to an integer.
+    const MAGIC: f64 = 6_755_399_441_055_744.0;
+    let x = x.max(-708.0);
+    let t = fma64::<F>(x, std::f64::consts::LOG2_E, MAGIC);
+    let n = t - MAGIC;
+    let r = fma64::<F>(-n, LN2_LO, fma64::<F>(-n, LN2_HI, x));
+    // Taylor to degree 13 on |r| <= ln(2)/2: truncation error 5e-18.
+    let mut p = 1.0 / 6_227_020_800.0;
+    for k in (1..=12u32).rev() {
+        p = fma64::<F>(p, r, 1.0 / FACTORIALS[k as usize]);
+    }
+    p = fma64::<F>(p, r, 1.0);
+    let ni = (t.to_bits() as i64).wrapping_sub(MAGIC.to_bits() as i64);
+    p * f64::from_bits(((ni + 1023) as u64) << 52)
+}
+
+/// `k!` for `k <= 12`, exactly representable in f64.
+const FACTORIALS: [f64; 13] = [
+    1.0,
+    1.0,
+    2.0,
+    6.0,
+    24.0,
+    120.0,
+    720.0,
+    5040.0,
+    40320.0,
+    362_880.0,
+    3_628_800.0,
+    39_916_800.0,
+    479_001_600.0,
+];
+
+/// `sigmoid(x)` in f64 from [`exp_nonpos_f64`], each side from the form that
+/// does not cancel (as `symseg_core::metrics::score`).
+#[inline(always)]
+pub fn sigmoid_f64<const F: bool>(x: f64) -> f64 {
+    let e = exp_nonpos_f64::<F>(-x.abs());
+    let inv = 1.0 / (1.0 + e);
+    if x >= 0.0 { inv } else { e * inv }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +148,29 @@ mod tests {
         }
         assert!(worst < 4e-7, "fused {F}: worst relative error {worst:e}");
         assert_eq!(ln_1p_unit::<F>(0.0), 0.0);
+    }
+
+    fn exp_f64_accuracy<const F: bool>() {
+        let mut worst = 0.0f64;
+        let mut x = -708.0f64;
+        while x <= 0.0 {
+            let (got, want) = (exp_nonpos_f64::<F>(x), x.exp());
+            worst = worst.max((got - want).abs() / want);
+            x += 0.000_731_3;
+        }
+        assert!(worst < 5e-16, "fused {F}: worst relative error {worst:e}");
+        assert_eq!(exp_nonpos_f64::<F>(0.0), 1.0);
+        assert!(exp_nonpos_f64::<F>(-1e6) < 4e-308);
+        for x in [-80.0f64, -1.5, -1e-9, 0.0, 1e-9, 2.5, 80.0] {
+            let want = symseg_core::metrics::score(x);
+            assert!((sigmoid_f64::<F>(x) - want).abs() <= 4e-16 * want, "sigmoid({x})");
+        }
+    }
+
+    #[test]
+    fn exp_f64_is_accurate_on_its_range() {
+        exp_f64_accuracy::<false>();
+        exp_f64_accuracy::<true>();
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub(crate) mod penalty;
 pub(crate) mod plain;
 pub(crate) mod prefetch;
 pub(crate) mod scan;
+pub(crate) mod stats;
 pub(crate) mod tiled;
 pub(crate) mod transpose;
 
