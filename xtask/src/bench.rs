@@ -35,6 +35,9 @@ pub struct Args {
     /// Only this penalty (none, l2).
     #[arg(long)]
     penalty: Option<String>,
+    /// Measure this shape (`BxN`, e.g. `1x256`) instead of the standard three; repeatable.
+    #[arg(long)]
+    shape: Vec<String>,
     /// Only this op (loss_grad, loss, stats).
     #[arg(long)]
     op: Option<String>,
@@ -121,7 +124,20 @@ pub fn run(args: &Args) -> bool {
             "op", "strategy", "penalty", "shape", "ms", "Gelem/s", "GB/s", "of copy"
         );
     }
-    let shapes = [(8usize, 512usize), (1, 2048), (32, 256)];
+    let mut shapes = vec![(8usize, 512usize), (1, 2048), (32, 256)];
+    if !args.shape.is_empty() {
+        shapes.clear();
+        for spec in &args.shape {
+            let parsed = spec.split_once('x').and_then(|(b, n)| Some((b.parse().ok()?, n.parse().ok()?)));
+            match parsed {
+                Some((b, n)) if b > 0 && n > 0 => shapes.push((b, n)),
+                _ => {
+                    eprintln!("--shape takes BxN with B, N >= 1 (e.g. 1x256), not '{spec}'");
+                    return false;
+                }
+            }
+        }
+    }
     let mut records = Vec::new();
     for (b, n) in shapes.into_iter().filter(|&(_, n)| args.n.is_none_or(|m| m == n)) {
         let case = Case::random(&mut Rng::new(7), &CaseSpec::new(b, n));
