@@ -18,13 +18,14 @@ fn transpose_blocks<T: Copy + Default, const B: usize>(
     let (rb, cb) = (rows / B * B, cols / B * B);
     for r in (0..rb).step_by(B) {
         for c in (0..cb).step_by(B) {
-            let rows_in: [[T; B]; B] = std::array::from_fn(|k| {
+            // One vector load per row (element-wise indexing gave scalar loads);
+            // a loop, not `array::from_fn`, which was left as a call outside
+            // the `#[target_feature]` kernels.
+            let mut rows_in = [[T::default(); B]; B];
+            for (k, row) in rows_in.iter_mut().enumerate() {
                 let o = (r + k) * stride + c;
-                // One vector load per row (element-wise indexing gave scalar loads).
-                let mut row = [T::default(); B];
                 row.copy_from_slice(&src[o..o + B]);
-                row
-            });
+            }
             for (k, row) in block(rows_in).iter().enumerate() {
                 dst[c + k][r..r + B].copy_from_slice(row);
             }
@@ -102,16 +103,23 @@ fn transpose4(b: [[f32; 4]; 4]) -> [[f32; 4]; 4] {
 fn transpose16_u8(b: [[u8; 16]; 16]) -> [[u8; 16]; 16] {
     use std::arch::x86_64::{__m128i, _mm_unpackhi_epi8, _mm_unpacklo_epi8};
     // SAFETY: `[u8; 16]` and `__m128i` are both 16 plain bytes; every bit pattern is valid in both.
-    let mut v = b.map(|r| unsafe { std::mem::transmute::<[u8; 16], __m128i>(r) });
+    // SAFETY: as above.
+    let mut v: [__m128i; 16] = unsafe { std::mem::transmute::<[[u8; 16]; 16], [__m128i; 16]>(b) };
     for _ in 0..4 {
-        // SAFETY: SSE2 is part of the x86-64 baseline.
-        v = std::array::from_fn(|k| unsafe {
-            let (a, c) = (v[k / 2], v[k / 2 + 8]);
-            if k % 2 == 0 { _mm_unpacklo_epi8(a, c) } else { _mm_unpackhi_epi8(a, c) }
-        });
+        // Plain loops (not `array::from_fn`/`map`, which can stay calls outside the kernels).
+        let mut next = v;
+        for k in 0..8 {
+            let (a, c) = (v[k], v[k + 8]);
+            // SAFETY: SSE2 is part of the x86-64 baseline.
+            unsafe {
+                next[2 * k] = _mm_unpacklo_epi8(a, c);
+                next[2 * k + 1] = _mm_unpackhi_epi8(a, c);
+            }
+        }
+        v = next;
     }
     // SAFETY: as above.
-    v.map(|m| unsafe { std::mem::transmute::<__m128i, [u8; 16]>(m) })
+    unsafe { std::mem::transmute::<[__m128i; 16], [[u8; 16]; 16]>(v) }
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
