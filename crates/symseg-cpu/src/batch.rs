@@ -71,6 +71,42 @@ impl<'a> Batch<'a> {
     }
 }
 
+/// Where a tile pair lies in its sample: what every tile kernel starts from.
+pub(crate) struct TileSpan<'a> {
+    /// Side of the maps, the sample's offset in the flat buffers and its real size.
+    pub n: usize,
+    pub base: usize,
+    pub len: usize,
+    /// First row and row count of tile `I`; first column and column count of tile `J`.
+    pub i0: usize,
+    pub ti: usize,
+    pub j0: usize,
+    pub tj: usize,
+    /// The sample's logits and labels.
+    pub x: &'a [f32],
+    pub y: &'a [u8],
+}
+
+impl<'a> Batch<'a> {
+    /// The span of task `t`.
+    #[inline(always)]
+    pub fn span(&self, t: &Task) -> TileSpan<'a> {
+        let n = self.dims.n;
+        let base = self.offset(t.sample);
+        TileSpan {
+            n,
+            base,
+            len: self.len(t.sample),
+            i0: t.rows.start,
+            ti: t.rows.len(),
+            j0: t.cols.start,
+            tj: t.cols.len(),
+            x: &self.logits[base..base + n * n],
+            y: &self.labels[base..base + n * n],
+        }
+    }
+}
+
 /// The lower of the two indices whose logit is not finite (one of them is not).
 #[inline]
 pub(crate) fn non_finite_index(kij: usize, kji: usize, xij: f32, xji: f32) -> usize {

@@ -10,7 +10,7 @@ use symseg_core::RegionCounts;
 use super::SimdLevel;
 use super::prefetch::prefetch_rows;
 use super::transpose::transpose_u8_into;
-use crate::batch::Batch;
+use crate::batch::{Batch, TileSpan};
 use crate::tiles::{TILE, Task};
 
 /// Counts of a clean tile pair, or `None` if it breaks a rule.
@@ -30,12 +30,7 @@ fn tile(bt: &Batch<'_>, t: &Task, require_symmetric: bool) -> Option<RegionCount
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // transposes index by (row, column)
 fn tile_typed<const M: bool, const S: bool>(bt: &Batch<'_>, t: &Task) -> Option<RegionCounts> {
-    let n = bt.dims.n;
-    let base = bt.offset(t.sample);
-    let len = bt.len(t.sample);
-    let (i0, ti) = (t.rows.start, t.rows.len());
-    let (j0, tj) = (t.cols.start, t.cols.len());
-    let y = &bt.labels[base..base + n * n];
+    let TileSpan { n, base, len, i0, ti, j0, tj, y, .. } = bt.span(t);
     let mask = bt.mask.map(|m| &m[base..base + n * n]);
     let mut yt = [[0u8; TILE]; TILE];
     let mut mt = [[1u8; TILE]; TILE];

@@ -15,7 +15,7 @@ use super::SimdLevel;
 use super::fastmath::sigmoid_f64;
 use super::prefetch::prefetch_rows;
 use super::transpose::transpose_into;
-use crate::batch::Batch;
+use crate::batch::{Batch, TileSpan};
 use crate::tiles::{TILE, Task};
 
 /// Lanes per inner step (as the loss tiles).
@@ -148,13 +148,7 @@ fn tile<const MODE: u8, const F: bool>(
     p: &Predictor,
     xt: &mut [[f32; TILE]; TILE],
 ) -> Option<SampleStats> {
-    let n = bt.dims.n;
-    let base = bt.offset(t.sample);
-    let len = bt.len(t.sample);
-    let (i0, ti) = (t.rows.start, t.rows.len());
-    let (j0, tj) = (t.cols.start, t.cols.len());
-    let x = &bt.logits[base..base + n * n];
-    let y = &bt.labels[base..base + n * n];
+    let TileSpan { n, base, len, i0, ti, j0, tj, x, y } = bt.span(t);
     prefetch_rows::<false, f32>(&x[i0 * n + j0..], n, ti, tj);
     transpose_into(&x[j0 * n + i0..], n, tj, ti, xt);
     let (mut tp, mut fp, mut fne, mut pairs) = ([0u32; LANES], [0u32; LANES], [0u32; LANES], [0u32; LANES]);

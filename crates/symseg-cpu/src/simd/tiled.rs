@@ -9,7 +9,7 @@ use super::elem::{FastElem, GAMMA_0, GAMMA_1, GAMMA_2, GAMMA_ANY};
 use super::penalty::{FastPenalty, PEN_LOGITS, PEN_NONE, PEN_PROBS};
 use super::prefetch::prefetch_rows;
 use super::transpose::{transpose_into, transpose_u8_into};
-use crate::batch::Batch;
+use crate::batch::{Batch, TileSpan};
 use crate::tiles::{SharedMut, TILE, Task};
 
 /// Lanes per inner step: two AVX-512 registers of f32, so that independent
@@ -268,13 +268,7 @@ fn tile<S: VecPair, const K: u8, const G: bool, const F: bool, const P: u8>(
     scratch: &mut Scratch,
 ) -> Option<(f64, f64)> {
     let bt = job.batch;
-    let n = bt.dims.n;
-    let base = bt.offset(t.sample);
-    let len = bt.len(t.sample);
-    let (i0, ti) = (t.rows.start, t.rows.len());
-    let (j0, tj) = (t.cols.start, t.cols.len());
-    let x = &bt.logits[base..base + n * n];
-    let y = &bt.labels[base..base + n * n];
+    let TileSpan { n, base, len, i0, ti, j0, tj, x, y } = bt.span(t);
     // Transposed mirror tile: xt[il][jl] = x[j0 + jl][i0 + il], likewise labels.
     // Only [..ti][..tj] of the buffers is written and read.
     let Scratch { xt, yt, gt, g_back, g_up } = scratch;
