@@ -453,7 +453,10 @@ fn metrics_prints_spec_fields_that_match_the_library() {
     assert_eq!(v["fn"].as_u64().unwrap(), r.fn_);
     assert_eq!(v["f1"].as_f64().unwrap(), r.f1);
     assert_eq!(v["auprc"].as_f64().unwrap(), r.auprc);
-    assert_eq!(v["asymmetry"].as_f64().unwrap(), r.asymmetry);
+    // The command's backend evaluates the scores with its own vectorised f64
+    // `exp` (within 5e-16 of `std`'s), the host accumulator with `std`'s.
+    let asym = v["asymmetry"].as_f64().unwrap();
+    assert!((asym - r.asymmetry).abs() <= 1e-12 * r.asymmetry, "{asym} vs {}", r.asymmetry);
     assert_eq!(v["top"]["all"]["L/5"].as_f64().unwrap(), r.top.all.l5);
 }
 
