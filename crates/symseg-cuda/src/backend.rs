@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaSlice, CudaStream, DriverError, LaunchConfig, PushKernelArg,
 };
-use symseg_core::metrics::{Confusion, PredictConfig, SampleStats};
+use symseg_core::metrics::{Confusion, PredictConfig, SampleStats, decision_bound};
 use symseg_core::validate::{Dims, RegionCounts};
 use symseg_core::{
     Error, LossConfig, LossInput, LossReport, PenaltyKind, PenaltyOn, Result, Strategy, SymMode,
@@ -402,10 +402,16 @@ impl TensorBackend for CudaBackend {
         let bad = s.clone_htod(&[u64::MAX]).map_err(dev)?;
         let (x, y) = (input.logits.ptr, input.labels.ptr);
         let m = input.region.mask.as_ref().map_or(0, |t| t.ptr);
-        let (n, sep, mode, thr) =
-            (dims.n as i64, input.region.min_sep as i64, mode_code(pred.mode), pred.threshold);
+        // The threshold as the reference's exact bound on the symmetrised logit
+        // (as the CPU backend does): no sigmoid per element, and the same counts.
+        let (n, sep, mode, z_star) = (
+            dims.n as i64,
+            input.region.min_sep as i64,
+            mode_code(pred.mode),
+            decision_bound(pred.threshold),
+        );
         let mut b = s.launch_builder(&k.stats);
-        b.arg(&x).arg(&y).arg(&m).arg(&lengths).arg(&n).arg(&sep).arg(&mode).arg(&thr);
+        b.arg(&x).arg(&y).arg(&m).arg(&lengths).arg(&n).arg(&sep).arg(&mode).arg(&z_star);
         b.arg(&confusion).arg(&asym).arg(&bad);
         // SAFETY: the arguments match `symseg_stats`'s parameters in order and type.
         unsafe { b.launch(Self::grid(dims)) }.map_err(dev)?;

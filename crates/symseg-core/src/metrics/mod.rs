@@ -106,6 +106,55 @@ pub fn predicted(z: f64, threshold: f64) -> bool {
     score(z) >= threshold
 }
 
+/// [`predicted`] as a bound on the logit: the smallest f64 `z*` with
+/// `predicted(z*, threshold)`, so that `predicted(z, threshold) == (z >= z*)`
+/// for every finite `z` (the score never decreases with `z`). `-inf` when
+/// every value is predicted positive, `+inf` when none is.
+///
+/// It is found by bisection over the f64 values in order, so it is the
+/// reference's own decision, not a rounded `logit(threshold)`: a backend that
+/// tests `z >= z*` needs no sigmoid per element and still counts exactly as
+/// the f64 reference does.
+///
+/// ```
+/// use symseg_core::metrics::{decision_bound, predicted};
+///
+/// let z_star = decision_bound(0.5);
+/// // Not exactly 0: sigmoid(-5.6e-17) rounds to 0.5 in f64.
+/// assert!(z_star < 0.0 && z_star > -1e-15);
+/// assert!(predicted(z_star, 0.5) && !predicted(z_star.next_down(), 0.5));
+/// ```
+pub fn decision_bound(threshold: f64) -> f64 {
+    if predicted(-f64::MAX, threshold) {
+        return f64::NEG_INFINITY;
+    }
+    if !predicted(f64::MAX, threshold) {
+        return f64::INFINITY;
+    }
+    // Invariant: predicted(from_key(lo)) is false, predicted(from_key(hi)) true.
+    let (mut lo, mut hi) = (ordered_key(-f64::MAX), ordered_key(f64::MAX));
+    // In i128: the keys span more than i64 can subtract.
+    while i128::from(hi) - i128::from(lo) > 1 {
+        let mid = ((i128::from(lo) + i128::from(hi)) / 2) as i64;
+        if predicted(from_key(mid), threshold) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    from_key(hi)
+}
+
+/// Maps f64 to integers in the same order (both zeros to 0).
+fn ordered_key(v: f64) -> i64 {
+    let b = v.to_bits() as i64;
+    if b < 0 { -(b & i64::MAX) } else { b }
+}
+
+fn from_key(k: i64) -> f64 {
+    if k < 0 { -f64::from_bits((-k) as u64) } else { f64::from_bits(k as u64) }
+}
+
 /// The confusion counts of SPEC §6.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Confusion {
@@ -234,4 +283,40 @@ pub struct MetricsReport {
     pub samples: u64,
     /// Counted (ordered) pairs scored.
     pub counted: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    /// `z >= decision_bound(t)` is `predicted(z, t)` for random logits, for
+    /// logits within a few ulp of the bound, and at the thresholds' extremes.
+    #[test]
+    fn decision_bound_is_the_reference_decision() {
+        let mut rng = Rng::new(41);
+        let mut thresholds = vec![0.0, 1.0, 0.5, 1e-300, 1e-3, 0.999, 1.0 - 1e-16, f64::MIN_POSITIVE];
+        thresholds.extend((0..40).map(|_| rng.uniform()));
+        for t in thresholds {
+            let z_star = decision_bound(t);
+            let mut zs: Vec<f64> = (0..200).map(|_| 80.0 * rng.normal()).collect();
+            zs.extend([0.0, -0.0, 745.0, -745.0, 40.0, -40.0, f64::MAX, -f64::MAX]);
+            if z_star.is_finite() {
+                let mut up = z_star;
+                let mut down = z_star;
+                for _ in 0..8 {
+                    zs.extend([up, down]);
+                    up = up.next_up();
+                    down = down.next_down();
+                }
+            }
+            for z in zs {
+                assert_eq!(z >= z_star, predicted(z, t), "t = {t:e}, z = {z:e}, z* = {z_star:e}");
+            }
+        }
+        assert_eq!(decision_bound(0.0), f64::NEG_INFINITY);
+        assert!(decision_bound(0.5).abs() < 1e-15);
+        assert!(decision_bound(1.0).is_finite() && decision_bound(1.0) > 30.0);
+        assert_eq!(decision_bound(1.5), f64::INFINITY);
+    }
 }

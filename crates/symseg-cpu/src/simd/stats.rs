@@ -9,7 +9,7 @@
 //! themselves; they are evaluated in f64 lanes ([`sigmoid_f64`]).
 
 use symseg_core::SymMode;
-use symseg_core::metrics::{Confusion, PredictConfig, SampleStats, predicted};
+use symseg_core::metrics::{Confusion, PredictConfig, SampleStats, decision_bound};
 
 use super::SimdLevel;
 use super::fastmath::sigmoid_f64;
@@ -37,39 +37,10 @@ pub(crate) struct Predictor {
     two_z_star: f64,
 }
 
-/// Maps f64 to integers in the same order (both zeros to 0).
-fn ordered_key(v: f64) -> i64 {
-    let b = v.to_bits() as i64;
-    if b < 0 { -(b & i64::MAX) } else { b }
-}
-
-fn from_key(k: i64) -> f64 {
-    if k < 0 { -f64::from_bits((-k) as u64) } else { f64::from_bits(k as u64) }
-}
-
 impl Predictor {
     /// Resolves `pred` (already validated: threshold in [0, 1]).
     pub fn new(pred: &PredictConfig) -> Predictor {
-        let t = pred.threshold;
-        // z* = the smallest f64 predicted positive; every finite z at or above
-        // it is (the score never decreases with z).
-        let z_star = if predicted(-f64::MAX, t) {
-            f64::NEG_INFINITY
-        } else {
-            let (mut lo, mut hi) = (ordered_key(-f64::MAX), ordered_key(f64::MAX));
-            // predicted(from_key(lo)) is false, predicted(from_key(hi)) true
-            // (score(f64::MAX) = 1 >= t).
-            while i128::from(hi) - i128::from(lo) > 1 {
-                // In i128: the keys span more than i64 can subtract.
-                let mid = ((i128::from(lo) + i128::from(hi)) / 2) as i64;
-                if predicted(from_key(mid), t) {
-                    hi = mid;
-                } else {
-                    lo = mid;
-                }
-            }
-            from_key(hi)
-        };
+        let z_star = decision_bound(pred.threshold);
         // The smallest f32 whose f64 value reaches z*.
         let mut x_star = z_star as f32;
         if f64::from(x_star) < z_star {
@@ -293,7 +264,7 @@ pub(crate) fn stats_tile(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use symseg_core::metrics::sym_pair;
+    use symseg_core::metrics::{predicted, sym_pair};
     use symseg_core::rng::Rng;
 
     #[test]

@@ -1,9 +1,10 @@
 // Per-sample confusion counts of the thresholded symmetrised prediction and
 // the asymmetry sum (SPEC §5–6) over counted pairs, one tile pair per block.
 // Counts are integers (atomics are exact); each block's asymmetry sum goes to
-// its own slot, added by the host in block order. The symmetrised value and
-// its score are computed in f64, as on the host, so that every backend
-// thresholds identically.
+// its own slot, added by the host in block order. The symmetrised value is
+// computed in f64, as on the host, and compared with `z_star`, the host's exact
+// bound for the threshold (`symseg_core::metrics::decision_bound`), so that
+// every backend thresholds identically; the scores only enter the asymmetry.
 
 #define MODE_NONE 0
 #define MODE_AVERAGE 1
@@ -16,7 +17,7 @@ __device__ __forceinline__ double score(double z) {
 
 extern "C" __global__ void symseg_stats(
     const float* __restrict__ x, const u8* __restrict__ y, const u8* __restrict__ mask,
-    const long long* __restrict__ lengths, long long n, long long sep, int mode, double threshold,
+    const long long* __restrict__ lengths, long long n, long long sep, int mode, double z_star,
     u64* __restrict__ confusion, double* __restrict__ asym, u64* __restrict__ bad) {
     __shared__ float sx[TILE][TILE + 1];
     __shared__ unsigned long long red[THREADS];
@@ -72,13 +73,13 @@ extern "C" __global__ void symseg_stats(
             zij = zji = c;
         }
         const bool positive = yij == 1;
-        const bool p1 = score(zij) >= threshold;
+        const bool p1 = zij >= z_star;
         tp += p1 && positive;
         fp += p1 && !positive;
         fn += !p1 && positive;
         tn += !p1 && !positive;
         if (i != j) {
-            const bool p2 = score(zji) >= threshold;
+            const bool p2 = zji >= z_star;
             tp += p2 && positive;
             fp += p2 && !positive;
             fn += !p2 && positive;
