@@ -55,6 +55,32 @@ struct Record {
     copy_gbs: f64,
 }
 
+impl Record {
+    /// The record of one case over `[b, n, n]` that took `secs` and moves
+    /// `bytes` per element.
+    fn new(
+        op: &'static str,
+        strategy: &'static str,
+        penalty: &'static str,
+        (b, n): (usize, usize),
+        secs: f64,
+        bytes: f64,
+        copy_gbs: f64,
+    ) -> Record {
+        let elems = (b * n * n) as f64;
+        Record {
+            op,
+            strategy,
+            penalty,
+            shape: [b, n, n],
+            ms: secs * 1e3,
+            gelem_s: elems / secs / 1e9,
+            gbs: elems * bytes / secs / 1e9,
+            copy_gbs,
+        }
+    }
+}
+
 /// Median seconds of `f` over repeated runs for about `budget`, after one warm-up run.
 fn median_secs(budget: Duration, mut f: impl FnMut()) -> f64 {
     f();
@@ -139,6 +165,12 @@ pub fn run(args: &Args) -> bool {
         }
     }
     let mut records = Vec::new();
+    let mut emit = |rec: Record| {
+        if !args.json {
+            print_record(&rec, copy_gbs);
+        }
+        records.push(rec);
+    };
     for (b, n) in shapes.into_iter().filter(|&(_, n)| args.n.is_none_or(|m| m == n)) {
         let case = Case::random(&mut Rng::new(7), &CaseSpec::new(b, n));
         let x = Array3::from_shape_vec((b, n, n), case.logits).expect("case dims");
@@ -163,22 +195,8 @@ pub fn run(args: &Args) -> bool {
                         };
                         std::hint::black_box(r.expect("bench input is valid"));
                     });
-                    let elems = (b * n * n) as f64;
                     let bytes = if op == "loss" { 5.0 } else { BYTES_PER_ELEMENT };
-                    let rec = Record {
-                        op,
-                        strategy: strategy.as_str(),
-                        penalty: pname,
-                        shape: [b, n, n],
-                        ms: secs * 1e3,
-                        gelem_s: elems / secs / 1e9,
-                        gbs: elems * bytes / secs / 1e9,
-                        copy_gbs,
-                    };
-                    if !args.json {
-                        print_record(&rec, copy_gbs);
-                    }
-                    records.push(rec);
+                    emit(Record::new(op, strategy.as_str(), pname, (b, n), secs, bytes, copy_gbs));
                 }
             }
         }
@@ -190,21 +208,7 @@ pub fn run(args: &Args) -> bool {
                 let secs = median_secs(budget, || {
                     std::hint::black_box(backend.sample_stats(&input, &pred).expect("bench input is valid"));
                 });
-                let elems = (b * n * n) as f64;
-                let rec = Record {
-                    op: "stats",
-                    strategy: mode.as_str(),
-                    penalty: "none",
-                    shape: [b, n, n],
-                    ms: secs * 1e3,
-                    gelem_s: elems / secs / 1e9,
-                    gbs: elems * 5.0 / secs / 1e9,
-                    copy_gbs,
-                };
-                if !args.json {
-                    print_record(&rec, copy_gbs);
-                }
-                records.push(rec);
+                emit(Record::new("stats", mode.as_str(), "none", (b, n), secs, 5.0, copy_gbs));
             }
         }
     }
