@@ -70,6 +70,21 @@ struct RowCtx {
     two_z_star: f64,
 }
 
+/// Whether `(i, j)` and `(j, i)` are predicted positive under `MODE` (SPEC §5),
+/// from their logits and a [`Predictor`]'s bounds.
+#[inline(always)]
+fn decide<const MODE: u8>(xij: f32, xji: f32, x_star: f32, two_z_star: f64) -> (bool, bool) {
+    match MODE {
+        MODE_NONE => (xij >= x_star, xji >= x_star),
+        MODE_UPPER => (xij >= x_star, xij >= x_star),
+        MODE_LOWER => (xji >= x_star, xji >= x_star),
+        _ => {
+            let p = f64::from(xij) + f64::from(xji) >= two_z_star;
+            (p, p)
+        }
+    }
+}
+
 /// One unordered pair's records (both orders): `(tp, fp, fn, counted, |s_ij - s_ji|, non-finite counted?)`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -85,15 +100,7 @@ fn pair<const MODE: u8, const F: bool, const EDGE: bool>(
     let inside = !EDGE || (j > c.i && j < c.len && j - c.i >= c.sep);
     let cnt = inside && y != 255 && (!c.has_mask || m != 0);
     let fin = xij.is_finite() && xji.is_finite();
-    let (pij, pji) = match MODE {
-        MODE_NONE => (xij >= c.x_star, xji >= c.x_star),
-        MODE_UPPER => (xij >= c.x_star, xij >= c.x_star),
-        MODE_LOWER => (xji >= c.x_star, xji >= c.x_star),
-        _ => {
-            let p = f64::from(xij) + f64::from(xji) >= c.two_z_star;
-            (p, p)
-        }
-    };
+    let (pij, pji) = decide::<MODE>(xij, xji, c.x_star, c.two_z_star);
     let pos = y == 1;
     let tp = u32::from(pij & pos) + u32::from(pji & pos);
     let fp = u32::from(pij & !pos) + u32::from(pji & !pos);
@@ -294,13 +301,10 @@ mod tests {
                     let (zij, zji) = sym_pair(mode, a, b);
                     let want = (predicted(zij, t), predicted(zji, t));
                     let got = match p.mode {
-                        MODE_NONE => (a >= p.x_star, b >= p.x_star),
-                        MODE_UPPER => (a >= p.x_star, a >= p.x_star),
-                        MODE_LOWER => (b >= p.x_star, b >= p.x_star),
-                        _ => {
-                            let q = f64::from(a) + f64::from(b) >= p.two_z_star;
-                            (q, q)
-                        }
+                        MODE_NONE => decide::<MODE_NONE>(a, b, p.x_star, p.two_z_star),
+                        MODE_UPPER => decide::<MODE_UPPER>(a, b, p.x_star, p.two_z_star),
+                        MODE_LOWER => decide::<MODE_LOWER>(a, b, p.x_star, p.two_z_star),
+                        _ => decide::<MODE_AVERAGE>(a, b, p.x_star, p.two_z_star),
                     };
                     assert_eq!(got, want, "t={t} mode={mode:?} x=({a}, {b})");
                 }
