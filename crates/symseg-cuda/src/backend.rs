@@ -5,19 +5,14 @@ use std::sync::{Arc, OnceLock};
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaSlice, CudaStream, DriverError, LaunchConfig, PushKernelArg,
 };
-use symseg_core::metrics::{Confusion, PredictConfig, SampleStats, decision_bound};
+use symseg_core::metrics::{PredictConfig, SampleStats, decision_bound};
 use symseg_core::validate::{Dims, RegionCounts};
-use symseg_core::{
-    Error, LossConfig, LossInput, LossReport, PenaltyKind, PenaltyOn, Result, Strategy, SymMode,
-    TensorBackend,
-};
+use symseg_core::{Error, LossConfig, LossInput, LossReport, Result, SymMode, TensorBackend};
 
 use crate::availability;
 use crate::kernels::{self, KernelSource};
+use crate::launch_args::{self, LossArgs, ROWS, TILE, mode_code};
 use crate::tensor::{DeviceTensor, DeviceTensorMut};
-
-const TILE: usize = 32;
-const ROWS: u32 = 8;
 
 fn dev(e: DriverError) -> Error {
     Error::Backend { backend: "cuda", message: e.to_string() }
@@ -140,8 +135,7 @@ impl CudaBackend {
     }
 
     fn tiles(dims: Dims) -> usize {
-        let nt = dims.n.div_ceil(TILE);
-        nt * (nt + 1) / 2
+        launch_args::tile_pairs(dims.n)
     }
 
     /// Shapes and lengths of an input (SPEC §1).
@@ -206,8 +200,7 @@ impl CudaBackend {
         {
             return Err(self.violation(input, dims, key as usize, require_symmetric));
         }
-        let c = s.clone_dtoh(&counts).map_err(dev)?;
-        Ok(c.chunks(2).map(|p| RegionCounts { pairs: p[0], diagonal: p[1] }).collect())
+        Ok(launch_args::region_counts(&s.clone_dtoh(&counts).map_err(dev)?))
     }
 
     /// The error for the violation at upper-triangle flat index `key`, checked
@@ -271,32 +264,10 @@ impl CudaBackend {
         let s = &self.stream;
         let lengths = s.clone_htod(&lens.iter().map(|&l| l as i64).collect::<Vec<_>>()).map_err(dev)?;
         let counts = self.scan(input, dims, &lengths, !cfg.allow_asymmetric_labels)?;
-        let terms: Vec<u64> = counts.iter().map(|c| c.terms(cfg.strategy)).collect();
-        let r = cfg.reduction.factors(&terms);
-        let lambda = cfg.penalty.map_or(0.0, |p| p.weight);
-        let rp = cfg.reduction.factors(&counts.iter().map(|c| c.pairs).collect::<Vec<_>>());
-        let wp: Vec<f64> = rp.iter().map(|&v| lambda * v).collect();
-        let fe = ElemArgs::new(&cfg.loss);
-        let (pen_kind, pen_probs, delta) = match cfg.penalty {
-            None => (0i32, 0i32, 0f32),
-            Some(p) => {
-                let (kind, delta) = match p.kind {
-                    PenaltyKind::L1 => (1, 0.0),
-                    PenaltyKind::L2 => (2, 0.0),
-                    PenaltyKind::Huber { delta } => (3, delta as f32),
-                };
-                (kind, i32::from(p.on == PenaltyOn::Probs), delta)
-            }
-        };
-        let strategy: i32 = match cfg.strategy {
-            Strategy::Plain => 0,
-            Strategy::Dual => 1,
-            Strategy::Average => 2,
-            Strategy::Upper => 3,
-            Strategy::Lower => 4,
-        };
-        let r_dev = s.clone_htod(&r).map_err(dev)?;
-        let wp_dev = s.clone_htod(&wp).map_err(dev)?;
+        let args = LossArgs::new(cfg, &counts);
+        let fe = args.elem;
+        let r_dev = s.clone_htod(&args.r).map_err(dev)?;
+        let wp_dev = s.clone_htod(&args.wp).map_err(dev)?;
         let partial = s.alloc_zeros::<f64>(2 * dims.batch * Self::tiles(dims)).map_err(dev)?;
         let bad = s.clone_htod(&[u64::MAX]).map_err(dev)?;
         let (x, y) = (input.logits.ptr, input.labels.ptr);
@@ -305,8 +276,8 @@ impl CudaBackend {
         let (n, sep) = (dims.n as i64, input.region.min_sep as i64);
         let mut b = s.launch_builder(&k.loss);
         b.arg(&x).arg(&y).arg(&m).arg(&g).arg(&lengths).arg(&n).arg(&sep);
-        b.arg(&strategy).arg(&fe.w_pos).arg(&fe.w_neg).arg(&fe.gamma).arg(&fe.kind);
-        b.arg(&pen_kind).arg(&pen_probs).arg(&delta);
+        b.arg(&args.strategy).arg(&fe.w_pos).arg(&fe.w_neg).arg(&fe.gamma).arg(&fe.kind);
+        b.arg(&args.pen_kind).arg(&args.pen_probs).arg(&args.delta);
         b.arg(&r_dev).arg(&wp_dev).arg(&partial).arg(&bad);
         // SAFETY: the arguments match `symseg_loss`'s parameters in order and
         // type; every pointer covers the validated `[B, N, N]` extent.
@@ -317,54 +288,8 @@ impl CudaBackend {
         {
             return Err(self.non_finite(x, dims, k as usize));
         }
-        let parts = s.clone_dtoh(&partial).map_err(dev)?;
-        // In block order: the same sum run to run.
-        let (mut element_loss, mut penalty) = (0.0, 0.0);
-        for p in parts.chunks(2) {
-            element_loss += p[0];
-            penalty += p[1];
-        }
+        let (element_loss, penalty) = launch_args::sum_partials(&s.clone_dtoh(&partial).map_err(dev)?);
         Ok(RegionCounts::report(&counts, cfg.strategy, element_loss, penalty))
-    }
-}
-
-/// The element loss as `symseg_loss` takes it.
-struct ElemArgs {
-    w_pos: f32,
-    w_neg: f32,
-    gamma: f32,
-    kind: i32,
-}
-
-impl ElemArgs {
-    fn new(loss: &symseg_core::ElementLoss) -> ElemArgs {
-        match *loss {
-            symseg_core::ElementLoss::Focal { alpha, gamma } => {
-                let (a1, a0) = alpha.map_or((1.0, 1.0), |a| (a, 1.0 - a));
-                let kind = if gamma == 0.0 {
-                    0
-                } else if gamma == 1.0 {
-                    1
-                } else if gamma == 2.0 {
-                    2
-                } else {
-                    3
-                };
-                ElemArgs { w_pos: a1 as f32, w_neg: a0 as f32, gamma: gamma as f32, kind }
-            }
-            symseg_core::ElementLoss::Bce { pos_weight } => {
-                ElemArgs { w_pos: pos_weight as f32, w_neg: 1.0, gamma: 0.0, kind: 0 }
-            }
-        }
-    }
-}
-
-fn mode_code(mode: SymMode) -> i32 {
-    match mode {
-        SymMode::None => 0,
-        SymMode::Average => 1,
-        SymMode::Upper => 2,
-        SymMode::Lower => 3,
     }
 }
 
@@ -423,17 +348,7 @@ impl TensorBackend for CudaBackend {
         }
         let conf = s.clone_dtoh(&confusion).map_err(dev)?;
         let asym = s.clone_dtoh(&asym).map_err(dev)?;
-        Ok((0..dims.batch)
-            .map(|b| {
-                let c = &conf[5 * b..5 * b + 5];
-                SampleStats {
-                    confusion: Confusion { tp: c[0], fp: c[1], fn_: c[2], tn: c[3] },
-                    // Block order within the sample: the same sum run to run.
-                    asym_sum: asym[b * tiles..(b + 1) * tiles].iter().sum(),
-                    asym_pairs: c[4],
-                }
-            })
-            .collect())
+        Ok(launch_args::sample_stats(&conf, &asym, tiles))
     }
 
     fn symmetrise(&self, x: Self::View<'_, f32>, mode: SymMode, out: Self::ViewMut<'_, f32>) -> Result<()> {

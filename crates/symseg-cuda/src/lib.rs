@@ -19,6 +19,7 @@ mod availability;
 mod backend;
 mod host;
 pub mod kernels;
+mod launch_args;
 mod tensor;
 
 pub use availability::unavailable_reason;

@@ -1,0 +1,133 @@
+//! What the host passes to the kernels and makes of what they return, apart
+//! from the driver calls: the kernels' integer codes, the reduction factors,
+//! the grid, and the block-ordered sums. The backend and the CPU emulation of
+//! the kernels (its tests) share these, so the emulation checks the host's
+//! side of each launch too.
+
+use symseg_core::metrics::{Confusion, SampleStats};
+use symseg_core::validate::RegionCounts;
+use symseg_core::{ElementLoss, LossConfig, PenaltyKind, PenaltyOn, Strategy, SymMode};
+
+/// Tile side and rows per block (`TILE` and `ROWS` of `common.cuh`).
+pub(crate) const TILE: usize = 32;
+pub(crate) const ROWS: u32 = 8;
+
+/// Tile pairs `(I, J)`, `I <= J`, of one `n x n` sample: the grid's x extent.
+pub(crate) fn tile_pairs(n: usize) -> usize {
+    let nt = n.div_ceil(TILE);
+    nt * (nt + 1) / 2
+}
+
+/// The element loss as `symseg_loss` takes it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ElemArgs {
+    pub w_pos: f32,
+    pub w_neg: f32,
+    pub gamma: f32,
+    /// How `s^gamma` is evaluated: 0, 1, 2 by multiplication, 3 by `exp`.
+    pub kind: i32,
+}
+
+impl ElemArgs {
+    pub fn new(loss: &ElementLoss) -> ElemArgs {
+        match *loss {
+            ElementLoss::Focal { alpha, gamma } => {
+                let (a1, a0) = alpha.map_or((1.0, 1.0), |a| (a, 1.0 - a));
+                let kind = if gamma == 0.0 {
+                    0
+                } else if gamma == 1.0 {
+                    1
+                } else if gamma == 2.0 {
+                    2
+                } else {
+                    3
+                };
+                ElemArgs { w_pos: a1 as f32, w_neg: a0 as f32, gamma: gamma as f32, kind }
+            }
+            ElementLoss::Bce { pos_weight } => {
+                ElemArgs { w_pos: pos_weight as f32, w_neg: 1.0, gamma: 0.0, kind: 0 }
+            }
+        }
+    }
+}
+
+/// Everything `symseg_loss` takes besides buffers and shape.
+#[derive(Debug, Clone)]
+pub(crate) struct LossArgs {
+    /// `STRAT_*` of `loss.cu`.
+    pub strategy: i32,
+    pub elem: ElemArgs,
+    /// `PEN_*` of `common.cuh` (0 = none), whether on probabilities, Huber's delta.
+    pub pen_kind: i32,
+    pub pen_probs: i32,
+    pub delta: f32,
+    /// Per sample: `r_b` and `lambda * r_P` (SPEC §3–4).
+    pub r: Vec<f64>,
+    pub wp: Vec<f64>,
+}
+
+impl LossArgs {
+    /// The arguments for `cfg` given the scan's per-sample counts.
+    pub fn new(cfg: &LossConfig, counts: &[RegionCounts]) -> LossArgs {
+        let terms: Vec<u64> = counts.iter().map(|c| c.terms(cfg.strategy)).collect();
+        let r = cfg.reduction.factors(&terms);
+        let lambda = cfg.penalty.map_or(0.0, |p| p.weight);
+        let rp = cfg.reduction.factors(&counts.iter().map(|c| c.pairs).collect::<Vec<_>>());
+        let wp = rp.iter().map(|&v| lambda * v).collect();
+        let (pen_kind, pen_probs, delta) = match cfg.penalty {
+            None => (0, 0, 0.0),
+            Some(p) => {
+                let (kind, delta) = match p.kind {
+                    PenaltyKind::L1 => (1, 0.0),
+                    PenaltyKind::L2 => (2, 0.0),
+                    PenaltyKind::Huber { delta } => (3, delta as f32),
+                };
+                (kind, i32::from(p.on == PenaltyOn::Probs), delta)
+            }
+        };
+        let strategy = match cfg.strategy {
+            Strategy::Plain => 0,
+            Strategy::Dual => 1,
+            Strategy::Average => 2,
+            Strategy::Upper => 3,
+            Strategy::Lower => 4,
+        };
+        LossArgs { strategy, elem: ElemArgs::new(&cfg.loss), pen_kind, pen_probs, delta, r, wp }
+    }
+}
+
+/// The element-loss and penalty totals from `symseg_loss`'s per-block
+/// `(element, penalty)` partials, added in block order (the same sum run to run).
+pub(crate) fn sum_partials(partial: &[f64]) -> (f64, f64) {
+    partial.chunks(2).fold((0.0, 0.0), |(e, p), c| (e + c[0], p + c[1]))
+}
+
+/// `MODE_*` of `stats.cu` and `symmetrise.cu`.
+pub(crate) fn mode_code(mode: SymMode) -> i32 {
+    match mode {
+        SymMode::None => 0,
+        SymMode::Average => 1,
+        SymMode::Upper => 2,
+        SymMode::Lower => 3,
+    }
+}
+
+/// Per-sample statistics from `symseg_stats`'s outputs: five counts per
+/// sample (`tp, fp, fn, tn`, asymmetry pairs) and one asymmetry sum per block,
+/// `tiles` blocks per sample, added in block order.
+pub(crate) fn sample_stats(confusion: &[u64], asym: &[f64], tiles: usize) -> Vec<SampleStats> {
+    confusion
+        .chunks(5)
+        .zip(asym.chunks(tiles.max(1)))
+        .map(|(c, a)| SampleStats {
+            confusion: Confusion { tp: c[0], fp: c[1], fn_: c[2], tn: c[3] },
+            asym_sum: a.iter().sum(),
+            asym_pairs: c[4],
+        })
+        .collect()
+}
+
+/// Per-sample counted-set sizes from `symseg_scan`'s `(pairs, diagonal)` counts.
+pub(crate) fn region_counts(counts: &[u64]) -> Vec<RegionCounts> {
+    counts.chunks(2).map(|p| RegionCounts { pairs: p[0], diagonal: p[1] }).collect()
+}
