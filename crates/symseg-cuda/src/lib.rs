@@ -17,6 +17,8 @@
 
 mod availability;
 mod backend;
+#[cfg(test)]
+mod emulated;
 mod host;
 pub mod kernels;
 mod launch_args;

@@ -13,7 +13,6 @@ extern "C" __global__ void symseg_scan(
     __shared__ unsigned long long red[THREADS];
 
     const Block blk = this_block(n);
-    const unsigned ti = blk.ti, tj = blk.tj;
     const long long base = blk.base, i0 = blk.i0, j0 = blk.j0;
     const long long b = blk.b;
     const long long len = lengths[blk.b];

@@ -24,7 +24,6 @@ extern "C" __global__ void symseg_stats(
     __shared__ double dred[THREADS];
 
     const Block blk = this_block(n);
-    const unsigned ti = blk.ti, tj = blk.tj;
     const long long base = blk.base, i0 = blk.i0, j0 = blk.j0;
     const unsigned tiles = blk.tiles;
     const long long b = blk.b;

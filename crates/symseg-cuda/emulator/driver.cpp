@@ -1,0 +1,117 @@
+// The test's side of one emulated launch: read the kernel's scalar arguments
+// and input buffers from stdin (little-endian, in the kernel's parameter
+// order), launch it with the backend's grid, and write its output buffers to
+// stdout. Buffers are exactly their tensors' size, so AddressSanitizer sees
+// any index past them. Exactly one EMU_* macro selects the kernel.
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace emu {
+
+template <typename T>
+T get() {
+    T v;
+    if (std::fread(&v, sizeof v, 1, stdin) != 1) {
+        std::fprintf(stderr, "emulator: short input\n");
+        std::exit(2);
+    }
+    return v;
+}
+
+template <typename T>
+std::vector<T> get_vec(size_t n) {
+    std::vector<T> v(n);
+    if (n && std::fread(v.data(), sizeof(T), n, stdin) != n) {
+        std::fprintf(stderr, "emulator: short input\n");
+        std::exit(2);
+    }
+    return v;
+}
+
+template <typename T>
+void put(const std::vector<T>& v) {
+    if (!v.empty()) {
+        std::fwrite(v.data(), sizeof(T), v.size(), stdout);
+    }
+}
+
+template <typename T>
+T* or_null(std::vector<T>& v, bool present) {
+    return present ? v.data() : nullptr;
+}
+
+}  // namespace emu
+
+int main() {
+    using namespace emu;
+    const unsigned gx = get<unsigned>(), gy = get<unsigned>();
+    const long long n = get<long long>();
+    const size_t len = (size_t)gy * (size_t)n * (size_t)n;
+#if defined(EMU_SCAN)
+    const long long sep = get<long long>();
+    const int require_symmetric = get<int>(), has_mask = get<int>();
+    auto y = get_vec<u8>(len);
+    auto mask = get_vec<u8>(has_mask ? len : 0);
+    auto lengths = get_vec<long long>(gy);
+    std::vector<u64> counts(2 * (size_t)gy, 0), violation(1, ~0ull);
+    emu_launch(gx, gy, TILE, ROWS, [&] {
+        symseg_scan(y.data(), or_null(mask, has_mask), lengths.data(), n, sep, require_symmetric,
+                    counts.data(), violation.data());
+    });
+    put(counts);
+    put(violation);
+#elif defined(EMU_LOSS)
+    const long long sep = get<long long>();
+    const int strategy = get<int>();
+    const float w_pos = get<float>(), w_neg = get<float>(), gamma = get<float>();
+    const int kind = get<int>(), pen_kind = get<int>(), pen_probs = get<int>();
+    const float delta = get<float>();
+    const int has_mask = get<int>(), has_grad = get<int>();
+    auto x = get_vec<float>(len);
+    auto y = get_vec<u8>(len);
+    auto mask = get_vec<u8>(has_mask ? len : 0);
+    auto lengths = get_vec<long long>(gy);
+    auto r = get_vec<double>(gy);
+    auto wp = get_vec<double>(gy);
+    // A value no kernel writes, so the test sees any gradient element left unwritten.
+    std::vector<float> grad(has_grad ? len : 0, 1234.5f);
+    std::vector<double> partial(2 * (size_t)gx * gy, NAN);
+    std::vector<u64> bad(1, ~0ull);
+    emu_launch(gx, gy, TILE, ROWS, [&] {
+        symseg_loss(x.data(), y.data(), or_null(mask, has_mask), or_null(grad, has_grad), lengths.data(), n,
+                    sep, strategy, w_pos, w_neg, gamma, kind, pen_kind, pen_probs, delta, r.data(), wp.data(),
+                    partial.data(), bad.data());
+    });
+    put(grad);
+    put(partial);
+    put(bad);
+#elif defined(EMU_STATS)
+    const long long sep = get<long long>();
+    const int mode = get<int>();
+    const double z_star = get<double>();
+    const int has_mask = get<int>();
+    auto x = get_vec<float>(len);
+    auto y = get_vec<u8>(len);
+    auto mask = get_vec<u8>(has_mask ? len : 0);
+    auto lengths = get_vec<long long>(gy);
+    std::vector<u64> confusion(5 * (size_t)gy, 0), bad(1, ~0ull);
+    std::vector<double> asym((size_t)gx * gy, NAN);
+    emu_launch(gx, gy, TILE, ROWS, [&] {
+        symseg_stats(x.data(), y.data(), or_null(mask, has_mask), lengths.data(), n, sep, mode, z_star,
+                     confusion.data(), asym.data(), bad.data());
+    });
+    put(confusion);
+    put(asym);
+    put(bad);
+#elif defined(EMU_SYMMETRISE)
+    const int mode = get<int>();
+    auto x = get_vec<float>(len);
+    std::vector<float> out(len, 1234.5f);
+    emu_launch(gx, gy, TILE, ROWS, [&] { symseg_symmetrise(x.data(), n, mode, out.data()); });
+    put(out);
+#else
+#error "define one of EMU_SCAN, EMU_LOSS, EMU_STATS, EMU_SYMMETRISE"
+#endif
+    return std::fflush(stdout) == 0 ? 0 : 3;
+}

@@ -1,0 +1,424 @@
+//! The CUDA kernels run on the CPU, against the float64 reference, so that CI
+//! (no GPU) checks what they compute and not only that they compile.
+//!
+//! Each kernel's NVRTC source (`kernels::full_source`) is compiled as C++
+//! with `emulator/cuda_on_cpu.h` (threads, a real barrier for
+//! `__syncthreads`, atomics) and `emulator/driver.cpp` (arguments in on stdin,
+//! outputs back on stdout), under AddressSanitizer where the compiler has it.
+//! The host side of each launch is the backend's own (`launch_args`): codes,
+//! reduction factors, grid and block-ordered sums. Without a C++ compiler
+//! the tests print `skipped: <reason>` and pass, unless
+//! `SYMSEG_REQUIRE_EMULATOR` is set (as in CI).
+#![allow(clippy::print_stdout, clippy::expect_used, clippy::unwrap_used)] // test code
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use symseg_core::metrics::{Confusion, PredictConfig, decision_bound, predicted, score, sym_pair};
+use symseg_core::reference::RefBatch;
+use symseg_core::testing::{Case, CaseSpec, Rng, check_against_reference, random_case, random_config};
+use symseg_core::validate::RegionCounts;
+use symseg_core::{LossConfig, SymMode};
+
+use crate::kernels::{self, KernelSource};
+use crate::launch_args::{self, LossArgs, mode_code, tile_pairs};
+
+const SHIM: &str = include_str!("../emulator/cuda_on_cpu.h");
+const DRIVER: &str = include_str!("../emulator/driver.cpp");
+
+/// The four emulator executables, or why there are none.
+struct Emulators {
+    scan: PathBuf,
+    loss: PathBuf,
+    stats: PathBuf,
+    symmetrise: PathBuf,
+}
+
+/// Builds `k`'s emulator, or reuses the one built from the same text by the
+/// same compiler (the executables stay in one temporary folder, named by a
+/// hash of what they were built from).
+fn compile(cxx: &str, dir: &Path, k: &KernelSource, select: &str) -> PathBuf {
+    let text = format!("{SHIM}\n{}\n#define {select}\n{DRIVER}", kernels::full_source(k));
+    let mut h = DefaultHasher::new();
+    (cxx, &text).hash(&mut h);
+    let exe = dir.join(format!("{}-{:016x}", k.entry, h.finish()));
+    if exe.exists() {
+        return exe;
+    }
+    // Private names until the rename, so concurrent test runs never see half a file.
+    let pid = std::process::id();
+    let src = dir.join(format!("{}-{pid}.cpp", k.entry));
+    let tmp = dir.join(format!("{}-{pid}.tmp", k.entry));
+    std::fs::write(&src, text).expect("write the emulator source");
+    let base = ["-std=c++20", "-O1", "-g", "-pthread", "-x", "c++"];
+    let sanitized = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"];
+    let mut last_log = String::new();
+    for extra in [&sanitized[..], &[]] {
+        let out = Command::new(cxx)
+            .args(base)
+            .args(extra)
+            .arg(&src)
+            .arg("-o")
+            .arg(&tmp)
+            .output()
+            .expect("run the C++ compiler");
+        if out.status.success() {
+            std::fs::rename(&tmp, &exe).expect("move the emulator into place");
+            std::fs::remove_file(&src).ok();
+            return exe;
+        }
+        last_log = String::from_utf8_lossy(&out.stderr).into_owned();
+    }
+    panic!("{} does not compile for the CPU emulator:\n{last_log}", k.file);
+}
+
+/// A working C++20 compiler: `$CXX`, else `c++`, else `g++`.
+fn compiler() -> Option<String> {
+    let candidates = std::env::var("CXX").into_iter().chain(["c++".to_string(), "g++".to_string()]);
+    candidates
+        .into_iter()
+        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+}
+
+fn emulators() -> Option<&'static Emulators> {
+    static EMU: OnceLock<Option<Emulators>> = OnceLock::new();
+    let emu = EMU.get_or_init(|| {
+        let cxx = compiler()?;
+        let dir = std::env::temp_dir().join("symseg-cuda-emulator");
+        std::fs::create_dir_all(&dir).expect("create the emulator directory");
+        Some(Emulators {
+            scan: compile(&cxx, &dir, &kernels::SCAN, "EMU_SCAN"),
+            loss: compile(&cxx, &dir, &kernels::LOSS, "EMU_LOSS"),
+            stats: compile(&cxx, &dir, &kernels::STATS, "EMU_STATS"),
+            symmetrise: compile(&cxx, &dir, &kernels::SYMMETRISE, "EMU_SYMMETRISE"),
+        })
+    });
+    if emu.is_none() {
+        assert!(
+            std::env::var("SYMSEG_REQUIRE_EMULATOR").is_err(),
+            "SYMSEG_REQUIRE_EMULATOR is set but no C++ compiler (CXX, c++, g++) works"
+        );
+        println!("skipped: no C++ compiler (CXX, c++ or g++) to build the kernel emulator");
+    }
+    emu.as_ref()
+}
+
+/// Little-endian arguments in a kernel's parameter order.
+#[derive(Default)]
+struct Args(Vec<u8>);
+
+impl Args {
+    fn grid(n: usize, batch: usize) -> Args {
+        let mut a = Args::default();
+        a.u32(tile_pairs(n) as u32).u32(batch as u32).i64(n as i64);
+        a
+    }
+    fn u32(&mut self, v: u32) -> &mut Self {
+        self.0.extend(v.to_le_bytes());
+        self
+    }
+    fn i32(&mut self, v: i32) -> &mut Self {
+        self.0.extend(v.to_le_bytes());
+        self
+    }
+    fn i64(&mut self, v: i64) -> &mut Self {
+        self.0.extend(v.to_le_bytes());
+        self
+    }
+    fn f32(&mut self, v: f32) -> &mut Self {
+        self.0.extend(v.to_le_bytes());
+        self
+    }
+    fn f64(&mut self, v: f64) -> &mut Self {
+        self.0.extend(v.to_le_bytes());
+        self
+    }
+    fn bytes(&mut self, v: &[u8]) -> &mut Self {
+        self.0.extend(v);
+        self
+    }
+    fn f32s(&mut self, v: &[f32]) -> &mut Self {
+        v.iter().for_each(|&x| self.0.extend(x.to_le_bytes()));
+        self
+    }
+    fn f64s(&mut self, v: &[f64]) -> &mut Self {
+        v.iter().for_each(|&x| self.0.extend(x.to_le_bytes()));
+        self
+    }
+    fn lengths(&mut self, case: &Case) -> &mut Self {
+        let (b, n) = (case.dims.batch, case.dims.n);
+        for s in 0..b {
+            self.i64(case.lengths.as_ref().map_or(n, |l| l[s]) as i64);
+        }
+        self
+    }
+}
+
+/// Runs one launch; returns its outputs.
+fn launch(exe: &Path, args: &Args) -> Outputs {
+    let mut child = Command::new(exe)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the emulator");
+    // The driver reads every argument before it writes anything, so this cannot deadlock.
+    child.stdin.take().expect("stdin").write_all(&args.0).expect("send the arguments");
+    let out = child.wait_with_output().expect("run the emulator");
+    assert!(
+        out.status.success(),
+        "{} failed ({}):\n{}",
+        exe.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Outputs { bytes: out.stdout, at: 0 }
+}
+
+/// A launch's outputs, read back in the driver's order.
+struct Outputs {
+    bytes: Vec<u8>,
+    at: usize,
+}
+
+impl Outputs {
+    fn take<const W: usize>(&mut self, count: usize) -> Vec<[u8; W]> {
+        let end = self.at + W * count;
+        assert!(
+            end <= self.bytes.len(),
+            "the emulator returned {} bytes, fewer than expected",
+            self.bytes.len()
+        );
+        let v = self.bytes[self.at..end].chunks_exact(W).map(|c| c.try_into().unwrap()).collect();
+        self.at = end;
+        v
+    }
+    fn f32s(&mut self, count: usize) -> Vec<f32> {
+        self.take::<4>(count).into_iter().map(f32::from_le_bytes).collect()
+    }
+    fn f64s(&mut self, count: usize) -> Vec<f64> {
+        self.take::<8>(count).into_iter().map(f64::from_le_bytes).collect()
+    }
+    fn u64s(&mut self, count: usize) -> Vec<u64> {
+        self.take::<8>(count).into_iter().map(u64::from_le_bytes).collect()
+    }
+    fn done(&self) {
+        assert_eq!(self.at, self.bytes.len(), "the emulator returned more than expected");
+    }
+}
+
+/// `symseg_scan`: per-sample counts, or the violation's flat index.
+fn scan(emu: &Emulators, case: &Case, require_symmetric: bool) -> Result<Vec<RegionCounts>, u64> {
+    let (b, n) = (case.dims.batch, case.dims.n);
+    let mut a = Args::grid(n, b);
+    a.i64(case.min_sep as i64).i32(i32::from(require_symmetric)).i32(i32::from(case.mask.is_some()));
+    a.bytes(&case.labels).bytes(case.mask.as_deref().unwrap_or(&[])).lengths(case);
+    let mut out = launch(&emu.scan, &a);
+    let counts = out.u64s(2 * b);
+    let violation = out.u64s(1)[0];
+    out.done();
+    if violation == u64::MAX { Ok(launch_args::region_counts(&counts)) } else { Err(violation) }
+}
+
+/// What `symseg_loss` returns: the gradient (when asked for), the host's
+/// block-ordered `(element, penalty)` sums and the non-finite index.
+struct LossOut {
+    grad: Option<Vec<f32>>,
+    sums: (f64, f64),
+    bad: u64,
+}
+
+fn loss(emu: &Emulators, case: &Case, cfg: &LossConfig, counts: &[RegionCounts], grad: bool) -> LossOut {
+    let (b, n) = (case.dims.batch, case.dims.n);
+    let la = LossArgs::new(cfg, counts);
+    let e = la.elem;
+    let mut a = Args::grid(n, b);
+    a.i64(case.min_sep as i64).i32(la.strategy).f32(e.w_pos).f32(e.w_neg).f32(e.gamma).i32(e.kind);
+    a.i32(la.pen_kind).i32(la.pen_probs).f32(la.delta);
+    a.i32(i32::from(case.mask.is_some())).i32(i32::from(grad));
+    a.f32s(&case.logits).bytes(&case.labels).bytes(case.mask.as_deref().unwrap_or(&[]));
+    a.lengths(case).f64s(&la.r).f64s(&la.wp);
+    let mut out = launch(&emu.loss, &a);
+    let g = grad.then(|| out.f32s(b * n * n));
+    let partial = out.f64s(2 * b * tile_pairs(n));
+    let bad = out.u64s(1)[0];
+    out.done();
+    LossOut { grad: g, sums: launch_args::sum_partials(&partial), bad }
+}
+
+#[test]
+fn scan_counts_match_the_reference() {
+    let Some(emu) = emulators() else { return };
+    for seed in 1..=40u64 {
+        let case = random_case(&mut Rng::new(seed));
+        let x64 = case.logits_f64();
+        let rb = case.ref_batch(&x64);
+        let counts = scan(emu, &case, true).unwrap_or_else(|k| panic!("seed {seed}: violation at {k}"));
+        for (s, c) in counts.iter().enumerate() {
+            let n = case.dims.n;
+            let pairs =
+                (0..n).flat_map(|i| (i + 1..n).map(move |j| (i, j))).filter(|&(i, j)| rb.in_set(s, i, j));
+            let diagonal = (0..n).filter(|&i| rb.in_set(s, i, i)).count() as u64;
+            assert_eq!((c.pairs, c.diagonal), (pairs.count() as u64, diagonal), "seed {seed} sample {s}");
+        }
+    }
+}
+
+#[test]
+fn scan_reports_the_lowest_violation() {
+    let Some(emu) = emulators() else { return };
+    let mut rng = Rng::new(77);
+    for round in 0..12 {
+        let (b, n) = (1 + rng.below(3), [5, 33, 64, 70][round % 4]);
+        let mut case = Case::random(&mut rng, &CaseSpec::new(b, n));
+        let mut keys = Vec::new();
+        for _ in 0..1 + rng.below(3) {
+            let (s, i, j) = (rng.below(b), rng.below(n), rng.below(n));
+            let key = (s * n + i.min(j)) * n + i.max(j);
+            if keys.contains(&key) {
+                continue; // a second change to one pair could undo the first
+            }
+            // A value outside {0, 1, 255}, or an asymmetric pair (off the diagonal).
+            let k = (s * n + i) * n + j;
+            case.labels[k] = if i == j || rng.chance(0.5) { 7 } else { 1 - case.labels[k] };
+            keys.push(key);
+        }
+        let want = *keys.iter().min().unwrap() as u64;
+        assert_eq!(scan(emu, &case, true).err(), Some(want), "round {round}");
+    }
+}
+
+#[test]
+fn loss_and_gradient_match_the_reference() {
+    let Some(emu) = emulators() else { return };
+    for seed in 1..=60u64 {
+        let mut rng = Rng::new(seed);
+        let case = random_case(&mut rng);
+        let cfg = random_config(&mut rng);
+        let x64 = case.logits_f64();
+        let rb = case.ref_batch(&x64);
+        let reference = symseg_core::reference::loss_grad(&rb, &cfg);
+        let counts = scan(emu, &case, !cfg.allow_asymmetric_labels)
+            .unwrap_or_else(|k| panic!("seed {seed}: violation at {k}"));
+        let with = loss(emu, &case, &cfg, &counts, true);
+        assert_eq!(with.bad, u64::MAX, "seed {seed}: a finite case reported a non-finite logit");
+        let grad = with.grad.expect("asked for the gradient");
+        // Every element written (the driver pre-fills 1234.5; the check below
+        // also requires exact zeros outside the counted set).
+        let report = RegionCounts::report(&counts, cfg.strategy, with.sums.0, with.sums.1);
+        check_against_reference(report.loss, Some(&grad), &reference, &rb)
+            .unwrap_or_else(|m| panic!("seed {seed}: {m} ({cfg:?}, n {})", case.dims.n));
+        let without = loss(emu, &case, &cfg, &counts, false);
+        assert_eq!(without.sums.0.to_bits(), with.sums.0.to_bits(), "seed {seed}: loss-only differs");
+        assert_eq!(without.sums.1.to_bits(), with.sums.1.to_bits(), "seed {seed}: loss-only penalty differs");
+    }
+}
+
+#[test]
+fn a_non_finite_counted_logit_is_found_at_its_lowest_index() {
+    let Some(emu) = emulators() else { return };
+    let mut rng = Rng::new(5);
+    for round in 0..8 {
+        let (b, n) = (1 + rng.below(2), [9, 40, 65][round % 3]);
+        let mut case = Case::random(&mut rng, &CaseSpec::new(b, n));
+        let mut keys = Vec::new();
+        for _ in 0..1 + rng.below(3) {
+            let k = rng.below(b * n * n);
+            case.logits[k] = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][rng.below(3)];
+            keys.push(k as u64);
+        }
+        let cfg = random_config(&mut rng);
+        let counts = scan(emu, &case, true).expect("valid labels");
+        let out = loss(emu, &case, &cfg, &counts, true);
+        assert_eq!(out.bad, *keys.iter().min().unwrap(), "round {round} ({cfg:?})");
+    }
+}
+
+/// SPEC §6's counts over ordered counted pairs and the asymmetry over unordered ones, in f64.
+fn reference_stats(rb: &RefBatch<'_>, x: &[f32], pred: &PredictConfig) -> Vec<(Confusion, f64, u64)> {
+    let n = rb.n;
+    (0..rb.batch)
+        .map(|s| {
+            let (mut c, mut asym, mut pairs) = (Confusion::default(), 0.0, 0u64);
+            for i in 0..n {
+                for j in 0..n {
+                    if !rb.in_set(s, i, j) {
+                        continue;
+                    }
+                    let (kij, kji) = ((s * n + i) * n + j, (s * n + j) * n + i);
+                    // `sym_pair` takes the unordered pair upper element first.
+                    let z = if i <= j {
+                        sym_pair(pred.mode, x[kij], x[kji]).0
+                    } else {
+                        sym_pair(pred.mode, x[kji], x[kij]).1
+                    };
+                    c.record(predicted(z, pred.threshold), rb.labels[kij] == 1);
+                    if i < j {
+                        asym += (score(f64::from(x[kij])) - score(f64::from(x[kji]))).abs();
+                        pairs += 1;
+                    }
+                }
+            }
+            (c, asym, pairs)
+        })
+        .collect()
+}
+
+#[test]
+fn metric_counts_match_the_reference() {
+    let Some(emu) = emulators() else { return };
+    for seed in 1..=32u64 {
+        let mut rng = Rng::new(1000 + seed);
+        let case = random_case(&mut rng);
+        let mode = SymMode::ALL[rng.below(SymMode::ALL.len())];
+        let threshold = [0.5, 0.05, 0.95, rng.uniform()][rng.below(4)];
+        let pred = PredictConfig::default().mode(mode).threshold(threshold);
+        let (b, n) = (case.dims.batch, case.dims.n);
+        let mut a = Args::grid(n, b);
+        a.i64(case.min_sep as i64).i32(mode_code(mode)).f64(decision_bound(threshold));
+        a.i32(i32::from(case.mask.is_some()));
+        a.f32s(&case.logits).bytes(&case.labels).bytes(case.mask.as_deref().unwrap_or(&[])).lengths(&case);
+        let mut out = launch(&emu.stats, &a);
+        let confusion = out.u64s(5 * b);
+        let asym = out.f64s(b * tile_pairs(n));
+        assert_eq!(out.u64s(1)[0], u64::MAX, "seed {seed}: non-finite reported");
+        out.done();
+        let got = launch_args::sample_stats(&confusion, &asym, tile_pairs(n));
+        let x64 = case.logits_f64();
+        let want = reference_stats(&case.ref_batch(&x64), &case.logits, &pred);
+        for (s, (g, (c, asym, pairs))) in got.iter().zip(want).enumerate() {
+            assert_eq!(g.confusion, c, "seed {seed} sample {s} ({mode:?}, t {threshold})");
+            assert_eq!(g.asym_pairs, pairs, "seed {seed} sample {s}");
+            assert!(
+                (g.asym_sum - asym).abs() <= 1e-12 * asym.max(1.0),
+                "seed {seed}: {} vs {asym}",
+                g.asym_sum
+            );
+        }
+    }
+}
+
+#[test]
+fn symmetrise_matches_the_reference() {
+    let Some(emu) = emulators() else { return };
+    let mut rng = Rng::new(9);
+    for (round, n) in [1, 2, 31, 32, 33, 70].into_iter().enumerate() {
+        let b = 1 + rng.below(3);
+        let case = Case::random(&mut rng, &CaseSpec::new(b, n));
+        for mode in SymMode::ALL {
+            let mut a = Args::grid(n, b);
+            a.i32(mode_code(mode)).f32s(&case.logits);
+            let mut out = launch(&emu.symmetrise, &a);
+            let got = out.f32s(b * n * n);
+            out.done();
+            let want = symseg_core::reference::symmetrise(&case.logits_f64(), b, n, mode);
+            for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+                // (x + x^T) / 2 of two f32 values is exact in f64, so one rounding either way.
+                assert_eq!(*g, *w as f32, "round {round} {mode:?} element {k}");
+            }
+        }
+    }
+}
