@@ -2,7 +2,7 @@
 //! each compared with the float64 reference and with the CPU backend.
 
 use ndarray::Array3;
-use symseg::testing::{Case, Rng, check_against_reference, random_case, random_config};
+use symseg::testing::{Case, check_against_reference, random_draw};
 use symseg::{CpuBackend, LossConfig, LossInput, Region, TensorBackend};
 
 #[derive(Debug, clap::Args)]
@@ -75,9 +75,7 @@ pub fn run(args: &Args) -> bool {
         let (mut failed, mut worst) = (0usize, 0.0f64);
         for k in 0..args.cases {
             let seed = args.seed + k as u64;
-            let mut rng = Rng::new(seed);
-            let case = random_case(&mut rng);
-            let cfg = random_config(&mut rng);
+            let (case, cfg) = random_draw(seed);
             let x64 = case.logits_f64();
             let rb = case.ref_batch(&x64);
             let reference = symseg::reference::loss_grad(&rb, &cfg);

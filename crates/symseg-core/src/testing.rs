@@ -31,6 +31,15 @@ pub fn random_config(rng: &mut Rng) -> LossConfig {
         .penalty(penalty)
 }
 
+/// The `seed`-th draw of the cross-backend checks: a [`random_case`] and a
+/// [`random_config`] from one generator, so a seed names a failure on every
+/// backend.
+pub fn random_draw(seed: u64) -> (Case, LossConfig) {
+    let mut rng = Rng::new(seed);
+    let case = random_case(&mut rng);
+    (case, random_config(&mut rng))
+}
+
 /// A random case for the cross-backend checks: sizes around tile and vector
 /// widths (1 to 129), lengths, `min_sep`, masks (sometimes empty), ignore
 /// labels and extreme logits.

@@ -19,7 +19,9 @@ use std::sync::OnceLock;
 
 use symseg_core::metrics::{Confusion, PredictConfig, decision_bound, predicted, score, sym_pair};
 use symseg_core::reference::RefBatch;
-use symseg_core::testing::{Case, CaseSpec, Rng, check_against_reference, random_case, random_config};
+use symseg_core::testing::{
+    Case, CaseSpec, Rng, check_against_reference, random_case, random_config, random_draw,
+};
 use symseg_core::validate::RegionCounts;
 use symseg_core::{LossConfig, SymMode};
 
@@ -295,9 +297,7 @@ fn scan_reports_the_lowest_violation() {
 fn loss_and_gradient_match_the_reference() {
     let Some(emu) = emulators() else { return };
     for seed in 1..=60u64 {
-        let mut rng = Rng::new(seed);
-        let case = random_case(&mut rng);
-        let cfg = random_config(&mut rng);
+        let (case, cfg) = random_draw(seed);
         let x64 = case.logits_f64();
         let rb = case.ref_batch(&x64);
         let reference = symseg_core::reference::loss_grad(&rb, &cfg);

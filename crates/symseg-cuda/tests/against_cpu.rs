@@ -6,7 +6,7 @@
 
 use ndarray::Array3;
 use symseg_core::metrics::PredictConfig;
-use symseg_core::testing::{Case, Rng, check_against_reference, random_case, random_config};
+use symseg_core::testing::{Case, Rng, check_against_reference, random_case, random_draw};
 use symseg_core::{Error, LossConfig, LossInput, Region, Strategy, SymMode, TensorBackend};
 use symseg_cpu::CpuBackend;
 use symseg_cuda::{CudaBackend, HostInput};
@@ -53,9 +53,7 @@ fn cpu_loss_grad(case: &Case, cfg: &LossConfig) -> symseg_core::Result<(f64, Vec
 fn random_cases_match_the_reference_and_the_cpu() {
     let Some(gpu) = backend() else { return };
     for seed in 1..=400u64 {
-        let mut rng = Rng::new(seed);
-        let case = random_case(&mut rng);
-        let cfg = random_config(&mut rng);
+        let (case, cfg) = random_draw(seed);
         let x64 = case.logits_f64();
         let rb = case.ref_batch(&x64);
         let reference = symseg_core::reference::loss_grad(&rb, &cfg);
