@@ -2,10 +2,11 @@
 // (no GPU in CI): each launch runs its blocks one after another, each block
 // as TILE x ROWS real threads that meet at a real barrier in __syncthreads,
 // so shared-memory staging, barriers and block reductions execute as
-// written. Built with AddressSanitizer where available, an index outside a
-// buffer fails the test. What this cannot check: warp-level timing, races
-// between blocks (blocks never overlap here), and the GPU's own math library
-// (expf and log1pf here are the host's, within an ulp or two of CUDA's).
+// written. Built with AddressSanitizer, an index outside a buffer fails the
+// test; built with ThreadSanitizer, so does a missing __syncthreads. What this
+// cannot check: warp-level timing, races between blocks (blocks never overlap
+// here), and the GPU's own math library (expf and log1pf here are the host's,
+// within an ulp or two of CUDA's).
 
 
 #include <math.h>

@@ -4,11 +4,13 @@
 //! Each kernel's NVRTC source (`kernels::full_source`) is compiled as C++
 //! with `emulator/cuda_on_cpu.h` (threads, a real barrier for
 //! `__syncthreads`, atomics) and `emulator/driver.cpp` (arguments in on stdin,
-//! outputs back on stdout), under AddressSanitizer where the compiler has it.
+//! outputs back on stdout), under AddressSanitizer and UBSan where the compiler
+//! has them; once more under ThreadSanitizer, which finds two threads of a
+//! block touching one element without a barrier between them.
 //! The host side of each launch is the backend's own (`launch_args`): codes,
 //! reduction factors, grid and block-ordered sums. Without a C++ compiler
-//! the tests print `skipped: <reason>` and pass, unless
-//! `SYMSEG_REQUIRE_EMULATOR` is set (as in CI).
+//! (or, for the race test, without ThreadSanitizer) the tests print
+//! `skipped: <reason>` and pass, unless `SYMSEG_REQUIRE_EMULATOR` is set (as in CI).
 #![allow(clippy::print_stdout, clippy::expect_used, clippy::unwrap_used)] // test code
 
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -31,7 +33,7 @@ use crate::launch_args::{self, LossArgs, mode_code, tile_pairs};
 const SHIM: &str = include_str!("../emulator/cuda_on_cpu.h");
 const DRIVER: &str = include_str!("../emulator/driver.cpp");
 
-/// The four emulator executables, or why there are none.
+/// The four emulator executables of one build flavour.
 struct Emulators {
     scan: PathBuf,
     loss: PathBuf,
@@ -39,42 +41,67 @@ struct Emulators {
     symmetrise: PathBuf,
 }
 
-/// Builds `k`'s emulator, or reuses the one built from the same text by the
-/// same compiler (the executables stay in one temporary folder, named by a
-/// hash of what they were built from).
-fn compile(cxx: &str, dir: &Path, k: &KernelSource, select: &str) -> PathBuf {
-    let text = format!("{SHIM}\n{}\n#define {select}\n{DRIVER}", kernels::full_source(k));
-    let mut h = DefaultHasher::new();
-    (cxx, &text).hash(&mut h);
-    let exe = dir.join(format!("{}-{:016x}", k.entry, h.finish()));
-    if exe.exists() {
-        return exe;
+/// What an emulator build checks besides the values it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// AddressSanitizer and UBSan: an index outside a buffer, undefined
+    /// behaviour. Falls back to a plain build where the compiler lacks them.
+    Bounds,
+    /// ThreadSanitizer: two threads of a block touching the same `__shared__`
+    /// (or global) element without a `__syncthreads` between them.
+    Races,
+}
+
+impl Check {
+    /// Compiler flags to try, in order.
+    fn flag_sets(self) -> &'static [&'static [&'static str]] {
+        match self {
+            Check::Bounds => &[&["-fsanitize=address,undefined", "-fno-sanitize-recover=all"], &[]],
+            Check::Races => &[&["-fsanitize=thread"]],
+        }
     }
-    // Private names until the rename, so concurrent test runs never see half a file.
-    let pid = std::process::id();
-    let src = dir.join(format!("{}-{pid}.cpp", k.entry));
-    let tmp = dir.join(format!("{}-{pid}.tmp", k.entry));
-    std::fs::write(&src, text).expect("write the emulator source");
+}
+
+/// Builds `k`'s emulator, or reuses the one built from the same text, flags
+/// and compiler (the executables stay in one temporary folder, named by a hash
+/// of what they were built from). `None` when no flag set builds.
+fn compile(cxx: &str, dir: &Path, k: &KernelSource, select: &str, check: Check) -> Option<PathBuf> {
+    let text = format!("{SHIM}\n{}\n#define {select}\n{DRIVER}", kernels::full_source(k));
     let base = ["-std=c++20", "-O1", "-g", "-pthread", "-x", "c++"];
-    let sanitized = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"];
-    let mut last_log = String::new();
-    for extra in [&sanitized[..], &[]] {
+    for flags in check.flag_sets() {
+        let mut h = DefaultHasher::new();
+        (cxx, &text, flags).hash(&mut h);
+        let exe = dir.join(format!("{}-{:016x}", k.entry, h.finish()));
+        if exe.exists() {
+            return Some(exe);
+        }
+        // Private names until the rename, so concurrent test runs never see half a file.
+        let pid = std::process::id();
+        let src = dir.join(format!("{}-{pid}.cpp", k.entry));
+        let tmp = dir.join(format!("{}-{pid}.tmp", k.entry));
+        std::fs::write(&src, &text).expect("write the emulator source");
         let out = Command::new(cxx)
             .args(base)
-            .args(extra)
+            .args(*flags)
             .arg(&src)
             .arg("-o")
             .arg(&tmp)
             .output()
             .expect("run the C++ compiler");
+        std::fs::remove_file(&src).ok();
         if out.status.success() {
             std::fs::rename(&tmp, &exe).expect("move the emulator into place");
-            std::fs::remove_file(&src).ok();
-            return exe;
+            return Some(exe);
         }
-        last_log = String::from_utf8_lossy(&out.stderr).into_owned();
+        if check == Check::Bounds && flags.is_empty() {
+            panic!(
+                "{} does not compile for the CPU emulator:\n{}",
+                k.file,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
-    panic!("{} does not compile for the CPU emulator:\n{last_log}", k.file);
+    None
 }
 
 /// A working C++20 compiler: `$CXX`, else `c++`, else `g++`.
@@ -85,27 +112,44 @@ fn compiler() -> Option<String> {
         .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
 }
 
-fn emulators() -> Option<&'static Emulators> {
-    static EMU: OnceLock<Option<Emulators>> = OnceLock::new();
-    let emu = EMU.get_or_init(|| {
-        let cxx = compiler()?;
+/// The emulators built for `check`, or `None` (after saying why) where they
+/// cannot be built: no C++ compiler, or, for [`Check::Races`], no
+/// ThreadSanitizer. `SYMSEG_REQUIRE_EMULATOR` turns either into a failure.
+fn emulators_for(check: Check) -> Option<&'static Emulators> {
+    static BOUNDS: OnceLock<Result<Emulators, &'static str>> = OnceLock::new();
+    static RACES: OnceLock<Result<Emulators, &'static str>> = OnceLock::new();
+    let cell = if check == Check::Bounds { &BOUNDS } else { &RACES };
+    let emu = cell.get_or_init(|| {
+        let cxx = compiler().ok_or("no C++ compiler (CXX, c++ or g++) to build the kernel emulator")?;
         let dir = std::env::temp_dir().join("symseg-cuda-emulator");
         std::fs::create_dir_all(&dir).expect("create the emulator directory");
-        Some(Emulators {
-            scan: compile(&cxx, &dir, &kernels::SCAN, "EMU_SCAN"),
-            loss: compile(&cxx, &dir, &kernels::LOSS, "EMU_LOSS"),
-            stats: compile(&cxx, &dir, &kernels::STATS, "EMU_STATS"),
-            symmetrise: compile(&cxx, &dir, &kernels::SYMMETRISE, "EMU_SYMMETRISE"),
+        let build = |k: &KernelSource, select: &str| {
+            compile(&cxx, &dir, k, select, check)
+                .ok_or("the C++ compiler has no ThreadSanitizer (-fsanitize=thread)")
+        };
+        Ok(Emulators {
+            scan: build(&kernels::SCAN, "EMU_SCAN")?,
+            loss: build(&kernels::LOSS, "EMU_LOSS")?,
+            stats: build(&kernels::STATS, "EMU_STATS")?,
+            symmetrise: build(&kernels::SYMMETRISE, "EMU_SYMMETRISE")?,
         })
     });
-    if emu.is_none() {
-        assert!(
-            std::env::var("SYMSEG_REQUIRE_EMULATOR").is_err(),
-            "SYMSEG_REQUIRE_EMULATOR is set but no C++ compiler (CXX, c++, g++) works"
-        );
-        println!("skipped: no C++ compiler (CXX, c++ or g++) to build the kernel emulator");
+    match emu {
+        Ok(e) => Some(e),
+        Err(reason) => {
+            assert!(
+                std::env::var("SYMSEG_REQUIRE_EMULATOR").is_err(),
+                "SYMSEG_REQUIRE_EMULATOR is set but {reason}"
+            );
+            println!("skipped: {reason}");
+            None
+        }
     }
-    emu.as_ref()
+}
+
+/// The bounds-checked emulators, which every value test uses.
+fn emulators() -> Option<&'static Emulators> {
+    emulators_for(Check::Bounds)
 }
 
 /// Little-endian arguments in a kernel's parameter order.
@@ -421,4 +465,30 @@ fn symmetrise_matches_the_reference() {
             }
         }
     }
+}
+
+#[test]
+fn no_two_threads_of_a_block_race() {
+    // Each kernel once under ThreadSanitizer, on a case that exercises every
+    // path through shared memory: padding, a mask, both diagonal and
+    // off-diagonal tile pairs, a penalty on probabilities.
+    let Some(emu) = emulators_for(Check::Races) else { return };
+    let mut rng = Rng::new(3);
+    let spec = CaseSpec { lengths: true, mask: true, min_sep: 2, ignore: 0.1, ..CaseSpec::new(2, 70) };
+    let case = Case::random(&mut rng, &spec);
+    let cfg = LossConfig::default().strategy(symseg_core::Strategy::Average).penalty(Some(
+        symseg_core::Penalty::new(symseg_core::PenaltyKind::Huber { delta: 0.5 })
+            .on(symseg_core::PenaltyOn::Probs),
+    ));
+    let counts = scan(emu, &case, true).expect("valid labels");
+    let out = loss(emu, &case, &cfg, &counts, true);
+    assert_eq!(out.bad, u64::MAX);
+    let (b, n) = (case.dims.batch, case.dims.n);
+    let mut a = Args::grid(n, b);
+    a.i64(case.min_sep as i64).i32(mode_code(SymMode::Average)).f64(decision_bound(0.5));
+    a.i32(1).f32s(&case.logits).bytes(&case.labels).bytes(case.mask.as_deref().unwrap_or(&[])).lengths(&case);
+    launch(&emu.stats, &a);
+    let mut a = Args::grid(n, b);
+    a.i32(mode_code(SymMode::Average)).f32s(&case.logits);
+    launch(&emu.symmetrise, &a);
 }
