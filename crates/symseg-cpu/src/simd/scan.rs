@@ -44,6 +44,11 @@ fn tile_typed<const M: bool, const S: bool>(bt: &Batch<'_>, t: &Task) -> Option<
     let diagonal = i0 == j0;
     let mut pairs = 0u64;
     let mut broken = 0u8;
+    // Counted pairs per column, summed over the tile's rows (at most TILE, so
+    // a byte): the row loop stays at byte width, 64 lanes per AVX-512
+    // register, where a 32-bit row sum made it widen every byte fourfold.
+    const _: () = assert!(TILE <= u8::MAX as usize, "a column's count must fit a byte");
+    let mut column_pairs = [0u8; TILE];
     for il in 0..ti {
         let i = i0 + il;
         let row = i * n + j0;
@@ -59,17 +64,16 @@ fn tile_typed<const M: bool, const S: bool>(bt: &Batch<'_>, t: &Task) -> Option<
         } else {
             (i + bt.min_sep).saturating_sub(j0).min(TILE) as u8
         };
-        let mut row_pairs = 0u32;
         for jl in 0..tj {
             let (a, b) = (yr[jl], ytr[jl]);
             let bad_value = u8::from(a > 1 && a != 255) | u8::from(b > 1 && b != 255);
             let asym = if S { u8::from(a != b) } else { u8::from((a == 255) != (b == 255)) };
             let (ma, mb) = if M { (mr[jl] != 0, mtr[jl] != 0) } else { (true, true) };
             broken |= bad_value | asym | u8::from(ma != mb);
-            row_pairs += u32::from(u8::from(jl as u8 >= first) & u8::from(a != 255) & u8::from(ma));
+            column_pairs[jl] += u8::from(jl as u8 >= first) & u8::from(a != 255) & u8::from(ma);
         }
-        pairs += u64::from(row_pairs);
     }
+    pairs += column_pairs.iter().map(|&c| u64::from(c)).sum::<u64>();
     let mut diag = 0u64;
     if diagonal && bt.min_sep == 0 {
         for il in 0..ti {
