@@ -236,3 +236,52 @@ fn every_simd_level_runs_every_strategy_and_penalty_on_multi_tile_maps() {
         check(&backend, &case, &cfg, &format!("{level:?} dual asymmetric"));
     }
 }
+
+/// The FMA levels (AVX2 and AVX-512) round every operation identically and sum
+/// in the same lane order, so they must agree bit for bit: this pins the
+/// AVX-512 kernels to the portable lane code they must compute.
+#[test]
+fn fma_levels_agree_bit_for_bit_on_every_strategy_and_penalty() {
+    let levels = symseg_cpu::SimdLevel::available();
+    let (avx2, avx512) = (symseg_cpu::SimdLevel::Avx2, symseg_cpu::SimdLevel::Avx512);
+    if !levels.contains(&avx512) {
+        eprintln!("skipped: this CPU has no AVX-512");
+        return;
+    }
+    let seed = 0x5EED_0009;
+    let mut rng = Rng::new(seed);
+    let a = CpuBackend::new().with_simd(avx2).unwrap();
+    let b = CpuBackend::new().with_simd(avx512).unwrap();
+    for strategy in Strategy::ALL {
+        for penalty in penalties() {
+            for loss in element_losses().into_iter().chain([ElementLoss::Focal { alpha: None, gamma: 1.0 }]) {
+                // 143: two full tiles and a 15-wide tail, so chunks of 16 and 32 lanes both end early.
+                let spec = CaseSpec {
+                    lengths: rng.chance(0.5),
+                    min_sep: rng.below(4),
+                    mask: rng.chance(0.5),
+                    ignore: 0.05,
+                    extreme: 0.02,
+                    asymmetric_labels: strategy == Strategy::Dual && rng.chance(0.5),
+                    ..CaseSpec::new(2, 143)
+                };
+                let case = Case::random(&mut rng, &spec);
+                let cfg = LossConfig::default()
+                    .loss(loss)
+                    .strategy(strategy)
+                    .penalty(penalty)
+                    .reduction(Reduction::ALL[rng.below(3)])
+                    .allow_asymmetric_labels(spec.asymmetric_labels);
+                let what = format!("seed {seed:#x} {strategy} {penalty:?} {loss:?}");
+                let x = common::run_cpu(&a, &case, &cfg).unwrap();
+                let y = common::run_cpu(&b, &case, &cfg).unwrap();
+                assert_eq!(x.0.loss.to_bits(), y.0.loss.to_bits(), "{what}: {} vs {}", x.0.loss, y.0.loss);
+                assert_eq!(x.0.penalty.to_bits(), y.0.penalty.to_bits(), "{what}: penalty");
+                assert_eq!(x.2.loss.to_bits(), y.2.loss.to_bits(), "{what}: loss only");
+                if let Some(k) = (0..x.1.len()).find(|&k| x.1[k].to_bits() != y.1[k].to_bits()) {
+                    panic!("{what}: gradient element {k}: {} vs {}", x.1[k], y.1[k]);
+                }
+            }
+        }
+    }
+}
