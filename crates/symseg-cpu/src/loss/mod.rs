@@ -114,7 +114,7 @@ fn tiled(
 /// Runs every task of the batch with kernel `k`, in parallel, and returns the
 /// partial sums in task order (so their sum is deterministic).
 #[allow(clippy::too_many_arguments)]
-fn dispatch<K: StrategyKernel, V: tiled::VecPair>(
+fn dispatch<K: StrategyKernel, V: tiled::TileStrategy>(
     symmetric_labels: bool,
     k: &K,
     pen: Option<PenaltyFn<f32>>,

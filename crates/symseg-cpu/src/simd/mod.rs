@@ -8,6 +8,8 @@
 //! is compiled for the build machine's CPU (`target-cpu=native` is not used), so
 //! one binary runs everywhere and uses what the CPU it runs on has.
 
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512_math;
 pub(crate) mod elem;
 pub(crate) mod fastmath;
 pub(crate) mod penalty;
@@ -15,6 +17,8 @@ pub(crate) mod plain;
 pub(crate) mod prefetch;
 pub(crate) mod scan;
 pub(crate) mod stats;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod tile_row_avx512;
 pub(crate) mod tiled;
 pub(crate) mod transpose;
 

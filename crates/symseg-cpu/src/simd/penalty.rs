@@ -35,6 +35,16 @@ impl FastPenalty {
         if self.probs { PEN_PROBS } else { PEN_LOGITS }
     }
 
+    /// 0 = l1, 1 = l2, 2 = huber.
+    pub fn kind(&self) -> u8 {
+        self.kind
+    }
+
+    /// Huber's `delta` (0 for the other kinds).
+    pub fn delta(&self) -> f32 {
+        self.delta
+    }
+
     /// `(rho(d), d rho / d x_a, d rho / d x_b)` with `d = t(x_a) - t(x_b)`.
     /// `ON` is [`FastPenalty::on`] as a constant: as a run-time flag the
     /// sigmoids were if-converted and evaluated for penalties on logits too.

@@ -1,20 +1,37 @@
 //! Off-diagonal tile pairs `(I, J)`, `I < J`, vectorised: the mirror tile is
 //! copied transposed into a local buffer, so `x_ij` and `x_ji` are both read
 //! contiguously along a row of `I`; `g_ji` goes to a local buffer and is written
-//! back transposed. Diagonal tiles (and any tile holding a non-finite counted
-//! logit, to report the lowest index) take the scalar tile-pair path.
+//! back transposed. A diagonal tile is its own mirror: its rows and transposed
+//! rows are merged (its diagonal elements are the caller's). A tile holding a
+//! non-finite counted logit is rerun on the scalar tile-pair path, which
+//! reports the lowest index.
+//!
+//! The lane loop over a row is written twice: portable lane code (`row_lanes`,
+//! compiled for AVX2 and baseline x86-64), and AVX-512 intrinsics
+//! ([`super::tile_row_avx512`]), which compute the same bits.
 
 use super::SimdLevel;
 use super::elem::{FastElem, GAMMA_0, GAMMA_1, GAMMA_2, GAMMA_ANY};
 use super::penalty::{FastPenalty, PEN_LOGITS, PEN_NONE, PEN_PROBS};
 use super::prefetch::prefetch_rows;
+#[cfg(target_arch = "x86_64")]
+use super::tile_row_avx512::{self, Row};
 use super::transpose::{transpose_into, transpose_u8_into};
 use crate::batch::{Batch, TileSpan};
 use crate::tiles::{SharedMut, TILE, Task};
 
 /// Lanes per inner step: two AVX-512 registers of f32, so that independent
 /// `exp`/division/`log1p` chains overlap.
-const LANES: usize = 32;
+pub(crate) const LANES: usize = 32;
+
+/// A tile pair's unscaled sums, per lane of a 32-lane step (SPEC accumulates
+/// in f64; a fixed lane order keeps every level and thread count at the same
+/// bits), and whether a counted logit was not finite.
+pub(crate) struct Sums {
+    pub elem: [f64; LANES],
+    pub pen: [f64; LANES],
+    pub bad: bool,
+}
 
 /// A strategy's per-pair math for the vector kernels: the pair's loss as two f32
 /// terms (their f64 sum is the loss of `(i, j)` and `(j, i)` together; f32 keeps
@@ -22,6 +39,13 @@ const LANES: usize = 32;
 pub(crate) trait VecPair: Copy + Send + Sync {
     fn pair<const K: u8, const F: bool>(fe: &FastElem, xij: f32, xji: f32, yij: bool, yji: bool) -> [f32; 4];
 }
+
+/// What the tile kernels need of a strategy: the portable pair math, and on
+/// x86-64 its hand-written AVX-512 form too.
+#[cfg(target_arch = "x86_64")]
+pub(crate) use super::tile_row_avx512::VecPair512 as TileStrategy;
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) use VecPair as TileStrategy;
 
 /// `plain` (with a penalty; without one it takes the row pass).
 #[derive(Debug, Clone, Copy)]
@@ -260,7 +284,7 @@ fn prefetch_next_row(job: &TileJob<'_>, t: &Task, r: usize, out: SharedMut, grad
 #[inline(always)]
 // Transposes index both buffers by (row, column); iterators would hide that.
 #[allow(clippy::needless_range_loop)]
-fn tile<S: VecPair, const K: u8, const G: bool, const F: bool, const P: u8>(
+fn tile<S: TileStrategy, const K: u8, const G: bool, const F: bool, const P: u8, const H: bool>(
     job: &TileJob<'_>,
     t: &Task,
     next: Option<&Task>,
@@ -289,10 +313,7 @@ fn tile<S: VecPair, const K: u8, const G: bool, const F: bool, const P: u8>(
     if job.mirror_labels {
         transpose_u8_into(&y[j0 * n + i0..], n, tj, ti, yt);
     }
-    let (mut elem, mut pen_sum) = ([0.0f64; LANES], [0.0f64; LANES]);
-    // Per lane, so that the flag stays a vector operation.
-    let mut bads = [0u8; LANES];
-    let mut bad = false;
+    let mut sums = Sums { elem: [0.0; LANES], pen: [0.0; LANES], bad: false };
     let sep = bt.min_sep;
     for il in 0..ti {
         let i = i0 + il;
@@ -300,69 +321,41 @@ fn tile<S: VecPair, const K: u8, const G: bool, const F: bool, const P: u8>(
         let xr = &x[row..row + tj];
         let yr = &y[row..row + tj];
         let ytr = if job.mirror_labels { &yt[il][..tj] } else { yr };
-        // Without a mask the labels stand in for it; `has_mask = false` never reads them as one.
-        let mr = bt.mask.map_or(yr, |m| &m[base + row..base + row + tj]);
-        let ctx = LaneCtx {
-            job,
-            i: i as u32,
-            j0: j0 as u32,
-            len: len as u32,
-            sep: sep.min(n) as u32,
-            has_mask: bt.mask.is_some(),
-        };
+        let mr = bt.mask.map(|m| &m[base + row..base + row + tj]);
         if let Some(next) = next {
             prefetch_next_row(job, next, il, out, G);
         }
         let mut g_row = [0.0f32; TILE];
-        let full = tj / LANES * LANES;
-        for c in (0..full).step_by(LANES) {
-            // Fixed-size chunks: no bounds checks inside the lane loop.
-            let (Ok(xs), Ok(xts), Ok(ys), Ok(yts), Ok(ms)) = (
-                <&[f32; LANES]>::try_from(&xr[c..c + LANES]),
-                <&[f32; LANES]>::try_from(&xt[il][c..c + LANES]),
-                <&[u8; LANES]>::try_from(&yr[c..c + LANES]),
-                <&[u8; LANES]>::try_from(&ytr[c..c + LANES]),
-                <&[u8; LANES]>::try_from(&mr[c..c + LANES]),
-            ) else {
-                continue;
+        if H {
+            #[cfg(target_arch = "x86_64")]
+            {
+                // Columns j with i + max(sep, 1) <= j < len: the pairs above
+                // the diagonal, outside the band, inside the sample.
+                let row = Row {
+                    lo: (i + sep.min(n).max(1)).saturating_sub(j0).min(tj),
+                    hi: len.saturating_sub(j0).min(tj),
+                    x: xr,
+                    y: yr,
+                    xt: &xt[il],
+                    yt: ytr,
+                    mask: mr,
+                };
+                // SAFETY: `H` is set only by `tile_avx512`, compiled with
+                // AVX-512 F/BW/DQ/VL; every row slice is `tj` long.
+                unsafe { tile_row_avx512::run::<S, K, P>(job, &row, &mut g_row, &mut gt[il], &mut sums) }
+            }
+        } else {
+            let ctx = LaneCtx {
+                job,
+                i: i as u32,
+                j0: j0 as u32,
+                len: len as u32,
+                sep: sep.min(n) as u32,
+                has_mask: bt.mask.is_some(),
             };
-            let mut gij = [0.0f32; LANES];
-            let mut gji = [0.0f32; LANES];
-            // Separate arrays, not `[f32; 2]` pairs: interleaved pairs cost a
-            // permute per register.
-            let mut la = [0.0f32; LANES];
-            let mut lb = [0.0f32; LANES];
-            let mut ps = [0.0f32; LANES];
-            let mut nbs = [false; LANES];
-            if interior(&ctx, c) {
-                for s in 0..LANES {
-                    ([la[s], lb[s]], ps[s], gij[s], gji[s], nbs[s]) =
-                        lane::<S, K, F, P, false>(&ctx, c + s, xs[s], xts[s], ys[s], yts[s], ms[s]);
-                }
-            } else {
-                for s in 0..LANES {
-                    ([la[s], lb[s]], ps[s], gij[s], gji[s], nbs[s]) =
-                        lane::<S, K, F, P, true>(&ctx, c + s, xs[s], xts[s], ys[s], yts[s], ms[s]);
-                }
-            }
-            // Widening in a loop of its own keeps the one above at 16 f32 lanes.
-            for s in 0..LANES {
-                elem[s] += f64::from(la[s]) + f64::from(lb[s]);
-                if P != PEN_NONE {
-                    pen_sum[s] += f64::from(ps[s]);
-                }
-                bads[s] |= u8::from(nbs[s]);
-            }
-            g_row[c..c + LANES].copy_from_slice(&gij);
-            gt[il][c..c + LANES].copy_from_slice(&gji);
-        }
-        for jl in full..tj {
-            let o = lane::<S, K, F, P, true>(&ctx, jl, xr[jl], xt[il][jl], yr[jl], ytr[jl], mr[jl]);
-            elem[jl - full] += f64::from(o.0[0]) + f64::from(o.0[1]);
-            pen_sum[jl - full] += f64::from(o.1);
-            g_row[jl] = o.2;
-            gt[il][jl] = o.3;
-            bad |= o.4;
+            // Without a mask the labels stand in for it; `has_mask = false` never reads them as one.
+            let lanes_in = LanesIn { x: xr, xt: &xt[il], y: yr, yt: ytr, mask: mr.unwrap_or(yr) };
+            row_lanes::<S, K, F, P>(&ctx, &lanes_in, &mut g_row, &mut gt[il], &mut sums);
         }
         if G && diagonal {
             g_up[il][..tj].copy_from_slice(&g_row[..tj]);
@@ -371,7 +364,7 @@ fn tile<S: VecPair, const K: u8, const G: bool, const F: bool, const P: u8>(
             unsafe { out.write_row(base + row, &g_row[..tj]) }
         }
     }
-    if bad || bads.iter().any(|&b| b != 0) {
+    if sums.bad {
         return None;
     }
     if G {
@@ -388,34 +381,108 @@ fn tile<S: VecPair, const K: u8, const G: bool, const F: bool, const P: u8>(
             unsafe { out.write_row(base + (j0 + jl) * n + i0, &g_back[jl][..ti]) }
         }
     }
-    Some((elem.iter().sum(), pen_sum.iter().sum()))
+    Some((sums.elem.iter().sum(), sums.pen.iter().sum()))
+}
+
+/// One row's slices for [`row_lanes`], each `tj` long (`xt`: the transposed
+/// mirror row, TILE long).
+struct LanesIn<'a> {
+    x: &'a [f32],
+    xt: &'a [f32; TILE],
+    y: &'a [u8],
+    yt: &'a [u8],
+    mask: &'a [u8],
+}
+
+/// The portable lane loop over one row of a tile pair.
+#[inline(always)]
+fn row_lanes<S: VecPair, const K: u8, const F: bool, const P: u8>(
+    ctx: &LaneCtx<'_>,
+    r: &LanesIn<'_>,
+    g_row: &mut [f32; TILE],
+    gt_row: &mut [f32; TILE],
+    sums: &mut Sums,
+) {
+    let tj = r.x.len();
+    let full = tj / LANES * LANES;
+    for c in (0..full).step_by(LANES) {
+        // Fixed-size chunks: no bounds checks inside the lane loop.
+        let (Ok(xs), Ok(xts), Ok(ys), Ok(yts), Ok(ms)) = (
+            <&[f32; LANES]>::try_from(&r.x[c..c + LANES]),
+            <&[f32; LANES]>::try_from(&r.xt[c..c + LANES]),
+            <&[u8; LANES]>::try_from(&r.y[c..c + LANES]),
+            <&[u8; LANES]>::try_from(&r.yt[c..c + LANES]),
+            <&[u8; LANES]>::try_from(&r.mask[c..c + LANES]),
+        ) else {
+            continue;
+        };
+        let mut gij = [0.0f32; LANES];
+        let mut gji = [0.0f32; LANES];
+        // Separate arrays, not `[f32; 2]` pairs: interleaved pairs cost a
+        // permute per register.
+        let mut la = [0.0f32; LANES];
+        let mut lb = [0.0f32; LANES];
+        let mut ps = [0.0f32; LANES];
+        let mut nbs = [false; LANES];
+        if interior(ctx, c) {
+            for s in 0..LANES {
+                ([la[s], lb[s]], ps[s], gij[s], gji[s], nbs[s]) =
+                    lane::<S, K, F, P, false>(ctx, c + s, xs[s], xts[s], ys[s], yts[s], ms[s]);
+            }
+        } else {
+            for s in 0..LANES {
+                ([la[s], lb[s]], ps[s], gij[s], gji[s], nbs[s]) =
+                    lane::<S, K, F, P, true>(ctx, c + s, xs[s], xts[s], ys[s], yts[s], ms[s]);
+            }
+        }
+        // Widening in a loop of its own keeps the one above at 16 f32 lanes.
+        let mut bads = 0u8;
+        for s in 0..LANES {
+            sums.elem[s] += f64::from(la[s]) + f64::from(lb[s]);
+            if P != PEN_NONE {
+                sums.pen[s] += f64::from(ps[s]);
+            }
+            bads |= u8::from(nbs[s]);
+        }
+        sums.bad |= bads != 0;
+        g_row[c..c + LANES].copy_from_slice(&gij);
+        gt_row[c..c + LANES].copy_from_slice(&gji);
+    }
+    for jl in full..tj {
+        let o = lane::<S, K, F, P, true>(ctx, jl, r.x[jl], r.xt[jl], r.y[jl], r.yt[jl], r.mask[jl]);
+        sums.elem[jl - full] += f64::from(o.0[0]) + f64::from(o.0[1]);
+        sums.pen[jl - full] += f64::from(o.1);
+        g_row[jl] = o.2;
+        gt_row[jl] = o.3;
+        sums.bad |= o.4;
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
-fn tile_avx512<S: VecPair, const K: u8, const G: bool, const P: u8>(
+fn tile_avx512<S: TileStrategy, const K: u8, const G: bool, const P: u8>(
     job: &TileJob<'_>,
     t: &Task,
     next: Option<&Task>,
     out: SharedMut,
     scratch: &mut Scratch,
 ) -> Option<(f64, f64)> {
-    tile::<S, K, G, true, P>(job, t, next, out, scratch)
+    tile::<S, K, G, true, P, true>(job, t, next, out, scratch)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn tile_avx2<S: VecPair, const K: u8, const G: bool, const P: u8>(
+fn tile_avx2<S: TileStrategy, const K: u8, const G: bool, const P: u8>(
     job: &TileJob<'_>,
     t: &Task,
     next: Option<&Task>,
     out: SharedMut,
     scratch: &mut Scratch,
 ) -> Option<(f64, f64)> {
-    tile::<S, K, G, true, P>(job, t, next, out, scratch)
+    tile::<S, K, G, true, P, false>(job, t, next, out, scratch)
 }
 
-fn tile_at<S: VecPair, const K: u8, const G: bool, const P: u8>(
+fn tile_at<S: TileStrategy, const K: u8, const G: bool, const P: u8>(
     level: SimdLevel,
     job: &TileJob<'_>,
     t: &Task,
@@ -430,7 +497,7 @@ fn tile_at<S: VecPair, const K: u8, const G: bool, const P: u8>(
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
         SimdLevel::Avx2 => unsafe { tile_avx2::<S, K, G, P>(job, t, next, out, scratch) },
-        _ => tile::<S, K, G, false, P>(job, t, next, out, scratch),
+        _ => tile::<S, K, G, false, P, false>(job, t, next, out, scratch),
     }
 }
 
@@ -438,7 +505,7 @@ fn tile_at<S: VecPair, const K: u8, const G: bool, const P: u8>(
 /// tile pair this worker most likely runs after it, into L2): every unordered
 /// off-diagonal pair of it (on a diagonal tile, the gradient's diagonal is left at zero for the
 /// caller's diagonal kernel).
-pub(crate) fn run_tile<S: VecPair>(
+pub(crate) fn run_tile<S: TileStrategy>(
     level: SimdLevel,
     job: &TileJob<'_>,
     t: &Task,
