@@ -21,6 +21,15 @@ fn splat(v: f32) -> __m512 {
     unsafe { _mm512_set1_ps(v) }
 }
 
+/// Lanes `base..base + 16` that fall in `lo..hi`.
+#[inline(always)]
+pub(crate) fn lane_range(lo: usize, hi: usize, base: usize) -> __mmask16 {
+    let from = lo.saturating_sub(base).min(16);
+    let to = hi.saturating_sub(base).min(16);
+    let below = |k: usize| ((1u32 << k) - 1) as u16;
+    below(to) & !below(from)
+}
+
 /// `e^x` for `x <= 0`, as [`super::fastmath::exp_nonpos`].
 #[inline(always)]
 pub(crate) unsafe fn exp_nonpos(x: __m512) -> __m512 {
@@ -184,5 +193,24 @@ pub(crate) unsafe fn penalty<const ON: u8>(
         let da = dta.map_or(drho, |t| _mm512_mul_ps(drho, t));
         let db = dtb.map_or(drho, |t| _mm512_mul_ps(drho, t));
         (rho, da, _mm512_xor_ps(db, splat(SIGN)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lane_range;
+
+    #[test]
+    fn lane_masks_cover_exactly_the_counted_columns() {
+        let cases = [0, 16, 32, 48].map(|base| (base, 0..70)).into_iter().chain([(1000, 980..1030)]);
+        for (base, range) in cases {
+            for lo in range.clone() {
+                for hi in range.clone() {
+                    let want =
+                        (0..16).filter(|&s| (lo..hi).contains(&(base + s))).fold(0u16, |m, s| m | 1 << s);
+                    assert_eq!(lane_range(lo, hi, base), want, "lo {lo} hi {hi} base {base}");
+                }
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@
 
 use std::arch::x86_64::*;
 
-use super::avx512_math::{Core, core, finish, penalty, value_grad};
+use super::avx512_math::{Core, core, finish, lane_range, penalty, value_grad};
 use super::elem::FastElem;
 use super::penalty::PEN_NONE;
 use super::tiled::{Average, DualAsym, DualSym, LANES, Lower, Plain, Sums, TileJob, Upper, VecPair};
@@ -164,15 +164,6 @@ pub(crate) struct Row<'a> {
     pub mask: Option<&'a [u8]>,
 }
 
-/// Lanes `base..base + 16` that fall in `lo..hi`.
-#[inline(always)]
-fn lanes(lo: usize, hi: usize, base: usize) -> __mmask16 {
-    let from = lo.saturating_sub(base).min(16);
-    let to = hi.saturating_sub(base).min(16);
-    let below = |k: usize| ((1u32 << k) - 1) as u16;
-    below(to) & !below(from)
-}
-
 /// Runs the row's lanes: gradients into `g_row` (own elements) and `gt_row`
 /// (mirror elements, transposed), sums into `sums` (lane `s` of each 32-lane
 /// step into `sums.elem[s]`, as the portable loop).
@@ -253,7 +244,7 @@ unsafe fn chunk<S: VecPair512, const K: u8, const P: u8, const FULL: bool>(
     // SAFETY: as in `lanes_of`.
     unsafe {
         let (r, wp) = (_mm512_set1_ps(job.r), _mm512_set1_ps(job.wp));
-        let k = if FULL { u16::MAX } else { lanes(row.lo, row.hi, base) };
+        let k = if FULL { u16::MAX } else { lane_range(row.lo, row.hi, base) };
         let xij = _mm512_maskz_loadu_ps(k, row.x.as_ptr().wrapping_add(base));
         let xji = _mm512_loadu_ps(row.xt.as_ptr().add(base));
         let yij = _mm_maskz_loadu_epi8(k, row.y.as_ptr().wrapping_add(base).cast());
@@ -293,23 +284,5 @@ unsafe fn chunk<S: VecPair512, const K: u8, const P: u8, const FULL: bool>(
         *elem_hi = _mm512_add_pd(*elem_hi, hi);
         _mm512_storeu_ps(g_row.as_mut_ptr().add(base), _mm512_maskz_mov_ps(cnt, gij));
         _mm512_storeu_ps(gt_row.as_mut_ptr().add(base), _mm512_maskz_mov_ps(cnt, gji));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::lanes;
-
-    #[test]
-    fn lane_masks_cover_exactly_the_counted_columns() {
-        for lo in 0..70 {
-            for hi in 0..70 {
-                for base in [0, 16, 32, 48] {
-                    let want =
-                        (0..16).filter(|&s| (lo..hi).contains(&(base + s))).fold(0u16, |m, s| m | 1 << s);
-                    assert_eq!(lanes(lo, hi, base), want, "lo {lo} hi {hi} base {base}");
-                }
-            }
-        }
     }
 }
