@@ -41,6 +41,7 @@ impl SimdLevel {
 
     /// Every level this CPU supports, from `Scalar` up.
     pub fn available() -> Vec<SimdLevel> {
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
         let mut v = vec![SimdLevel::Scalar];
         #[cfg(target_arch = "x86_64")]
         {

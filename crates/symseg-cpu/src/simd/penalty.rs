@@ -36,11 +36,13 @@ impl FastPenalty {
     }
 
     /// 0 = l1, 1 = l2, 2 = huber.
+    #[cfg(target_arch = "x86_64")]
     pub fn kind(&self) -> u8 {
         self.kind
     }
 
     /// Huber's `delta` (0 for the other kinds).
+    #[cfg(target_arch = "x86_64")]
     pub fn delta(&self) -> f32 {
         self.delta
     }
