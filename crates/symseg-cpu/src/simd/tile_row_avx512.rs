@@ -28,125 +28,69 @@ pub(crate) trait VecPair512: VecPair {
     ) -> [__m512; 4];
 }
 
-impl VecPair512 for Plain {
-    #[inline(always)]
-    unsafe fn pair512<const K: u8>(
-        fe: &FastElem,
-        xij: __m512,
-        xji: __m512,
-        pij: __mmask16,
-        pji: __mmask16,
-    ) -> [__m512; 4] {
-        // SAFETY: the caller's contract.
-        unsafe {
-            let (a, b) = (value_grad::<K>(fe, xij, pij), value_grad::<K>(fe, xji, pji));
-            [a.0, b.0, a.1, b.1]
+/// Implements [`VecPair512`] from the body of `pair512`, run in an `unsafe`
+/// block under the trait's contract.
+macro_rules! pair512 {
+    ($ty:ty, |$fe:ident, $xij:ident, $xji:ident, $pij:ident, $pji:ident| $body:block) => {
+        impl VecPair512 for $ty {
+            #[inline(always)]
+            #[allow(unused_variables)]
+            unsafe fn pair512<const K: u8>(
+                $fe: &FastElem,
+                $xij: __m512,
+                $xji: __m512,
+                $pij: __mmask16,
+                $pji: __mmask16,
+            ) -> [__m512; 4] {
+                // SAFETY: the caller's contract.
+                unsafe { $body }
+            }
         }
-    }
+    };
 }
 
-impl VecPair512 for DualSym {
-    #[inline(always)]
-    unsafe fn pair512<const K: u8>(
-        fe: &FastElem,
-        xij: __m512,
-        xji: __m512,
-        pij: __mmask16,
-        _pji: __mmask16,
-    ) -> [__m512; 4] {
-        // SAFETY: the caller's contract.
-        unsafe {
-            let (a, b) = (value_grad::<K>(fe, xij, pij), value_grad::<K>(fe, xji, pij));
-            let two = _mm512_set1_ps(2.0);
-            [
-                _mm512_mul_ps(two, a.0),
-                _mm512_mul_ps(two, b.0),
-                _mm512_mul_ps(two, a.1),
-                _mm512_mul_ps(two, b.1),
-            ]
-        }
-    }
-}
+pair512!(Plain, |fe, xij, xji, pij, pji| {
+    let (a, b) = (value_grad::<K>(fe, xij, pij), value_grad::<K>(fe, xji, pji));
+    [a.0, b.0, a.1, b.1]
+});
 
-impl VecPair512 for DualAsym {
-    #[inline(always)]
-    unsafe fn pair512<const K: u8>(
-        fe: &FastElem,
-        xij: __m512,
-        xji: __m512,
-        pij: __mmask16,
-        pji: __mmask16,
-    ) -> [__m512; 4] {
-        // SAFETY: the caller's contract.
-        unsafe {
-            // Each logit under both labels: its exp, division and log once.
-            let (ca, cb): (Core, Core) = (core(xij), core(xji));
-            let (a_own, a_mirror) = (finish::<K>(fe, ca, pij), finish::<K>(fe, ca, pji));
-            let (b_own, b_mirror) = (finish::<K>(fe, cb, pji), finish::<K>(fe, cb, pij));
-            [
-                _mm512_add_ps(a_own.0, a_mirror.0),
-                _mm512_add_ps(b_own.0, b_mirror.0),
-                _mm512_add_ps(a_own.1, a_mirror.1),
-                _mm512_add_ps(b_own.1, b_mirror.1),
-            ]
-        }
-    }
-}
+pair512!(DualSym, |fe, xij, xji, pij, pji| {
+    let (a, b) = (value_grad::<K>(fe, xij, pij), value_grad::<K>(fe, xji, pij));
+    let two = _mm512_set1_ps(2.0);
+    [_mm512_mul_ps(two, a.0), _mm512_mul_ps(two, b.0), _mm512_mul_ps(two, a.1), _mm512_mul_ps(two, b.1)]
+});
 
-impl VecPair512 for Average {
-    #[inline(always)]
-    unsafe fn pair512<const K: u8>(
-        fe: &FastElem,
-        xij: __m512,
-        xji: __m512,
-        pij: __mmask16,
-        _pji: __mmask16,
-    ) -> [__m512; 4] {
-        // SAFETY: the caller's contract.
-        unsafe {
-            let half = _mm512_set1_ps(0.5);
-            let mean = _mm512_add_ps(_mm512_mul_ps(half, xij), _mm512_mul_ps(half, xji));
-            let a = value_grad::<K>(fe, mean, pij);
-            [a.0, a.0, a.1, a.1]
-        }
-    }
-}
+pair512!(DualAsym, |fe, xij, xji, pij, pji| {
+    // Each logit under both labels: its exp, division and log once.
+    let (ca, cb): (Core, Core) = (core(xij), core(xji));
+    let (a_own, a_mirror) = (finish::<K>(fe, ca, pij), finish::<K>(fe, ca, pji));
+    let (b_own, b_mirror) = (finish::<K>(fe, cb, pji), finish::<K>(fe, cb, pij));
+    [
+        _mm512_add_ps(a_own.0, a_mirror.0),
+        _mm512_add_ps(b_own.0, b_mirror.0),
+        _mm512_add_ps(a_own.1, a_mirror.1),
+        _mm512_add_ps(b_own.1, b_mirror.1),
+    ]
+});
 
-impl VecPair512 for Upper {
-    #[inline(always)]
-    unsafe fn pair512<const K: u8>(
-        fe: &FastElem,
-        xij: __m512,
-        _xji: __m512,
-        pij: __mmask16,
-        _pji: __mmask16,
-    ) -> [__m512; 4] {
-        // SAFETY: the caller's contract.
-        unsafe {
-            let a = value_grad::<K>(fe, xij, pij);
-            let zero = _mm512_setzero_ps();
-            [a.0, zero, a.1, zero]
-        }
-    }
-}
+pair512!(Average, |fe, xij, xji, pij, pji| {
+    let half = _mm512_set1_ps(0.5);
+    let mean = _mm512_add_ps(_mm512_mul_ps(half, xij), _mm512_mul_ps(half, xji));
+    let a = value_grad::<K>(fe, mean, pij);
+    [a.0, a.0, a.1, a.1]
+});
 
-impl VecPair512 for Lower {
-    #[inline(always)]
-    unsafe fn pair512<const K: u8>(
-        fe: &FastElem,
-        _xij: __m512,
-        xji: __m512,
-        _pij: __mmask16,
-        pji: __mmask16,
-    ) -> [__m512; 4] {
-        // SAFETY: the caller's contract.
-        unsafe {
-            let b = value_grad::<K>(fe, xji, pji);
-            let zero = _mm512_setzero_ps();
-            [zero, b.0, zero, b.1]
-        }
-    }
-}
+pair512!(Upper, |fe, xij, xji, pij, pji| {
+    let a = value_grad::<K>(fe, xij, pij);
+    let zero = _mm512_setzero_ps();
+    [a.0, zero, a.1, zero]
+});
+
+pair512!(Lower, |fe, xij, xji, pij, pji| {
+    let b = value_grad::<K>(fe, xji, pji);
+    let zero = _mm512_setzero_ps();
+    [zero, b.0, zero, b.1]
+});
 
 /// One row of a tile pair: what [`super::tiled`]'s portable lane loop
 /// computes for the row, with the same inputs.
