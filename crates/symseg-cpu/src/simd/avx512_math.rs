@@ -15,9 +15,11 @@ use super::penalty::{FastPenalty, PEN_PROBS};
 
 const SIGN: f32 = -0.0;
 
+/// # Safety
+/// The CPU has AVX-512F.
 #[inline(always)]
-fn splat(v: f32) -> __m512 {
-    // SAFETY: only reached from AVX-512 code (module contract).
+unsafe fn splat(v: f32) -> __m512 {
+    // SAFETY: the caller's contract.
     unsafe { _mm512_set1_ps(v) }
 }
 
