@@ -40,6 +40,8 @@ use crate::simd::SimdLevel;
 pub struct CpuBackend {
     pool: Option<Arc<rayon::ThreadPool>>,
     simd: SimdLevel,
+    /// Inputs with fewer elements run on the calling thread.
+    sequential_below: usize,
 }
 
 impl Default for CpuBackend {
@@ -51,7 +53,7 @@ impl Default for CpuBackend {
 impl CpuBackend {
     /// A backend on rayon's global thread pool, at the best SIMD level this CPU has.
     pub fn new() -> Self {
-        CpuBackend { pool: None, simd: SimdLevel::detect() }
+        CpuBackend { pool: None, simd: SimdLevel::detect(), sequential_below: crate::par::SEQUENTIAL_BELOW }
     }
 
     /// The same backend forced to run its vector kernels at `level` (for tests
@@ -81,13 +83,39 @@ impl CpuBackend {
             .num_threads(threads)
             .build()
             .map_err(|e| Error::Backend { backend: "cpu", message: e.to_string() })?;
-        Ok(CpuBackend { pool: Some(Arc::new(pool)), simd: SimdLevel::detect() })
+        Ok(CpuBackend { pool: Some(Arc::new(pool)), ..CpuBackend::new() })
     }
 
-    fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+    /// The same backend running inputs of fewer than `elements` elements
+    /// (`B * N * N`; by default 128², where two threads stop paying for
+    /// their start) on the calling thread, without rayon. `0` makes every
+    /// call parallel; `usize::MAX` none, e.g. for callers that already run
+    /// one loss per thread. Results are the same bits either way.
+    ///
+    /// # Examples
+    /// ```
+    /// use symseg_cpu::CpuBackend;
+    /// // One call per sample from the caller's own worker threads.
+    /// let backend = CpuBackend::new().sequential_below(usize::MAX);
+    /// # let _ = backend;
+    /// ```
+    #[must_use]
+    pub fn sequential_below(mut self, elements: usize) -> Self {
+        self.sequential_below = elements;
+        self
+    }
+
+    /// Whether an input of `elements` elements runs on rayon.
+    fn parallel(&self, elements: usize) -> bool {
+        elements >= self.sequential_below
+    }
+
+    /// Runs `f` in this backend's pool, or on the calling thread when `parallel`
+    /// is false (the pool would only add a hand-over).
+    fn install<R: Send>(&self, parallel: bool, f: impl FnOnce() -> R + Send) -> R {
         match &self.pool {
-            Some(p) => p.install(f),
-            None => f(),
+            Some(p) if parallel => p.install(f),
+            _ => f(),
         }
     }
 
@@ -114,8 +142,9 @@ impl CpuBackend {
             mask: mask.as_deref(),
             lengths: r.lengths,
             min_sep: r.min_sep,
+            parallel: self.parallel(dims.len()),
         };
-        self.install(|| f(&batch))
+        self.install(batch.parallel, || f(&batch))
     }
 
     fn run(
@@ -192,7 +221,8 @@ impl TensorBackend for CpuBackend {
         let dims = Dims::from_shape("logits", x.shape())?;
         let xs = contiguous(&x);
         let o = output_slice(&mut out, dims, "output")?;
-        self.install(|| crate::symmetrise::symmetrise(&xs, dims, mode, o));
+        let parallel = self.parallel(dims.len());
+        self.install(parallel, || crate::symmetrise::symmetrise(&xs, dims, mode, o, parallel));
         Ok(())
     }
 }

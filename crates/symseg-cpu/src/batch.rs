@@ -1,9 +1,9 @@
 //! A validated-shape batch as flat C-order slices: what every CPU pass reads.
 
-use rayon::prelude::*;
 use symseg_core::validate::{SampleRegion, sample_len};
 use symseg_core::{Dims, Error, RegionCounts, Result};
 
+use crate::par::map_tasks;
 use crate::simd::SimdLevel;
 use crate::tiles::{self, Task};
 
@@ -16,6 +16,8 @@ pub(crate) struct Batch<'a> {
     pub mask: Option<&'a [u8]>,
     pub lengths: Option<&'a [usize]>,
     pub min_sep: usize,
+    /// Whether the passes run on rayon (else on the calling thread).
+    pub parallel: bool,
 }
 
 impl<'a> Batch<'a> {
@@ -47,9 +49,12 @@ impl<'a> Batch<'a> {
     /// reported position does not depend on the thread count.
     pub fn scan(&self, require_symmetric: bool, level: SimdLevel) -> Result<Vec<RegionCounts>> {
         let tasks = tiles::tasks(self.dims.batch, |b| self.len(b));
-        let parts: Vec<Result<RegionCounts>> = tasks
-            .par_iter()
-            .map(|t: &Task| {
+        let parts: Vec<Result<RegionCounts>> = map_tasks(
+            self.parallel,
+            tasks.len(),
+            || (),
+            |_, k| {
+                let t = &tasks[k];
                 // Tiles take the vector check; any tile it flags, the shared scan
                 // that names the offending position.
                 if let Some(c) = crate::simd::scan::scan_tile(level, self, t, require_symmetric) {
@@ -61,8 +66,8 @@ impl<'a> Batch<'a> {
                     t.cols.clone(),
                     require_symmetric,
                 )
-            })
-            .collect();
+            },
+        );
         let mut counts = vec![RegionCounts::default(); self.dims.batch];
         for (t, part) in tasks.iter().zip(parts) {
             counts[t.sample] = counts[t.sample] + part?;

@@ -13,6 +13,7 @@ mod backend;
 mod batch;
 mod loss;
 mod metrics;
+mod par;
 mod simd;
 mod symmetrise;
 mod tiles;

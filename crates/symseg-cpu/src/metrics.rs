@@ -2,11 +2,11 @@
 //! pass: vector tiles ([`crate::simd::stats`]), and this scalar f64 pass for
 //! any tile holding a non-finite counted logit (to name the lowest one).
 
-use rayon::prelude::*;
 use symseg_core::Result;
 use symseg_core::metrics::{PredictConfig, SampleStats, predicted, score, sym_pair};
 
 use crate::batch::{Batch, lowest, non_finite_index};
+use crate::par::map_tasks;
 use crate::simd::SimdLevel;
 use crate::simd::stats::{Predictor, stats_tile};
 use crate::tiles::{self, TILE, Task};
@@ -21,16 +21,18 @@ pub(crate) fn sample_stats(
     batch.scan(true, level)?;
     let tasks = tiles::tasks(batch.dims.batch, |b| batch.len(b));
     let predictor = Predictor::new(pred);
-    let parts: Vec<(SampleStats, Option<usize>)> = tasks
-        .par_iter()
-        .map_init(
-            || Box::new([[0.0f32; TILE]; TILE]),
-            |xt, t| match stats_tile(level, batch, t, &predictor, xt) {
+    let parts: Vec<(SampleStats, Option<usize>)> = map_tasks(
+        batch.parallel,
+        tasks.len(),
+        || Box::new([[0.0f32; TILE]; TILE]),
+        |xt, k| {
+            let t = &tasks[k];
+            match stats_tile(level, batch, t, &predictor, xt) {
                 Some(s) => (s, None),
                 None => run_task(batch, pred, t),
-            },
-        )
-        .collect();
+            }
+        },
+    );
     let mut out = vec![SampleStats::default(); batch.dims.batch];
     let mut bad: Option<usize> = None;
     for (t, (s, b)) in tasks.iter().zip(parts) {

@@ -134,17 +134,37 @@ fn asymmetric_labels_for_plain_and_dual() {
 }
 
 #[test]
-fn result_is_independent_of_thread_count() {
+fn result_is_independent_of_thread_count_and_of_running_on_the_caller() {
     let seed = 0x5EED_0005;
     let mut rng = Rng::new(seed);
-    let case = Case::random(&mut rng, &CaseSpec { lengths: true, ignore: 0.1, ..CaseSpec::new(3, 200) });
-    for strategy in Strategy::ALL {
-        let cfg = LossConfig::default().strategy(strategy).penalty(common::penalties()[3]);
-        let one = common::run_cpu(&CpuBackend::with_threads(1).unwrap(), &case, &cfg).unwrap();
-        let three = common::run_cpu(&CpuBackend::with_threads(3).unwrap(), &case, &cfg).unwrap();
-        assert_eq!(one.0.loss.to_bits(), three.0.loss.to_bits(), "{strategy}");
-        assert_eq!(one.2.loss.to_bits(), three.2.loss.to_bits(), "{strategy} loss only");
-        assert!(one.1.iter().zip(&three.1).all(|(a, b)| a.to_bits() == b.to_bits()), "{strategy} gradient");
+    // 3x200^2 runs on rayon by default, 2x61^2 on the calling thread.
+    let cases = [
+        Case::random(&mut rng, &CaseSpec { lengths: true, ignore: 0.1, ..CaseSpec::new(3, 200) }),
+        Case::random(&mut rng, &CaseSpec { lengths: true, ignore: 0.1, min_sep: 2, ..CaseSpec::new(2, 61) }),
+    ];
+    let backends = [
+        ("1 thread", CpuBackend::with_threads(1).unwrap()),
+        ("3 threads", CpuBackend::with_threads(3).unwrap()),
+        ("3 threads, always parallel", CpuBackend::with_threads(3).unwrap().sequential_below(0)),
+        ("on the caller", CpuBackend::new().sequential_below(usize::MAX)),
+    ];
+    for case in &cases {
+        for strategy in Strategy::ALL {
+            for penalty in [None, common::penalties()[3]] {
+                let cfg = LossConfig::default().strategy(strategy).penalty(penalty);
+                let want = common::run_cpu(&backends[0].1, case, &cfg).unwrap();
+                for (name, backend) in &backends[1..] {
+                    let got = common::run_cpu(backend, case, &cfg).unwrap();
+                    let what = format!("n={} {strategy} {penalty:?} {name}", case.dims.n);
+                    assert_eq!(want.0.loss.to_bits(), got.0.loss.to_bits(), "{what}");
+                    assert_eq!(want.2.loss.to_bits(), got.2.loss.to_bits(), "{what} loss only");
+                    assert!(
+                        want.1.iter().zip(&got.1).all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{what} gradient"
+                    );
+                }
+            }
+        }
     }
 }
 

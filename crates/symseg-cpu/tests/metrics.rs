@@ -578,9 +578,12 @@ fn stats_are_independent_of_thread_count() {
         let pred = PredictConfig::default().mode(mode);
         let one = CpuBackend::with_threads(1).unwrap().sample_stats(&input, &pred).unwrap();
         let three = CpuBackend::with_threads(3).unwrap().sample_stats(&input, &pred).unwrap();
-        for (a, b) in one.iter().zip(&three) {
+        let caller = CpuBackend::new().sequential_below(usize::MAX).sample_stats(&input, &pred).unwrap();
+        for ((a, b), c) in one.iter().zip(&three).zip(&caller) {
             assert_eq!(a.confusion, b.confusion, "{mode:?}");
             assert_eq!(a.asym_sum.to_bits(), b.asym_sum.to_bits(), "{mode:?}");
+            assert_eq!(a.confusion, c.confusion, "{mode:?} on the caller");
+            assert_eq!(a.asym_sum.to_bits(), c.asym_sum.to_bits(), "{mode:?} on the caller");
         }
     }
 }

@@ -150,12 +150,13 @@ proptest! {
     }
 
     #[test]
-    fn symmetrise_matches_reference(case in arb_case(), mode in 0usize..4) {
+    fn symmetrise_matches_reference(case in arb_case(), mode in 0usize..4, on_caller in any::<bool>()) {
         let mode = SymMode::ALL[mode];
         let [b, n, _] = case.dims.shape();
         let x = Array3::from_shape_vec((b, n, n), case.logits.clone()).unwrap();
         let mut out = Array3::<f32>::zeros((b, n, n));
-        CpuBackend::new().symmetrise(x.view(), mode, out.view_mut()).unwrap();
+        let cpu = CpuBackend::new().sequential_below(if on_caller { usize::MAX } else { 0 });
+        cpu.symmetrise(x.view(), mode, out.view_mut()).unwrap();
         let want = symseg_core::reference::symmetrise(&case.logits_f64(), b, n, mode);
         for (got, w) in out.iter().zip(&want) {
             prop_assert!((f64::from(*got) - w).abs() <= 1e-6 * w.abs(), "{} vs {}", got, w);

@@ -3,11 +3,11 @@
 
 mod kernels;
 
-use rayon::prelude::*;
 use symseg_core::elem::PenaltyFn;
 use symseg_core::{LossConfig, LossReport, RegionCounts, Result, Strategy};
 
 use crate::batch::{Batch, lowest, non_finite_index};
+use crate::par::map_tasks;
 use crate::simd::SimdLevel;
 use crate::simd::elem::FastElem;
 use crate::simd::penalty::FastPenalty;
@@ -130,42 +130,39 @@ fn dispatch<K: StrategyKernel, V: tiled::TileStrategy>(
         Some(g) => (SharedMut::new(g), true, tiles::tasks(batch.dims.batch, |_| n)),
         None => (SharedMut::new(&mut []), false, tiles::tasks(batch.dims.batch, |b| batch.len(b))),
     };
-    let parts: Vec<Partial> = (0..tasks.len())
-        .into_par_iter()
-        .map_init(tiled::Scratch::new, |scratch, ti| {
-            let t = &tasks[ti];
-            // Rayon hands a worker runs of consecutive tasks.
-            let next = tasks.get(ti + 1);
-            let s = scales[t.sample];
-            let job = tiled::TileJob {
-                batch,
-                fe: k.elem(),
-                pen: fast_pen,
-                r: s.r as f32,
-                wp: s.wp as f32,
-                mirror_labels: !symmetric_labels,
-            };
-            if let Some((elem, pen_sum)) = tiled::run_tile::<V>(level, &job, t, next, out, write, scratch) {
-                if t.rows.start != t.cols.start {
-                    return Partial { elem, pen: pen_sum, bad: None };
-                }
-                let diag = if write {
-                    diagonal_at::<K, true>(level, k, batch, t, s, out)
-                } else {
-                    diagonal_at::<K, false>(level, k, batch, t, s, out)
-                };
-                if let Some(d) = diag {
-                    return Partial { elem: elem + d, pen: pen_sum, bad: None };
-                }
+    let parts: Vec<Partial> = map_tasks(batch.parallel, tasks.len(), tiled::Scratch::new, |scratch, ti| {
+        let t = &tasks[ti];
+        // The caller and rayon's workers both take runs of consecutive tasks.
+        let next = tasks.get(ti + 1);
+        let s = scales[t.sample];
+        let job = tiled::TileJob {
+            batch,
+            fe: k.elem(),
+            pen: fast_pen,
+            r: s.r as f32,
+            wp: s.wp as f32,
+            mirror_labels: !symmetric_labels,
+        };
+        if let Some((elem, pen_sum)) = tiled::run_tile::<V>(level, &job, t, next, out, write, scratch) {
+            if t.rows.start != t.cols.start {
+                return Partial { elem, pen: pen_sum, bad: None };
             }
-            // Tiles with a non-finite counted logit, for its lowest index.
-            if write {
-                run_task_at::<K, true>(level, k, pen, batch, t, s, out)
+            let diag = if write {
+                diagonal_at::<K, true>(level, k, batch, t, s, out)
             } else {
-                run_task_at::<K, false>(level, k, pen, batch, t, s, out)
+                diagonal_at::<K, false>(level, k, batch, t, s, out)
+            };
+            if let Some(d) = diag {
+                return Partial { elem: elem + d, pen: pen_sum, bad: None };
             }
-        })
-        .collect();
+        }
+        // Tiles with a non-finite counted logit, for its lowest index.
+        if write {
+            run_task_at::<K, true>(level, k, pen, batch, t, s, out)
+        } else {
+            run_task_at::<K, false>(level, k, pen, batch, t, s, out)
+        }
+    });
     tasks.into_iter().zip(parts).collect()
 }
 

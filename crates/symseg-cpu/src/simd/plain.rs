@@ -5,11 +5,10 @@
 //! only; on the other half they only check that no counted logit is
 //! non-finite (SPEC §1 counts both halves) and write zeros.
 
-use rayon::prelude::*;
-
 use super::SimdLevel;
 use super::elem::{FastElem, GAMMA_0, GAMMA_1, GAMMA_2, GAMMA_ANY};
 use crate::batch::{Batch, lowest};
+use crate::par::{map_chunks_mut, map_tasks};
 
 /// Rows per parallel task: fixed, so the sum order (and result) never depends
 /// on the thread count.
@@ -292,15 +291,15 @@ fn run_typed<const K: u8, const M: bool>(
     let total_rows = batch.dims.batch * n;
     let rows = |c: usize| Rows { batch, fe, tri, r, first: c * ROWS, count: ROWS.min(total_rows - c * ROWS) };
     let parts: Vec<(f64, Option<usize>)> = match grad {
-        Some(g) => g
-            .par_chunks_mut(ROWS * n)
-            .enumerate()
-            .map(|(c, gc)| block_at::<K, true, M>(level, &rows(c), gc))
-            .collect(),
-        None => (0..total_rows.div_ceil(ROWS))
-            .into_par_iter()
-            .map(|c| block_at::<K, false, M>(level, &rows(c), &mut []))
-            .collect(),
+        Some(g) => {
+            map_chunks_mut(batch.parallel, g, ROWS * n, |c, gc| block_at::<K, true, M>(level, &rows(c), gc))
+        }
+        None => map_tasks(
+            batch.parallel,
+            total_rows.div_ceil(ROWS),
+            || (),
+            |_, c| block_at::<K, false, M>(level, &rows(c), &mut []),
+        ),
     };
     parts.into_iter().fold((0.0, None), |(s, bad), (t, b)| (s + t, lowest(bad, b)))
 }
