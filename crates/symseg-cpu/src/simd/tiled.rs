@@ -191,50 +191,55 @@ struct LaneCtx<'a> {
     has_mask: bool,
 }
 
-/// One pair `(i, j0 + jl)`: `(loss, penalty, g_ij, g_ji, non-finite counted?)`,
-/// f32 values only, so the lane loop vectorises at full width (the caller
-/// widens the sums to f64 in a separate loop). `EDGE`: the step may hold
-/// positions outside the sample, on or below the diagonal, or inside the
-/// `min_sep` band; steps that cannot skip those tests.
+/// The math of one pair `(i, j)` as if it were counted: `[loss of (i, j),
+/// loss of (j, i), g_ij, g_ji, penalty]`, f32 values only, so the lane loop
+/// vectorises at full width (the caller widens the sums to f64 in a separate
+/// loop). A non-finite logit fails the call, so its (meaningless) values need
+/// no guard.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn lane<S: VecPair, const K: u8, const F: bool, const P: u8, const EDGE: bool>(
+fn lane_math<S: VecPair, const K: u8, const F: bool, const P: u8>(
+    job: &TileJob<'_>,
+    xij: f32,
+    xji: f32,
+    yij: u8,
+    yji: u8,
+) -> [f32; 5] {
+    let [la, lb, gij, gji] = S::pair::<K, F>(&job.fe, xij, xji, yij == 1, yji == 1);
+    let (mut gij, mut gji) = (job.r * gij, job.r * gji);
+    let mut rho = 0.0f32;
+    // `P`: whether a penalty is configured, and on what. A run-time test here
+    // would be if-converted into selects, evaluating the penalty in every lane.
+    if P != PEN_NONE
+        && let Some(p) = &job.pen
+    {
+        let (v, da, db) = p.value_grad::<F, P>(xij, xji);
+        rho = v;
+        gij += job.wp * da;
+        gji += job.wp * db;
+    }
+    [la, lb, gij, gji, rho]
+}
+
+/// Whether pair `(i, j0 + jl)` is counted, and whether it is counted with a
+/// non-finite logit. `EDGE`: the step may hold positions outside the sample,
+/// on or below the diagonal, or inside the `min_sep` band; steps that cannot
+/// skip those tests.
+#[inline(always)]
+fn lane_counted<const EDGE: bool>(
     c: &LaneCtx<'_>,
     jl: usize,
     xij: f32,
     xji: f32,
     yij: u8,
-    yji: u8,
     m: u8,
-) -> ([f32; 2], f32, f32, f32, bool) {
+) -> (bool, bool) {
     let j = c.j0 + jl as u32;
     // Each unordered pair once: j > i (a diagonal tile's lower half and its
     // diagonal are not pairs here), so |i - j| = j - i; j < len implies i < len.
-    let inside = !EDGE || (j > c.i && j < c.len && j - c.i >= c.sep);
-    let cnt = inside && yij != 255 && (!c.has_mask || m != 0);
-    // A non-finite counted logit fails the call, so its (meaningless) values
-    // need no guard; uncounted ones are selected away.
-    let fin = xij.is_finite() && xji.is_finite();
-    let [la, lb, gij, gji] = S::pair::<K, F>(&c.job.fe, xij, xji, yij == 1, yji == 1);
-    let (mut gij, mut gji) = (c.job.r * gij, c.job.r * gji);
-    let mut rho = 0.0f32;
-    // `P`: whether a penalty is configured, and on what. A run-time test here
-    // would be if-converted into selects, evaluating the penalty in every lane.
-    if P != PEN_NONE
-        && let Some(p) = &c.job.pen
-    {
-        let (v, da, db) = p.value_grad::<F, P>(xij, xji);
-        rho = v;
-        gij += c.job.wp * da;
-        gji += c.job.wp * db;
-    }
-    (
-        if cnt { [la, lb] } else { [0.0; 2] },
-        if cnt { rho } else { 0.0 },
-        if cnt { gij } else { 0.0 },
-        if cnt { gji } else { 0.0 },
-        cnt && !fin,
-    )
+    // `&` and `|`, not `&&` and `||`: branches here kept the loop scalar.
+    let inside = !EDGE || ((j > c.i) & (j < c.len) & (j.wrapping_sub(c.i) >= c.sep));
+    let cnt = inside & (yij != 255) & (!c.has_mask | (m != 0));
+    (cnt, cnt & !(xij.is_finite() & xji.is_finite()))
 }
 
 /// Whether every pair `(i, j0 + c .. j0 + c + LANES)` of the row is in the
@@ -424,16 +429,29 @@ fn row_lanes<S: VecPair, const K: u8, const F: bool, const P: u8>(
         let mut lb = [0.0f32; LANES];
         let mut ps = [0.0f32; LANES];
         let mut nbs = [false; LANES];
+        // The math for every lane, then the counted-set selects in a loop of
+        // their own: with both in one loop LLVM left the AVX2 build scalar
+        // (each select became a branch around the math), 6x slower.
+        for s in 0..LANES {
+            [la[s], lb[s], gij[s], gji[s], ps[s]] =
+                lane_math::<S, K, F, P>(ctx.job, xs[s], xts[s], ys[s], yts[s]);
+        }
+        macro_rules! keep_counted {
+            ($edge:expr) => {
+                for s in 0..LANES {
+                    let (cnt, bad) = lane_counted::<$edge>(ctx, c + s, xs[s], xts[s], ys[s], ms[s]);
+                    // Selects, not a conditional store: those stayed scalar.
+                    let keep = |v: f32| if cnt { v } else { 0.0 };
+                    (la[s], lb[s], gij[s], gji[s], ps[s]) =
+                        (keep(la[s]), keep(lb[s]), keep(gij[s]), keep(gji[s]), keep(ps[s]));
+                    nbs[s] = bad;
+                }
+            };
+        }
         if interior(ctx, c) {
-            for s in 0..LANES {
-                ([la[s], lb[s]], ps[s], gij[s], gji[s], nbs[s]) =
-                    lane::<S, K, F, P, false>(ctx, c + s, xs[s], xts[s], ys[s], yts[s], ms[s]);
-            }
+            keep_counted!(false)
         } else {
-            for s in 0..LANES {
-                ([la[s], lb[s]], ps[s], gij[s], gji[s], nbs[s]) =
-                    lane::<S, K, F, P, true>(ctx, c + s, xs[s], xts[s], ys[s], yts[s], ms[s]);
-            }
+            keep_counted!(true)
         }
         // Widening in a loop of its own keeps the one above at 16 f32 lanes.
         let mut bads = 0u8;
@@ -449,12 +467,17 @@ fn row_lanes<S: VecPair, const K: u8, const F: bool, const P: u8>(
         gt_row[c..c + LANES].copy_from_slice(&gji);
     }
     for jl in full..tj {
-        let o = lane::<S, K, F, P, true>(ctx, jl, r.x[jl], r.xt[jl], r.y[jl], r.yt[jl], r.mask[jl]);
-        sums.elem[jl - full] += f64::from(o.0[0]) + f64::from(o.0[1]);
-        sums.pen[jl - full] += f64::from(o.1);
-        g_row[jl] = o.2;
-        gt_row[jl] = o.3;
-        sums.bad |= o.4;
+        let (cnt, bad) = lane_counted::<true>(ctx, jl, r.x[jl], r.xt[jl], r.y[jl], r.mask[jl]);
+        let [la, lb, gij, gji, rho] = if cnt {
+            lane_math::<S, K, F, P>(ctx.job, r.x[jl], r.xt[jl], r.y[jl], r.yt[jl])
+        } else {
+            [0.0; 5]
+        };
+        sums.elem[jl - full] += f64::from(la) + f64::from(lb);
+        sums.pen[jl - full] += f64::from(rho);
+        g_row[jl] = gij;
+        gt_row[jl] = gji;
+        sums.bad |= bad;
     }
 }
 
