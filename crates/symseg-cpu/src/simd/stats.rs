@@ -97,9 +97,10 @@ fn pair<const MODE: u8, const F: bool, const EDGE: bool>(
     m: u8,
 ) -> (u32, u32, u32, u32, f64, bool) {
     let j = c.j0 + jl as u32;
-    let inside = !EDGE || (j > c.i && j < c.len && j - c.i >= c.sep);
-    let cnt = inside && y != 255 && (!c.has_mask || m != 0);
-    let fin = xij.is_finite() && xji.is_finite();
+    // `&` and `|`, not `&&` and `||`: their branches kept the AVX2 loop scalar.
+    let inside = !EDGE || ((j > c.i) & (j < c.len) & (j.wrapping_sub(c.i) >= c.sep));
+    let cnt = inside & (y != 255) & (!c.has_mask | (m != 0));
+    let fin = xij.is_finite() & xji.is_finite();
     let (pij, pji) = decide::<MODE>(xij, xji, c.x_star, c.two_z_star);
     let pos = y == 1;
     let tp = u32::from(pij & pos) + u32::from(pji & pos);
@@ -112,7 +113,7 @@ fn pair<const MODE: u8, const F: bool, const EDGE: bool>(
         if cnt { fne } else { 0 },
         u32::from(cnt),
         if cnt { asym } else { 0.0 },
-        cnt && !fin,
+        cnt & !fin,
     )
 }
 
