@@ -440,7 +440,7 @@ fn row_lanes<S: VecPair, const K: u8, const F: bool, const P: u8>(
             ($edge:expr) => {
                 for s in 0..LANES {
                     let (cnt, bad) = lane_counted::<$edge>(ctx, c + s, xs[s], xts[s], ys[s], ms[s]);
-                    // Selects, not a conditional store: those stayed scalar.
+                    // Selects on every lane, so the loop stays branch-free.
                     let keep = |v: f32| if cnt { v } else { 0.0 };
                     (la[s], lb[s], gij[s], gji[s], ps[s]) =
                         (keep(la[s]), keep(lb[s]), keep(gij[s]), keep(gji[s]), keep(ps[s]));
