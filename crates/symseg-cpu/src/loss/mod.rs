@@ -77,7 +77,7 @@ fn tiled(
     grad: Option<&mut [f32]>,
     level: SimdLevel,
 ) -> (f64, f64, Option<usize>) {
-    let f = FastElem::new(&cfg.loss, level != SimdLevel::Scalar);
+    let f = FastElem::new(&cfg.loss, level.fused());
     let pen = cfg.penalty.as_ref().map(PenaltyFn::<f32>::new);
     let symmetric = !cfg.allow_asymmetric_labels;
     let fp = cfg.penalty.as_ref().map(FastPenalty::new);

@@ -22,6 +22,12 @@ pub(crate) mod tile_row_avx512;
 pub(crate) mod tiled;
 pub(crate) mod transpose;
 
+/// Whether the portable level's kernels fuse multiply-adds. On aarch64 FMA is
+/// part of the base instruction set (`mul_add` is one `fmadd`, NEON has
+/// `fmla`); on x86-64 without the FMA feature `mul_add` would be a library
+/// call per element, so the portable level multiplies and adds there.
+pub(crate) const PORTABLE_FMA: bool = cfg!(target_arch = "aarch64");
+
 /// An instruction-set level the CPU backend can run its kernels at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SimdLevel {
@@ -57,6 +63,15 @@ impl SimdLevel {
             }
         }
         v
+    }
+
+    /// Whether kernels at this level use fused multiply-adds (every scalar
+    /// path of a call follows it, so that all paths round alike).
+    pub(crate) fn fused(self) -> bool {
+        match self {
+            SimdLevel::Scalar => PORTABLE_FMA,
+            _ => true,
+        }
     }
 
     /// The name used in benchmarks.

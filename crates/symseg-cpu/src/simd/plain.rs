@@ -5,8 +5,8 @@
 //! only; on the other half they only check that no counted logit is
 //! non-finite (SPEC §1 counts both halves) and write zeros.
 
-use super::SimdLevel;
 use super::elem::{FastElem, GAMMA_0, GAMMA_1, GAMMA_2, GAMMA_ANY};
+use super::{PORTABLE_FMA, SimdLevel};
 use crate::batch::{Batch, lowest};
 use crate::par::{map_chunks_mut, map_tasks};
 
@@ -275,7 +275,7 @@ fn block_at<const K: u8, const G: bool, const M: bool>(
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
         SimdLevel::Avx2 => unsafe { block_avx2::<K, G, M>(a, g) },
-        _ => block::<K, G, M, false>(a, g),
+        _ => block::<K, G, M, PORTABLE_FMA>(a, g),
     }
 }
 
@@ -315,7 +315,7 @@ pub(crate) fn run(
     r: &[f64],
     grad: Option<&mut [f32]>,
 ) -> (f64, Option<usize>) {
-    let fe = FastElem::new(loss, level != SimdLevel::Scalar);
+    let fe = FastElem::new(loss, level.fused());
     macro_rules! by_mask {
         ($k:expr) => {
             if batch.mask.is_some() {

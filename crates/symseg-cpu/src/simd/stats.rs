@@ -11,10 +11,10 @@
 use symseg_core::SymMode;
 use symseg_core::metrics::{Confusion, PredictConfig, SampleStats, decision_bound};
 
-use super::SimdLevel;
 use super::fastmath::sigmoid_f64;
 use super::prefetch::prefetch_rows;
 use super::transpose::transpose_into;
+use super::{PORTABLE_FMA, SimdLevel};
 use crate::batch::{Batch, TileSpan};
 use crate::tiles::{TILE, Task};
 
@@ -265,7 +265,7 @@ pub(crate) fn stats_tile(
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
         SimdLevel::Avx2 => unsafe { tile_avx2(bt, t, p, xt) },
-        _ => tile_mode::<false>(bt, t, p, xt),
+        _ => tile_mode::<PORTABLE_FMA>(bt, t, p, xt),
     }
 }
 

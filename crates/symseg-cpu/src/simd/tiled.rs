@@ -10,13 +10,13 @@
 //! compiled for AVX2 and baseline x86-64), and AVX-512 intrinsics
 //! ([`super::tile_row_avx512`]), which compute the same bits.
 
-use super::SimdLevel;
 use super::elem::{FastElem, GAMMA_0, GAMMA_1, GAMMA_2, GAMMA_ANY};
 use super::penalty::{FastPenalty, PEN_LOGITS, PEN_NONE, PEN_PROBS};
 use super::prefetch::prefetch_rows;
 #[cfg(target_arch = "x86_64")]
 use super::tile_row_avx512::{self, Row};
 use super::transpose::{transpose_into, transpose_u8_into};
+use super::{PORTABLE_FMA, SimdLevel};
 use crate::batch::{Batch, TileSpan};
 use crate::tiles::{SharedMut, TILE, Task};
 
@@ -520,7 +520,7 @@ fn tile_at<S: TileStrategy, const K: u8, const G: bool, const P: u8>(
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
         SimdLevel::Avx2 => unsafe { tile_avx2::<S, K, G, P>(job, t, next, out, scratch) },
-        _ => tile::<S, K, G, false, P, false>(job, t, next, out, scratch),
+        _ => tile::<S, K, G, PORTABLE_FMA, P, false>(job, t, next, out, scratch),
     }
 }
 
