@@ -11,7 +11,7 @@
 use std::arch::x86_64::*;
 
 use super::elem::{FastElem, GAMMA_0, GAMMA_1, GAMMA_2};
-use super::penalty::{FastPenalty, PEN_PROBS};
+use super::penalty::{FastPenalty, KIND_L1, KIND_L2, PEN_PROBS};
 
 const SIGN: f32 = -0.0;
 
@@ -178,8 +178,8 @@ pub(crate) unsafe fn penalty<const ON: u8>(
             _mm512_mask_blend_ps(gt, _mm512_maskz_mov_ps(lt, splat(-1.0)), one)
         };
         let (rho, drho) = match p.kind() {
-            0 => (ad, sign()),
-            1 => (_mm512_mul_ps(d, d), _mm512_mul_ps(splat(2.0), d)),
+            KIND_L1 => (ad, sign()),
+            KIND_L2 => (_mm512_mul_ps(d, d), _mm512_mul_ps(splat(2.0), d)),
             _ => {
                 let delta = splat(p.delta());
                 let inner = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(ad, delta);

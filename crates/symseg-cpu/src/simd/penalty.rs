@@ -11,11 +11,18 @@ pub(crate) const PEN_LOGITS: u8 = 1;
 /// A penalty on probabilities.
 pub(crate) const PEN_PROBS: u8 = 2;
 
+/// [`FastPenalty::kind`]: l1.
+pub(crate) const KIND_L1: u8 = 0;
+/// [`FastPenalty::kind`]: l2.
+pub(crate) const KIND_L2: u8 = 1;
+/// [`FastPenalty::kind`]: Huber.
+pub(crate) const KIND_HUBER: u8 = 2;
+
 /// A penalty resolved for the vector kernels (before `lambda * r_P`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct FastPenalty {
     probs: bool,
-    /// 0 = l1, 1 = l2, 2 = huber.
+    /// [`KIND_L1`], [`KIND_L2`] or [`KIND_HUBER`].
     kind: u8,
     delta: f32,
 }
@@ -23,9 +30,9 @@ pub(crate) struct FastPenalty {
 impl FastPenalty {
     pub fn new(p: &Penalty) -> FastPenalty {
         let (kind, delta) = match p.kind {
-            PenaltyKind::L1 => (0, 0.0),
-            PenaltyKind::L2 => (1, 0.0),
-            PenaltyKind::Huber { delta } => (2, delta as f32),
+            PenaltyKind::L1 => (KIND_L1, 0.0),
+            PenaltyKind::L2 => (KIND_L2, 0.0),
+            PenaltyKind::Huber { delta } => (KIND_HUBER, delta as f32),
         };
         FastPenalty { probs: p.on == PenaltyOn::Probs, kind, delta }
     }
@@ -35,8 +42,7 @@ impl FastPenalty {
         if self.probs { PEN_PROBS } else { PEN_LOGITS }
     }
 
-    /// 0 = l1, 1 = l2, 2 = huber.
-    #[cfg(target_arch = "x86_64")]
+    /// [`KIND_L1`], [`KIND_L2`] or [`KIND_HUBER`].
     pub fn kind(&self) -> u8 {
         self.kind
     }
@@ -48,10 +54,17 @@ impl FastPenalty {
     }
 
     /// `(rho(d), d rho / d x_a, d rho / d x_b)` with `d = t(x_a) - t(x_b)`.
-    /// `ON` is [`FastPenalty::on`] as a constant: as a run-time flag the
-    /// sigmoids were if-converted and evaluated for penalties on logits too.
+    /// `ON` is [`FastPenalty::on`] and `KIND` is [`FastPenalty::kind`], as
+    /// constants: as run-time values they were if-converted, every kind and
+    /// the sigmoids evaluated in every lane, and LLVM's cost model then left
+    /// some lane loops scalar (NEON, SSE2).
     #[inline(always)]
-    pub fn value_grad<const F: bool, const ON: u8>(&self, xa: f32, xb: f32) -> (f32, f32, f32) {
+    pub fn value_grad<const F: bool, const ON: u8, const KIND: u8>(
+        &self,
+        xa: f32,
+        xb: f32,
+    ) -> (f32, f32, f32) {
+        debug_assert_eq!(KIND, self.kind);
         let sig = |x: f32| {
             let e = exp_nonpos::<F>(-x.abs());
             let inv = 1.0 / (1.0 + e);
@@ -73,9 +86,9 @@ impl FastPenalty {
         } else {
             0.0
         };
-        let (rho, drho) = match self.kind {
-            0 => (ad, sign),
-            1 => (d * d, 2.0 * d),
+        let (rho, drho) = match KIND {
+            KIND_L1 => (ad, sign),
+            KIND_L2 => (d * d, 2.0 * d),
             _ => {
                 let inner = ad <= self.delta;
                 (

@@ -11,7 +11,7 @@
 //! ([`super::tile_row_avx512`]), which compute the same bits.
 
 use super::elem::{FastElem, GAMMA_0, GAMMA_1, GAMMA_2, GAMMA_ANY};
-use super::penalty::{FastPenalty, PEN_LOGITS, PEN_NONE, PEN_PROBS};
+use super::penalty::{FastPenalty, KIND_HUBER, KIND_L1, KIND_L2, PEN_LOGITS, PEN_NONE, PEN_PROBS};
 use super::prefetch::prefetch_rows;
 #[cfg(target_arch = "x86_64")]
 use super::tile_row_avx512::{self, Row};
@@ -197,8 +197,9 @@ struct LaneCtx<'a> {
 /// loop). A non-finite logit fails the call, so its (meaningless) values need
 /// no guard.
 #[inline(always)]
-fn lane_math<S: VecPair, const K: u8, const F: bool, const P: u8>(
+fn lane_math<S: VecPair, const K: u8, const F: bool, const P: u8, const PK: u8>(
     job: &TileJob<'_>,
+    pen: &FastPenalty,
     xij: f32,
     xji: f32,
     yij: u8,
@@ -207,12 +208,11 @@ fn lane_math<S: VecPair, const K: u8, const F: bool, const P: u8>(
     let [la, lb, gij, gji] = S::pair::<K, F>(&job.fe, xij, xji, yij == 1, yji == 1);
     let (mut gij, mut gji) = (job.r * gij, job.r * gji);
     let mut rho = 0.0f32;
-    // `P`: whether a penalty is configured, and on what. A run-time test here
-    // would be if-converted into selects, evaluating the penalty in every lane.
-    if P != PEN_NONE
-        && let Some(p) = &job.pen
-    {
-        let (v, da, db) = p.value_grad::<F, P>(xij, xji);
+    // `P`: whether a penalty is configured, and on what (`PK`: its kind). A
+    // run-time test here would be if-converted into selects, evaluating the
+    // penalty in every lane.
+    if P != PEN_NONE {
+        let (v, da, db) = pen.value_grad::<F, P, PK>(xij, xji);
         rho = v;
         gij += job.wp * da;
         gji += job.wp * db;
@@ -399,10 +399,31 @@ struct LanesIn<'a> {
     mask: &'a [u8],
 }
 
-/// The portable lane loop over one row of a tile pair.
+/// The portable lane loop over one row of a tile pair, for the penalty's kind.
 #[inline(always)]
 fn row_lanes<S: VecPair, const K: u8, const F: bool, const P: u8>(
     ctx: &LaneCtx<'_>,
+    r: &LanesIn<'_>,
+    g_row: &mut [f32; TILE],
+    gt_row: &mut [f32; TILE],
+    sums: &mut Sums,
+) {
+    match ctx.job.pen {
+        Some(pen) if P != PEN_NONE => match pen.kind() {
+            KIND_L1 => row_lanes_as::<S, K, F, P, KIND_L1>(ctx, &pen, r, g_row, gt_row, sums),
+            KIND_L2 => row_lanes_as::<S, K, F, P, KIND_L2>(ctx, &pen, r, g_row, gt_row, sums),
+            _ => row_lanes_as::<S, K, F, P, KIND_HUBER>(ctx, &pen, r, g_row, gt_row, sums),
+        },
+        // Without a penalty `PK` is never read.
+        _ => row_lanes_as::<S, K, F, PEN_NONE, KIND_L1>(ctx, &FastPenalty::default(), r, g_row, gt_row, sums),
+    }
+}
+
+/// [`row_lanes`] for penalty kind `PK`.
+#[inline(always)]
+fn row_lanes_as<S: VecPair, const K: u8, const F: bool, const P: u8, const PK: u8>(
+    ctx: &LaneCtx<'_>,
+    pen: &FastPenalty,
     r: &LanesIn<'_>,
     g_row: &mut [f32; TILE],
     gt_row: &mut [f32; TILE],
@@ -434,7 +455,7 @@ fn row_lanes<S: VecPair, const K: u8, const F: bool, const P: u8>(
         // (each select became a branch around the math), 6x slower.
         for s in 0..LANES {
             [la[s], lb[s], gij[s], gji[s], ps[s]] =
-                lane_math::<S, K, F, P>(ctx.job, xs[s], xts[s], ys[s], yts[s]);
+                lane_math::<S, K, F, P, PK>(ctx.job, pen, xs[s], xts[s], ys[s], yts[s]);
         }
         macro_rules! keep_counted {
             ($edge:expr) => {
@@ -469,7 +490,7 @@ fn row_lanes<S: VecPair, const K: u8, const F: bool, const P: u8>(
     for jl in full..tj {
         let (cnt, bad) = lane_counted::<true>(ctx, jl, r.x[jl], r.xt[jl], r.y[jl], r.mask[jl]);
         let [la, lb, gij, gji, rho] = if cnt {
-            lane_math::<S, K, F, P>(ctx.job, r.x[jl], r.xt[jl], r.y[jl], r.yt[jl])
+            lane_math::<S, K, F, P, PK>(ctx.job, pen, r.x[jl], r.xt[jl], r.y[jl], r.yt[jl])
         } else {
             [0.0; 5]
         };
