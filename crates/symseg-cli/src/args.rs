@@ -405,8 +405,9 @@ pub struct MetricsArgs {
 /// `symseg train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Training data: a dot-bracket FASTA (.dbn/.fa), a .bpseq file, a directory of
-    /// .bpseq or .npz files, or `synthetic[:COUNT[:SEED]]` [default: the embedded PDB-derived train.dbn].
+    /// Training data: an RNA structure file (dot-bracket FASTA .dbn/.fa, .bpseq, .ct), a
+    /// directory of such files or of .npz files, or `synthetic[:COUNT[:SEED]]`
+    /// [default: the embedded PDB-derived train.dbn].
     #[arg(long, value_name = "FILE|DIR")]
     pub data: Option<String>,
     /// Validation data, same forms [default: the embedded test.dbn when --data is not given].

@@ -486,6 +486,13 @@ fn metrics_decoding_and_validation_choices() {
     let plain = json(&symseg(&["metrics", "--logits", &x, "--labels", &y, "--json"]));
     assert!(masked["fp"].as_u64().unwrap() < plain["fp"].as_u64().unwrap());
     assert_eq!(masked["pair_mask"], true);
+    // The same sequences wrapped, under a comment, with RNAfold's energy: the same mask.
+    let wrapped = "# RNAfold output\n>a\nGGGGGCCCCC\nAAAAAUUUUU\n((((....))))........ (-3.10)\n\
+                   >b\nACGUACGUAC\nGUACGUACGU\n";
+    std::fs::write(d.path("w.fa"), wrapped).unwrap();
+    let again =
+        json(&symseg(&["metrics", "--logits", &x, "--labels", &y, "--sequences", &d.p("w.fa"), "--json"]));
+    assert_eq!((&again["tp"], &again["fp"], &again["f1"]), (&masked["tp"], &masked["fp"], &masked["f1"]));
     // best-half and the best threshold are chosen on validation data and reported.
     let v = json(&symseg(&[
         "metrics",

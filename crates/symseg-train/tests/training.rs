@@ -40,6 +40,39 @@ fn every_format_loads_and_malformed_input_is_named() {
     assert_eq!(d.samples.len(), 2);
     assert_eq!(d.samples[0].id, "one");
 
+    // Any mix of structure formats in one directory, in name order: a `.ct`
+    // with two structures, bpRNA's headerless `.dbn` with letter pseudoknots,
+    // a wrapped FASTA record with RNAfold's energy, and a `.bpseq`.
+    std::fs::create_dir(p("mix")).unwrap();
+    std::fs::write(
+        p("mix/a.ct"),
+        "4 ENERGY = -0.5 first\n1 G 0 2 4 1\n2 A 1 3 0 2\n3 A 2 4 0 3\n4 C 3 0 1 4\n\
+         3 second\n1 G 0 2 0 1\n2 C 1 3 0 2\n3 U 2 0 0 3\n",
+    )
+    .unwrap();
+    std::fs::write(p("mix/b.dbn"), "#Name: bpRNA_X\n#Length: 7\nGAGCUCC\n((A).a)\n").unwrap();
+    std::fs::write(p("mix/c.fa"), ">c\nGGGA\nAACCC\n(((..\n.))) (-2.10)\n").unwrap();
+    std::fs::copy(p("bp/one.bpseq"), p("mix/d.bpseq")).unwrap();
+    std::fs::write(p("mix/notes.txt"), "not a structure").unwrap();
+    let d = Dataset::load(p("mix").to_str().unwrap(), false).unwrap();
+    let ids: Vec<&str> = d.samples.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["first", "second", "bpRNA_X", "c", "d"]);
+    let pairs = |k: usize| -> Vec<(usize, usize)> {
+        let y = &d.samples[k].labels;
+        let n = y.nrows();
+        (0..n).flat_map(|i| (i + 1..n).map(move |j| (i, j))).filter(|&(i, j)| y[[i, j]] == 1).collect()
+    };
+    assert_eq!(pairs(0), [(0, 3)]);
+    assert!(pairs(1).is_empty());
+    assert_eq!(pairs(2), [(0, 6), (1, 3), (2, 5)]);
+    assert_eq!(pairs(3), [(0, 8), (1, 7), (2, 6)]);
+    assert_eq!(d.samples[3].sequence.as_deref(), Some("GGGAAACCC"));
+    std::fs::write(p("mix/e.ct"), "3 bad\n1 G 0 2 3 1\n2 A 1 3 0 2\n3 C 2 0 2 3\n").unwrap();
+    let err = Dataset::load(p("mix").to_str().unwrap(), false).unwrap_err().to_string();
+    assert!(err.contains("e.ct:2:") && err.contains("does not pair back"), "{err}");
+    let d = Dataset::load(p("mix").to_str().unwrap(), true).unwrap();
+    assert_eq!((d.samples.len(), d.skipped.len()), (5, 1));
+
     std::fs::create_dir(p("gen")).unwrap();
     for (k, n) in [5usize, 7].into_iter().enumerate() {
         let mut npz =

@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::Serialize;
 use symseg::metrics::{HostBatch, MetricsAccumulator, MetricsReport, PredictConfig};
 use symseg::{SymMode, postprocess};
+use symseg_train::data::rna;
 
 use super::loss::Inputs;
 use crate::args::{MetricsArgs, ModeName, RegionArgs, ThresholdArg};
@@ -50,7 +51,8 @@ fn score(
     Ok(acc)
 }
 
-/// Reads sequences (FASTA or dot-bracket FASTA) into a `[B, N, N]` canonical-pair mask.
+/// Reads sequences (FASTA or dot-bracket FASTA, one record per sample) into a
+/// `[B, N, N]` canonical-pair mask.
 fn sequence_mask(path: &Path, batch: usize, n: usize) -> CliResult<Vec<u8>> {
     let text = std::fs::read_to_string(path).map_err(|source| CliError::Read {
         what: "sequences",
@@ -58,33 +60,10 @@ fn sequence_mask(path: &Path, batch: usize, n: usize) -> CliResult<Vec<u8>> {
         source,
     })?;
     let data_err = |message: String| CliError::Data { what: "sequences", path: path.to_path_buf(), message };
-    let mut seqs: Vec<String> = Vec::new();
-    let mut open = false;
-    for (line_no, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        if line.starts_with('>') {
-            seqs.push(String::new());
-            open = true;
-        } else if line.chars().all(|c| ".()[]{}<>".contains(c)) {
-            open = false; // a dot-bracket structure line
-        } else if line.chars().all(|c| c.is_ascii_alphabetic()) {
-            if !open {
-                seqs.push(String::new());
-                open = true;
-            }
-            if let Some(s) = seqs.last_mut() {
-                s.push_str(line);
-            }
-        } else {
-            return Err(data_err(format!(
-                "line {}: not a sequence, header or dot-bracket line",
-                line_no + 1
-            )));
-        }
-    }
+    // The trainer's parser: wrapped records, `#` comments, RNAfold energies and
+    // bpRNA's letter brackets read the same here as in `symseg train`.
+    let seqs: Vec<String> =
+        rna::parse_records(&text, path, false, false)?.records.into_iter().map(|r| r.sequence).collect();
     if seqs.len() != batch {
         return Err(data_err(format!("{} sequences for a batch of {batch} samples", seqs.len())));
     }

@@ -41,7 +41,7 @@ pub fn run(args: &PredictArgs) -> CliResult<()> {
             std::fs::write(&args.out, text).map_err(write_err)?;
             if dropped > 0 {
                 eprintln_warning(&format!(
-                    "{dropped} pair(s) needed a fifth bracket level and were left out"
+                    "{dropped} pair(s) needed more than 30 bracket levels and were left out"
                 ));
             }
         }

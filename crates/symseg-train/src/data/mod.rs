@@ -1,5 +1,5 @@
-//! Data sets: RNA structures (dot-bracket FASTA, `.bpseq`), generic `.npz`
-//! directories, built-in synthetic data, and the embedded PDB-derived RNA set.
+//! Data sets: RNA structures (dot-bracket FASTA, `.bpseq`, `.ct`), generic
+//! `.npz` directories, built-in synthetic data, and the embedded PDB-derived RNA set.
 
 pub mod rna;
 mod synthetic;
@@ -106,9 +106,11 @@ impl Dataset {
         Dataset::from_rna(format!("embedded {name}"), &parsed.records, Vec::new())
     }
 
-    /// Loads `spec`: `synthetic[:COUNT[:SEED]]`, a `.dbn`/`.fa`/`.fasta` file, a
-    /// `.bpseq` file, or a directory of `.bpseq` files or of `.npz` files (arrays
-    /// `x`, `C x N x N` float32, and `y`, `N x N` labels).
+    /// Loads `spec`: `synthetic[:COUNT[:SEED]]`, an RNA structure file
+    /// (dot-bracket FASTA `.dbn`/`.fa`/`.fasta`/…, `.bpseq`, or `.ct` with one or
+    /// more structures), a directory of such files (any mix, read in name
+    /// order), or a directory of `.npz` files (arrays `x`, `C x N x N` float32,
+    /// and `y`, `N x N` labels).
     ///
     /// # Errors
     /// [`TrainError`] naming the file and line of the first bad record, unless
@@ -139,20 +141,14 @@ impl Dataset {
         }
         let path = PathBuf::from(spec);
         if path.is_dir() {
-            return load_dir(&path, skip_bad);
+            return load_dir(&path, skip_bad, require_structure);
         }
-        let text = read_text(&path)?;
-        match extension(&path).as_str() {
-            "bpseq" => Dataset::from_rna(spec.to_string(), &[rna::parse_bpseq(&text, &path)?], Vec::new()),
-            _ => {
-                let parsed = rna::parse_records(&text, &path, skip_bad, require_structure)?;
-                Dataset::from_rna(
-                    spec.to_string(),
-                    &parsed.records,
-                    parsed.skipped.iter().map(|e| e.to_string()).collect(),
-                )
-            }
-        }
+        let parsed = parse_rna_file(&path, skip_bad, require_structure)?;
+        Dataset::from_rna(
+            spec.to_string(),
+            &parsed.records,
+            parsed.skipped.iter().map(|e| e.to_string()).collect(),
+        )
     }
 }
 
@@ -175,20 +171,38 @@ fn read_text(path: &Path) -> TrainResult<String> {
     std::fs::read_to_string(path).map_err(|source| TrainError::Io { path: path.to_path_buf(), source })
 }
 
-fn load_dir(dir: &Path, skip_bad: bool) -> TrainResult<Dataset> {
+/// Extensions of the RNA structure files a directory may hold (any mix of them).
+const RNA_EXTENSIONS: [&str; 8] = ["bpseq", "ct", "dbn", "db", "dot", "fa", "fasta", "fas"];
+
+/// The records of one RNA structure file, by its extension: `.bpseq`, `.ct`,
+/// else (dot-bracket) FASTA.
+fn parse_rna_file(path: &Path, skip_bad: bool, require_structure: bool) -> TrainResult<rna::Parsed> {
+    let text = read_text(path)?;
+    Ok(match extension(path).as_str() {
+        "bpseq" => rna::Parsed { records: vec![rna::parse_bpseq(&text, path)?], skipped: Vec::new() },
+        "ct" => rna::Parsed { records: rna::parse_ct(&text, path)?, skipped: Vec::new() },
+        _ => rna::parse_records(&text, path, skip_bad, require_structure)?,
+    })
+}
+
+fn load_dir(dir: &Path, skip_bad: bool, require_structure: bool) -> TrainResult<Dataset> {
     let io = |source| TrainError::Io { path: dir.to_path_buf(), source };
     let mut files: Vec<PathBuf> =
         std::fs::read_dir(dir).map_err(io)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
     files.sort();
-    let bpseq: Vec<&PathBuf> = files.iter().filter(|p| extension(p) == "bpseq").collect();
+    let structures: Vec<&PathBuf> =
+        files.iter().filter(|p| RNA_EXTENSIONS.contains(&extension(p).as_str())).collect();
     let npz: Vec<&PathBuf> = files.iter().filter(|p| extension(p) == "npz").collect();
     let source = dir.display().to_string();
-    match (bpseq.is_empty(), npz.is_empty()) {
+    match (structures.is_empty(), npz.is_empty()) {
         (false, true) => {
             let (mut records, mut skipped) = (Vec::new(), Vec::new());
-            for p in bpseq {
-                match read_text(p).and_then(|t| rna::parse_bpseq(&t, p)) {
-                    Ok(r) => records.push(r),
+            for p in structures {
+                match parse_rna_file(p, skip_bad, require_structure) {
+                    Ok(parsed) => {
+                        records.extend(parsed.records);
+                        skipped.extend(parsed.skipped.iter().map(|e| e.to_string()));
+                    }
                     Err(e) if skip_bad => skipped.push(e.to_string()),
                     Err(e) => return Err(e),
                 }
@@ -224,11 +238,14 @@ fn load_dir(dir: &Path, skip_bad: bool) -> TrainResult<Dataset> {
         }
         (false, false) => Err(TrainError::Dataset {
             path: dir.to_path_buf(),
-            message: "mixes .bpseq and .npz files".into(),
+            message: "mixes RNA structure files and .npz files".into(),
         }),
         (true, true) => Err(TrainError::Dataset {
             path: dir.to_path_buf(),
-            message: "holds no .bpseq or .npz files".into(),
+            message: format!(
+                "holds no RNA structure files (.{}) and no .npz files",
+                RNA_EXTENSIONS.join(", .")
+            ),
         }),
     }
 }
