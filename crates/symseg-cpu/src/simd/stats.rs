@@ -6,12 +6,12 @@
 //! by `z >= z*` with `z*` found once per call by bisection over the f64 values
 //! ([`Predictor::new`]): the same answer as the f64 reference for every `z`,
 //! without an `exp` per element. The asymmetry term needs the scores
-//! themselves; they are evaluated in f64 lanes ([`sigmoid_f64`]).
+//! themselves; their gap is evaluated in f64 lanes ([`sigmoid_gap_f64`]).
 
 use symseg_core::SymMode;
 use symseg_core::metrics::{Confusion, PredictConfig, SampleStats, decision_bound};
 
-use super::fastmath::sigmoid_f64;
+use super::fastmath::sigmoid_gap_f64;
 use super::prefetch::prefetch_rows;
 use super::transpose::transpose_into;
 use super::{PORTABLE_FMA, SimdLevel};
@@ -106,7 +106,7 @@ fn pair<const MODE: u8, const F: bool, const EDGE: bool>(
     let tp = u32::from(pij & pos) + u32::from(pji & pos);
     let fp = u32::from(pij & !pos) + u32::from(pji & !pos);
     let fne = u32::from(!pij & pos) + u32::from(!pji & pos);
-    let asym = (sigmoid_f64::<F>(f64::from(xij)) - sigmoid_f64::<F>(f64::from(xji))).abs();
+    let asym = sigmoid_gap_f64::<F>(f64::from(xij), f64::from(xji));
     (
         if cnt { tp } else { 0 },
         if cnt { fp } else { 0 },
