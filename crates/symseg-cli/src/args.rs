@@ -126,9 +126,9 @@ fn parse_nonneg(s: &str) -> Result<f64, String> {
 }
 
 fn parse_positive(s: &str) -> Result<f64, String> {
-    let v = parse_nonneg(s)?;
-    if v == 0.0 {
-        return Err("must be > 0".to_string());
+    let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if !(v.is_finite() && v > 0.0) {
+        return Err(format!("{v} must be finite and > 0"));
     }
     Ok(v)
 }
@@ -143,7 +143,7 @@ pub struct RegionArgs {
     #[arg(long, value_name = "M.npy")]
     pub mask: Option<PathBuf>,
     /// Only pairs with |i - j| >= K count (1 drops the diagonal).
-    #[arg(long, value_name = "K", default_value_t = 0)]
+    #[arg(long, allow_negative_numbers = true, value_name = "K", default_value_t = 0)]
     pub min_sep: usize,
 }
 
@@ -155,13 +155,13 @@ pub struct ElementFlags {
     pub loss: LossName,
     /// Focal weight of positives in [0, 1], or `none` [default: 0.25 for `loss`; none for
     /// `train` and `compare`, where 0.25 starves the ~1% positives of gradient].
-    #[arg(long, value_name = "A|none", value_parser = parse_alpha)]
+    #[arg(long, allow_negative_numbers = true, value_name = "A|none", value_parser = parse_alpha)]
     pub alpha: Option<Alpha>,
     /// Focal exponent, >= 0 [default: 2].
-    #[arg(long, value_name = "G", value_parser = parse_nonneg)]
+    #[arg(long, allow_negative_numbers = true, value_name = "G", value_parser = parse_nonneg)]
     pub gamma: Option<f64>,
     /// BCE weight of positives, > 0 [default: 1].
-    #[arg(long, value_name = "W", value_parser = parse_positive)]
+    #[arg(long, allow_negative_numbers = true, value_name = "W", value_parser = parse_positive)]
     pub pos_weight: Option<f64>,
 }
 
@@ -204,13 +204,13 @@ pub struct LossFlags {
     #[arg(long, value_enum, default_value_t = PenaltyName::None)]
     pub penalty: PenaltyName,
     /// Penalty weight lambda, >= 0 [default: 1].
-    #[arg(long, value_name = "W", value_parser = parse_nonneg)]
+    #[arg(long, allow_negative_numbers = true, value_name = "W", value_parser = parse_nonneg)]
     pub penalty_weight: Option<f64>,
     /// What the penalty compares [default: logits].
     #[arg(long, value_enum)]
     pub penalty_on: Option<PenaltyOnName>,
     /// Huber threshold, > 0 [default: 1].
-    #[arg(long, value_name = "D", value_parser = parse_positive)]
+    #[arg(long, allow_negative_numbers = true, value_name = "D", value_parser = parse_positive)]
     pub huber_delta: Option<f64>,
     /// Reduction.
     #[arg(long, value_enum, default_value_t = ReductionName::Mean)]
@@ -240,7 +240,7 @@ pub struct LossArgs {
     #[arg(long, value_enum, default_value_t = BackendName::Cpu)]
     pub backend: BackendName,
     /// Worker threads for the CPU backend [default: all cores].
-    #[arg(long, value_name = "T")]
+    #[arg(long, allow_negative_numbers = true, value_name = "T")]
     pub threads: Option<usize>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
@@ -307,13 +307,13 @@ pub struct SynthArgs {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Samples.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 2)]
     pub batch: usize,
     /// Map size N.
-    #[arg(long, default_value_t = 48)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 48)]
     pub n: usize,
     /// Random seed.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     pub seed: u64,
 }
 
@@ -367,7 +367,7 @@ pub struct MetricsArgs {
     #[arg(long, value_enum, default_value_t = ModeName::Average)]
     pub mode: ModeName,
     /// A pair is predicted iff sigmoid(z) >= T; `best` picks T on the validation set [default: 0.5].
-    #[arg(long, value_name = "T|best", value_parser = parse_threshold)]
+    #[arg(long, allow_negative_numbers = true, value_name = "T|best", value_parser = parse_threshold)]
     pub threshold: Option<ThresholdArg>,
     /// One-partner decoding: keep the highest-scoring pairs so every index pairs at most once.
     #[arg(long)]
@@ -392,7 +392,7 @@ pub struct MetricsArgs {
     #[arg(long, value_name = "VM.npy", requires = "val_logits")]
     pub val_mask: Option<PathBuf>,
     /// Worker threads for the CPU backend [default: all cores].
-    #[arg(long, value_name = "T")]
+    #[arg(long, allow_negative_numbers = true, value_name = "T")]
     pub threads: Option<usize>,
     /// Compute backend.
     #[arg(long, value_enum, default_value_t = BackendName::Cpu)]
@@ -419,28 +419,28 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub flags: LossFlags,
     /// Only pairs with |i - j| >= K count in the loss and the metrics.
-    #[arg(long, value_name = "K", default_value_t = 4)]
+    #[arg(long, allow_negative_numbers = true, value_name = "K", default_value_t = 4)]
     pub min_sep: usize,
     /// Passes over the training data.
-    #[arg(long, value_name = "E", default_value_t = 30)]
+    #[arg(long, allow_negative_numbers = true, value_name = "E", default_value_t = 30)]
     pub epochs: usize,
     /// Peak learning rate (AdamW, warm-up then cosine decay).
-    #[arg(long, value_name = "LR", default_value_t = 0.01)]
+    #[arg(long, allow_negative_numbers = true, value_name = "LR", default_value_t = 0.01)]
     pub lr: f64,
     /// Samples per optimiser step.
-    #[arg(long, value_name = "B", default_value_t = 8)]
+    #[arg(long, allow_negative_numbers = true, value_name = "B", default_value_t = 8)]
     pub batch_size: usize,
     /// Hidden width of the network.
-    #[arg(long, value_name = "W", default_value_t = 16)]
+    #[arg(long, allow_negative_numbers = true, value_name = "W", default_value_t = 16)]
     pub width: usize,
     /// Seed of initialisation and shuffling.
-    #[arg(long, value_name = "S", default_value_t = 0)]
+    #[arg(long, allow_negative_numbers = true, value_name = "S", default_value_t = 0)]
     pub seed: u64,
     /// Skip malformed records (counted and reported) instead of stopping at the first.
     #[arg(long)]
     pub skip_bad: bool,
     /// Worker threads [default: all cores].
-    #[arg(long, value_name = "T")]
+    #[arg(long, allow_negative_numbers = true, value_name = "T")]
     pub threads: Option<usize>,
     /// Print the final summary as one JSON object.
     #[arg(long)]
@@ -494,30 +494,30 @@ pub struct CompareArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Seeds per strategy (mean ± sd over seeds).
-    #[arg(long, value_name = "K", default_value_t = 2)]
+    #[arg(long, allow_negative_numbers = true, value_name = "K", default_value_t = 2)]
     pub seeds: usize,
     /// Epochs per run.
-    #[arg(long, value_name = "E", default_value_t = 15)]
+    #[arg(long, allow_negative_numbers = true, value_name = "E", default_value_t = 15)]
     pub epochs: usize,
     #[command(flatten)]
     pub element: ElementFlags,
     /// Weight of the l1 symmetry penalty in the `+ l1` variants.
-    #[arg(long, value_name = "W", value_parser = parse_nonneg, default_value_t = 0.1)]
+    #[arg(long, allow_negative_numbers = true, value_name = "W", value_parser = parse_nonneg, default_value_t = 0.1)]
     pub penalty_weight: f64,
     /// Only pairs with |i - j| >= K count.
-    #[arg(long, value_name = "K", default_value_t = 4)]
+    #[arg(long, allow_negative_numbers = true, value_name = "K", default_value_t = 4)]
     pub min_sep: usize,
     /// Peak learning rate.
-    #[arg(long, value_name = "LR", default_value_t = 0.01)]
+    #[arg(long, allow_negative_numbers = true, value_name = "LR", default_value_t = 0.01)]
     pub lr: f64,
     /// Hidden width.
-    #[arg(long, value_name = "W", default_value_t = 16)]
+    #[arg(long, allow_negative_numbers = true, value_name = "W", default_value_t = 16)]
     pub width: usize,
     /// Samples per optimiser step.
-    #[arg(long, value_name = "B", default_value_t = 8)]
+    #[arg(long, allow_negative_numbers = true, value_name = "B", default_value_t = 8)]
     pub batch_size: usize,
     /// First seed (seeds are S, S+1, ...).
-    #[arg(long, value_name = "S", default_value_t = 0)]
+    #[arg(long, allow_negative_numbers = true, value_name = "S", default_value_t = 0)]
     pub seed: u64,
     /// Skip malformed records (counted and reported).
     #[arg(long)]

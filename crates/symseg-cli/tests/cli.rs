@@ -322,20 +322,39 @@ fn bad_input_gets_one_line_and_the_right_exit_code() {
     assert_eq!(msg.trim().lines().count(), 1, "{msg}");
 
     // Usage errors: exit 2.
-    let usage: [&[&str]; 9] = [
-        &["loss", "--labels", &y],
-        &["loss", "--logits", &x, "--labels", &y, "--symmetry", "diagonal"],
-        &["loss", "--logits", &x, "--labels", &y, "--alpha", "1.5"],
-        &["loss", "--logits", &x, "--labels", &y, "--gamma", "-1"],
-        &["loss", "--logits", &x, "--labels", &y, "--pos-weight", "0", "--loss", "bce"],
-        &["loss", "--logits", &x, "--labels", &y, "--loss", "bce", "--gamma", "2"],
-        &["loss", "--logits", &x, "--labels", &y, "--penalty-weight", "0.1"],
-        &["loss", "--logits", &x, "--labels", &y, "--symmetry", "average", "--allow-asymmetric-labels"],
-        &["loss", "--logits", &x, "--labels", &y, "--min-sep", "-3"],
+    // A negative number is read as the flag's value and named, not taken for a flag.
+    let usage: [(&[&str], &str); 11] = [
+        (&["loss", "--labels", &y], "--logits"),
+        (&["loss", "--logits", &x, "--labels", &y, "--symmetry", "diagonal"], "diagonal"),
+        (
+            &["loss", "--logits", &x, "--labels", &y, "--alpha", "1.5"],
+            "'--alpha <A|none>': 1.5 is outside [0, 1]",
+        ),
+        (&["loss", "--logits", &x, "--labels", &y, "--alpha", "-0.5"], "'--alpha <A|none>': -0.5 is outside"),
+        (
+            &["loss", "--logits", &x, "--labels", &y, "--gamma", "-1"],
+            "'--gamma <G>': -1 must be finite and >= 0",
+        ),
+        (
+            &["loss", "--logits", &x, "--labels", &y, "--pos-weight", "0", "--loss", "bce"],
+            "0 must be finite and > 0",
+        ),
+        (
+            &["loss", "--logits", &x, "--labels", &y, "--pos-weight", "-2", "--loss", "bce"],
+            "-2 must be finite and > 0",
+        ),
+        (&["loss", "--logits", &x, "--labels", &y, "--loss", "bce", "--gamma", "2"], "--gamma"),
+        (&["loss", "--logits", &x, "--labels", &y, "--penalty-weight", "0.1"], "--penalty"),
+        (
+            &["loss", "--logits", &x, "--labels", &y, "--symmetry", "average", "--allow-asymmetric-labels"],
+            "average",
+        ),
+        (&["loss", "--logits", &x, "--labels", &y, "--min-sep", "-3"], "'--min-sep <K>'"),
     ];
-    for argv in usage {
+    for (argv, needle) in usage {
         let (code, msg) = failure(argv);
         assert_eq!(code, 2, "{argv:?}: {msg}");
+        assert!(msg.contains(needle), "{argv:?}: '{msg}' lacks '{needle}'");
     }
 }
 
