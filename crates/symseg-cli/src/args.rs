@@ -439,6 +439,10 @@ pub struct TrainArgs {
     /// Skip malformed records (counted and reported) instead of stopping at the first.
     #[arg(long)]
     pub skip_bad: bool,
+    /// Leave out samples longer than N, in training and validation data (time and
+    /// memory grow with N²) [default: keep all].
+    #[arg(long, allow_negative_numbers = true, value_name = "N")]
+    pub max_len: Option<usize>,
     /// Worker threads [default: all cores].
     #[arg(long, allow_negative_numbers = true, value_name = "T")]
     pub threads: Option<usize>,
@@ -522,6 +526,10 @@ pub struct CompareArgs {
     /// Skip malformed records (counted and reported).
     #[arg(long)]
     pub skip_bad: bool,
+    /// Leave out samples longer than N, in training and validation data (time and
+    /// memory grow with N²) [default: keep all].
+    #[arg(long, allow_negative_numbers = true, value_name = "N")]
+    pub max_len: Option<usize>,
     /// Print the results as one JSON object.
     #[arg(long)]
     pub json: bool,

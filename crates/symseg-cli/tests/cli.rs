@@ -624,6 +624,17 @@ fn train_predict_eval_smoke() {
     assert!(msg.contains("checkpoint"), "{msg}");
     let (code, _) = failure(&["train", "--data", &p("tr.dbn"), "--epochs", "0"]);
     assert_eq!(code, 2);
+
+    // --max-len leaves out the 25-nt record, says so, and refuses to leave nothing.
+    let args =
+        ["train", "--data", &p("tr.dbn"), "--epochs", "1", "--width", "4", "--out", &p("short"), "--json"];
+    let out = symseg(&[&args[..], &["--max-len", "24"]].concat());
+    assert_eq!(json(&out)["train_samples"], 1);
+    let note = String::from_utf8_lossy(&out.stderr);
+    assert!(note.contains("left out 1 sample(s) longer than --max-len 24 (the longest 25)"), "{note}");
+    let (code, msg) = failure(&[&args[..], &["--max-len", "10"]].concat());
+    assert_eq!(code, 1);
+    assert!(msg.contains("no sample is at most 10 long"), "{msg}");
 }
 
 #[test]

@@ -207,7 +207,7 @@ pub fn train<O: ModelOps>(
                 .par_iter()
                 .map(|&i| {
                     let s = &train.samples[i];
-                    let (logits, tape) = ops.forward(&arch, &params, s.features.view())?;
+                    let (logits, tape) = ops.forward(&arch, &params, s.features().view())?;
                     let (loss, dlogits) = sample_loss(&logits, s, cfg, true)?;
                     let mut g = vec![0.0f32; params.len()];
                     if let Some(d) = dlogits {
@@ -276,7 +276,7 @@ pub fn predict_all<O: ModelOps>(
     params: &[f32],
     data: &Dataset,
 ) -> TrainResult<Vec<Array2<f32>>> {
-    data.samples.par_iter().map(|s| ops.forward(arch, params, s.features.view()).map(|r| r.0)).collect()
+    data.samples.par_iter().map(|s| ops.forward(arch, params, s.features().view()).map(|r| r.0)).collect()
 }
 
 /// SPEC §6 figures of `logits` against `data` with `decode`.

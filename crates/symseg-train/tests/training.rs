@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ndarray::{Array2, Array3};
-use symseg_train::data::{DataKind, Dataset};
+use symseg_train::data::{DataKind, Dataset, Features};
 use symseg_train::model::CpuOps;
 use symseg_train::train::{Decode, TrainConfig, choose_decode, evaluate, predict_all, train};
 
@@ -12,7 +12,12 @@ fn embedded_rna_set_loads_with_its_attribution_beside_it() {
     let test = Dataset::embedded(true).unwrap();
     assert_eq!((train.samples.len(), test.samples.len()), (266, 219));
     assert_eq!(train.kind, DataKind::Rna);
-    assert!(train.samples.iter().all(|s| s.len() <= 150 && s.features.shape()[0] == 17));
+    assert!(
+        train
+            .samples
+            .iter()
+            .all(|s| s.len() <= 150 && s.channels() == 17 && s.features().shape() == [17, s.len(), s.len()])
+    );
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/rna");
     let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
     assert!(readme.contains("squarna") && readme.contains("Apache"));
@@ -93,6 +98,26 @@ fn every_format_loads_and_malformed_input_is_named() {
     let err = Dataset::load(p("missing.dbn").to_str().unwrap(), false).unwrap_err().to_string();
     assert!(err.contains("cannot read"), "{err}");
     assert_eq!(Dataset::load("synthetic:5:2", false).unwrap().samples.len(), 5);
+}
+
+#[test]
+fn rna_features_are_computed_on_use_and_long_samples_can_be_left_out() {
+    let mut d = Dataset::embedded(true).unwrap();
+    for s in d.samples.iter().take(20) {
+        let seq = s.sequence.as_deref().unwrap();
+        assert!(matches!(s.features, Features::Rna));
+        assert_eq!(*s.features(), symseg_train::data::rna::rna_features(seq));
+    }
+    let before = d.samples.len();
+    let longest = d.samples.iter().map(|s| s.len()).max().unwrap();
+    let over = d.samples.iter().filter(|s| s.len() > 80).count();
+    assert!(over > 0 && over < before);
+    assert_eq!(d.retain_max_len(80).unwrap(), (over, longest));
+    assert_eq!(d.samples.len(), before - over);
+    assert!(d.samples.iter().all(|s| s.len() <= 80));
+    assert_eq!(d.retain_max_len(80).unwrap(), (0, 0));
+    let err = d.retain_max_len(3).unwrap_err().to_string();
+    assert!(err.contains("no sample is at most 3 long"), "{err}");
 }
 
 #[test]

@@ -76,7 +76,7 @@ pub fn run(args: &CompareArgs) -> CliResult<()> {
     }
     let element = args.element.element_loss(None)?;
     let (train_set, val_set) =
-        super::train::load_data(args.data.as_deref(), args.val.as_deref(), args.skip_bad)?;
+        super::train::load_data(args.data.as_deref(), args.val.as_deref(), args.skip_bad, args.max_len)?;
     let val_set = val_set.ok_or_else(|| CliError::Usage("compare needs validation data".into()))?;
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/compare-{}", stamp())));
     std::fs::create_dir_all(&out)

@@ -15,21 +15,35 @@ use crate::args::TrainArgs;
 use crate::error::{CliError, CliResult};
 use crate::output;
 
-/// Loads training and validation data as `train` documents them.
+/// Loads training and validation data as `train` documents them, without
+/// the samples longer than `max_len`.
 pub fn load_data(
     data: Option<&str>,
     val: Option<&str>,
     skip_bad: bool,
+    max_len: Option<usize>,
 ) -> CliResult<(Dataset, Option<Dataset>)> {
-    let train = match data {
+    let mut train = match data {
         Some(spec) => Dataset::load(spec, skip_bad)?,
         None => Dataset::embedded(false)?,
     };
-    let val = match (data, val) {
+    let mut val = match (data, val) {
         (_, Some(spec)) => Some(Dataset::load(spec, skip_bad)?),
         (None, None) => Some(Dataset::embedded(true)?),
         (Some(_), None) => None,
     };
+    if let Some(max) = max_len {
+        for d in std::iter::once(&mut train).chain(val.iter_mut()) {
+            let (left_out, longest) = d.retain_max_len(max)?;
+            if left_out > 0 {
+                let _ = writeln!(
+                    std::io::stderr().lock(),
+                    "note: {} left out {left_out} sample(s) longer than --max-len {max} (the longest {longest})",
+                    d.source
+                );
+            }
+        }
+    }
     for d in std::iter::once(&train).chain(val.iter()) {
         if !d.skipped.is_empty() {
             let mut err = std::io::stderr().lock();
@@ -96,7 +110,8 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
         ..TrainConfig::default()
     };
     cfg.validate()?;
-    let (train_set, val_set) = load_data(args.data.as_deref(), args.val.as_deref(), args.skip_bad)?;
+    let (train_set, val_set) =
+        load_data(args.data.as_deref(), args.val.as_deref(), args.skip_bad, args.max_len)?;
     let out = args.out.clone().unwrap_or_else(new_run_dir);
     std::fs::create_dir_all(&out).map_err(|e| write_err(&out, e))?;
     let log_path = out.join("log.jsonl");

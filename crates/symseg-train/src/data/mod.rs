@@ -4,6 +4,7 @@
 pub mod rna;
 mod synthetic;
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, Array3};
@@ -17,16 +18,29 @@ pub const EMBEDDED_TRAIN: &str = include_str!("../../data/rna/train.dbn");
 /// The embedded validation set (`data/rna/test.dbn`).
 pub const EMBEDDED_TEST: &str = include_str!("../../data/rna/test.dbn");
 
+/// A sample's input features: stored, or computed from its RNA sequence when used.
+#[derive(Debug, Clone)]
+pub enum Features {
+    /// `C x N x N` features as loaded (generic `.npz` data).
+    Stored(Array3<f32>),
+    /// [`rna::rna_features`] of the sample's sequence, computed on each use:
+    /// stored, they take 68 bytes per pair (17 f32 channels), most of an RNA
+    /// data set's memory (a few thousand structures of 500 nt would not fit),
+    /// while computing them costs a small part of one forward pass.
+    Rna,
+}
+
 /// One training example: `C x N x N` features and `N x N` labels.
 #[derive(Debug, Clone)]
 pub struct Sample {
     /// Record id (or file stem).
     pub id: String,
-    /// Input features.
-    pub features: Array3<f32>,
+    /// Input features (see [`Sample::features`]).
+    pub features: Features,
     /// Labels in {0, 1, 255}.
     pub labels: Array2<u8>,
-    /// The RNA sequence, for RNA data (used for canonical-pair decoding and dot-bracket output).
+    /// The RNA sequence, for RNA data (the features of [`Features::Rna`], canonical-pair
+    /// decoding and dot-bracket output).
     pub sequence: Option<String>,
 }
 
@@ -41,11 +55,27 @@ impl Sample {
         self.len() == 0
     }
 
+    /// The `C x N x N` input features: borrowed when stored, computed for RNA.
+    pub fn features(&self) -> Cow<'_, Array3<f32>> {
+        match &self.features {
+            Features::Stored(x) => Cow::Borrowed(x),
+            Features::Rna => Cow::Owned(rna::rna_features(self.sequence.as_deref().unwrap_or_default())),
+        }
+    }
+
+    /// Input channels `C`.
+    pub fn channels(&self) -> usize {
+        match &self.features {
+            Features::Stored(x) => x.shape()[0],
+            Features::Rna => rna::RNA_CHANNELS,
+        }
+    }
+
     /// An RNA sample from a record.
     pub fn from_rna(rec: &rna::RnaRecord) -> Sample {
         Sample {
             id: rec.id.clone(),
-            features: rna::rna_features(&rec.sequence),
+            features: Features::Rna,
             labels: rna::pair_labels(rec),
             sequence: Some(rec.sequence.clone()),
         }
@@ -97,6 +127,25 @@ impl Dataset {
     /// [`TrainError::Dataset`] when `records` is empty.
     pub fn from_records(source: &str, records: &[rna::RnaRecord]) -> TrainResult<Dataset> {
         Dataset::from_rna(source.to_string(), records, Vec::new())
+    }
+
+    /// Leaves out the samples longer than `max_len` and returns their number and
+    /// the longest length among them (training time and memory grow with `N²`;
+    /// RNA pipelines commonly keep structures up to a few hundred nucleotides).
+    ///
+    /// # Errors
+    /// [`TrainError::Dataset`] when no sample is left.
+    pub fn retain_max_len(&mut self, max_len: usize) -> TrainResult<(usize, usize)> {
+        let before = self.samples.len();
+        let longest = self.samples.iter().map(Sample::len).filter(|&n| n > max_len).max().unwrap_or(0);
+        self.samples.retain(|s| s.len() <= max_len);
+        if self.samples.is_empty() {
+            return Err(TrainError::Dataset {
+                path: self.source.clone().into(),
+                message: format!("no sample is at most {max_len} long"),
+            });
+        }
+        Ok((before - self.samples.len(), longest))
     }
 
     /// The embedded training (`test = false`) or validation set.
@@ -218,20 +267,16 @@ fn load_dir(dir: &Path, skip_bad: bool, require_structure: bool) -> TrainResult<
                     Err(e) => return Err(e),
                 }
             }
-            let Some(channels) = samples.first().map(|s| s.features.shape()[0]) else {
+            let Some(channels) = samples.first().map(Sample::channels) else {
                 return Err(TrainError::Dataset {
                     path: dir.to_path_buf(),
                     message: "no readable .npz files".into(),
                 });
             };
-            if let Some(s) = samples.iter().find(|s| s.features.shape()[0] != channels) {
+            if let Some(s) = samples.iter().find(|s| s.channels() != channels) {
                 return Err(TrainError::Dataset {
                     path: dir.to_path_buf(),
-                    message: format!(
-                        "{} has {} channels, the first file {channels}",
-                        s.id,
-                        s.features.shape()[0]
-                    ),
+                    message: format!("{} has {} channels, the first file {channels}", s.id, s.channels()),
                 });
             }
             Ok(Dataset { source, samples, channels, kind: DataKind::Generic, skipped })
@@ -281,5 +326,5 @@ fn read_npz(path: &Path) -> TrainResult<Sample> {
         return Err(bad(format!("label {v} is not 0, 1 or 255")));
     }
     let id = path.file_stem().map_or_else(String::new, |s| s.to_string_lossy().to_string());
-    Ok(Sample { id, features: x, labels: y, sequence: None })
+    Ok(Sample { id, features: Features::Stored(x), labels: y, sequence: None })
 }
