@@ -223,7 +223,8 @@ pub struct LossFlags {
 /// `symseg loss`.
 #[derive(Debug, Args)]
 pub struct LossArgs {
-    /// Logits, a float32 or float64 .npy of shape [B, N, N] or [N, N].
+    /// Logits, a float32 or float64 .npy of shape [B, N, N] or [N, N] (or an array of an
+    /// .npz: FILE.npz:NAME, or FILE.npz holding one array or one named `logits` or `x`).
     #[arg(long, value_name = "X.npy")]
     pub logits: PathBuf,
     /// Labels of the same shape: 0, 1, or 255 (ignore); u8, bool, any integer or float.
@@ -355,7 +356,8 @@ fn parse_threshold(s: &str) -> Result<ThresholdArg, String> {
 /// `symseg metrics`.
 #[derive(Debug, Args)]
 pub struct MetricsArgs {
-    /// Logits, a float32 or float64 .npy of shape [B, N, N] or [N, N].
+    /// Logits, a float32 or float64 .npy of shape [B, N, N] or [N, N] (or an array of an
+    /// .npz: FILE.npz:NAME, or FILE.npz holding one array or one named `logits` or `x`).
     #[arg(long, value_name = "X.npy")]
     pub logits: PathBuf,
     /// Labels of the same shape: 0, 1, or 255 (ignore).

@@ -1,6 +1,8 @@
-//! Reading NumPy `.npy` inputs with the dtypes SPEC §7 accepts, and writing results.
+//! Reading NumPy `.npy` inputs with the dtypes SPEC §7 accepts (also as an
+//! array of an `.npz` archive: `FILE.npz:NAME`, or `FILE.npz` alone when the
+//! archive holds one array or one named for its role), and writing results.
 
-use std::io::Cursor;
+use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
 
 use ndarray::{ArrayD, IxDyn};
@@ -17,12 +19,18 @@ struct NpyBytes {
 
 impl NpyBytes {
     fn open(what: &'static str, path: &Path) -> CliResult<Self> {
-        let bytes = std::fs::read(path).map_err(|source| CliError::Read {
-            what,
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Ok(NpyBytes { what, path: path.to_path_buf(), bytes })
+        let (file, key) = split_npz_key(path);
+        let bytes =
+            std::fs::read(&file).map_err(|source| CliError::Read { what, path: file.clone(), source })?;
+        if !bytes.starts_with(ZIP_MAGIC) {
+            if let Some(key) = key {
+                let message = format!("is not an .npz archive, so it has no array '{key}'");
+                return Err(CliError::Data { what, path: file, message });
+            }
+            return Ok(NpyBytes { what, path: file, bytes });
+        }
+        let (name, bytes) = npz_entry(what, &file, key.as_deref(), &bytes)?;
+        Ok(NpyBytes { what, path: PathBuf::from(format!("{}:{name}", file.display())), bytes })
     }
 
     fn data_error(&self, message: impl Into<String>) -> CliError {
@@ -51,6 +59,70 @@ impl NpyBytes {
     fn wrong_dtype(&self, expected: &str) -> CliError {
         self.data_error(format!("dtype '{}' is not accepted; expected {expected}", self.descr()))
     }
+}
+
+/// The local-file signature that starts every zip archive, hence every `.npz`.
+const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
+
+/// Array names that stand for a role when an `.npz` holds several arrays: the
+/// role's own name, then the `x`/`y` of `symseg train`'s `.npz` samples.
+fn role_names(what: &str) -> &'static [&'static str] {
+    match what {
+        "logits" => &["logits", "x"],
+        "labels" => &["labels", "y"],
+        "mask" => &["mask"],
+        "lengths" => &["lengths"],
+        _ => &[],
+    }
+}
+
+/// `FILE.npz:NAME` as the file and the array's name, when `path` itself is not
+/// a file but the part before its last `:` is.
+fn split_npz_key(path: &Path) -> (PathBuf, Option<String>) {
+    if !path.exists()
+        && let Some((file, key)) = path.to_str().and_then(|s| s.rsplit_once(':'))
+        && !key.is_empty()
+        && Path::new(file).is_file()
+    {
+        return (PathBuf::from(file), Some(key.to_string()));
+    }
+    (path.to_path_buf(), None)
+}
+
+/// The name and the `.npy` bytes of the array of an `.npz` archive that `key`
+/// names, or else the only one, or else the one named for the role `what`.
+fn npz_entry(
+    what: &'static str,
+    file: &Path,
+    key: Option<&str>,
+    bytes: &[u8],
+) -> CliResult<(String, Vec<u8>)> {
+    let err = |message: String| CliError::Data { what, path: file.to_path_buf(), message };
+    let mut zip = zip::ZipArchive::new(Cursor::new(bytes))
+        .map_err(|e| err(format!("not a valid .npz archive ({e})")))?;
+    // np.savez stores array `a` as entry `a.npy`.
+    let entries: Vec<String> = zip.file_names().map(str::to_string).collect();
+    let array_name = |entry: &str| entry.strip_suffix(".npy").unwrap_or(entry).to_string();
+    let listing = || entries.iter().map(|e| array_name(e)).collect::<Vec<_>>().join(", ");
+    let chosen = match key {
+        Some(k) => entries.iter().find(|e| array_name(e) == k),
+        None if entries.len() == 1 => entries.first(),
+        None => role_names(what).iter().find_map(|r| entries.iter().find(|e| array_name(e) == *r)),
+    };
+    let Some(entry) = chosen.cloned() else {
+        return Err(err(match key {
+            Some(k) => format!("has no array '{k}' (it holds: {})", listing()),
+            None => {
+                format!("holds {} arrays ({}); name one as {}:NAME", entries.len(), listing(), file.display())
+            }
+        }));
+    };
+    let mut out = Vec::new();
+    zip.by_name(&entry)
+        .map_err(|e| err(format!("cannot read array '{}' ({e})", array_name(&entry))))?
+        .read_to_end(&mut out)
+        .map_err(|e| err(format!("cannot read array '{}' ({e})", array_name(&entry))))?;
+    Ok((array_name(&entry), out))
 }
 
 /// An array in C order with its shape.

@@ -359,6 +359,82 @@ fn bad_input_gets_one_line_and_the_right_exit_code() {
 }
 
 #[test]
+fn npz_archives_are_read_by_role_or_by_name() {
+    let d = Data::new(3, 23, 41);
+    let l: Array1<i64> = d.lengths.iter().map(|&v| v as i64).collect();
+    type Npz = ndarray_npy::NpzWriter<std::fs::File>;
+    let npz = |name: &str, compressed: bool, add: &dyn Fn(&mut Npz)| {
+        let file = std::fs::File::create(d.path(name)).unwrap();
+        let mut w = if compressed { Npz::new_compressed(file) } else { Npz::new(file) };
+        add(&mut w);
+        w.finish().unwrap();
+    };
+    // As np.savez(f, logits=x, labels=y, mask=m, lengths=l), np.savez_compressed(f, x=x, y=y),
+    // np.savez(f, x) and np.savez(f, a=x, b=y).
+    npz("all.npz", false, &|w| {
+        w.add_array("logits", &d.x).unwrap();
+        w.add_array("labels", &d.y).unwrap();
+        w.add_array("mask", &d.mask).unwrap();
+        w.add_array("lengths", &l).unwrap();
+    });
+    npz("xy.npz", true, &|w| {
+        w.add_array("x", &d.x).unwrap();
+        w.add_array("y", &d.y).unwrap();
+    });
+    npz("one.npz", false, &|w| w.add_array("arr_0", &d.x).unwrap());
+    npz("ab.npz", false, &|w| {
+        w.add_array("a", &d.x).unwrap();
+        w.add_array("b", &d.y).unwrap();
+    });
+
+    let (x, y, m, len) = (d.p("x.npy"), d.p("y.npy"), d.p("mask.npy"), d.p("lengths.npy"));
+    let want =
+        json(&symseg(&["loss", "--logits", &x, "--labels", &y, "--mask", &m, "--lengths", &len, "--json"]));
+    let all = d.p("all.npz");
+    let got = json(&symseg(&[
+        "loss",
+        "--logits",
+        &all,
+        "--labels",
+        &all,
+        "--mask",
+        &all,
+        "--lengths",
+        &all,
+        "--json",
+    ]));
+    assert_eq!(got["loss"], want["loss"]);
+    assert_eq!(got["counted"], want["counted"]);
+    let plain = json(&symseg(&["loss", "--logits", &x, "--labels", &y, "--json"]));
+    for (logits, labels) in [
+        (d.p("xy.npz"), d.p("xy.npz")),
+        (d.p("one.npz"), y.clone()),
+        (format!("{}:a", d.p("ab.npz")), format!("{}:b", d.p("ab.npz"))),
+        (format!("{all}:logits"), format!("{all}:labels")),
+    ] {
+        let got = json(&symseg(&["loss", "--logits", &logits, "--labels", &labels, "--json"]));
+        assert_eq!(got["loss"], plain["loss"], "{logits} {labels}");
+    }
+    let v = json(&symseg(&["metrics", "--logits", &all, "--labels", &all, "--json"]));
+    assert_eq!(v["tp"], json(&symseg(&["metrics", "--logits", &x, "--labels", &y, "--json"]))["tp"]);
+
+    for (args, needle) in [
+        (vec!["--logits", &d.p("ab.npz"), "--labels", &y], "holds 2 arrays (a, b); name one as"),
+        (
+            vec!["--logits", &format!("{}:c", d.p("ab.npz")), "--labels", &y],
+            "has no array 'c' (it holds: a, b)",
+        ),
+        (vec!["--logits", &format!("{x}:logits"), "--labels", &y], "is not an .npz archive"),
+        (vec!["--logits", &format!("{all}:labels"), "--labels", &y], "dtype '|u1' is not accepted"),
+    ] {
+        let argv: Vec<&str> = ["loss"].into_iter().chain(args.iter().map(|s| s.as_ref())).collect();
+        let (code, msg) = failure(&argv);
+        assert_eq!(code, 1, "{argv:?}: {msg}");
+        assert!(msg.contains(needle), "{argv:?}: '{msg}' lacks '{needle}'");
+    }
+}
+
+#[test]
 fn help_lists_every_spec_flag() {
     let out = symseg(&["loss", "--help"]);
     assert!(out.status.success());
