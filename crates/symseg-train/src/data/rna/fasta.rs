@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use super::{RnaRecord, parse_dot_bracket, parse_err};
+use super::{RnaRecord, parse_dot_bracket, parse_err, without_bom};
 use crate::error::{TrainError, TrainResult};
 
 /// The outcome of parsing a file that may hold bad records.
@@ -53,6 +53,7 @@ pub fn parse_records(
     skip_bad: bool,
     require_structure: bool,
 ) -> TrainResult<Parsed> {
+    let text = without_bom(text);
     let all: Vec<Line<'_>> = text.lines().enumerate().map(|(k, l)| (k + 1, l.trim())).collect();
     let lines: Vec<Line<'_>> =
         all.iter().copied().filter(|(_, l)| !l.is_empty() && !l.starts_with('#')).collect();
@@ -224,7 +225,7 @@ mod tests {
         assert_eq!(recs.len(), 1);
         assert_eq!((recs[0].id.as_str(), recs[0].sequence.as_str()), ("bpRNA_RFAM_1", "GGACAUCC"));
         assert_eq!(recs[0].pairs, vec![(0, 7), (1, 5), (2, 6)]);
-        let recs = parse_dbn("GGAUCC\n((..))\n", Path::new("dir/hp.dbn"), false).unwrap().records;
+        let recs = parse_dbn("\u{feff}GGAUCC\r\n((..))\r\n", Path::new("dir/hp.dbn"), false).unwrap().records;
         assert_eq!((recs[0].id.as_str(), recs[0].pairs.len()), ("hp", 2));
     }
 }

@@ -31,6 +31,11 @@ fn parse_err(path: &Path, line: usize, message: impl Into<String>) -> TrainError
     TrainError::Parse { path: path.to_path_buf(), line, message: message.into() }
 }
 
+/// `text` without a leading UTF-8 byte-order mark (editors on Windows write one).
+fn without_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
+}
+
 fn base_index(c: u8) -> Option<usize> {
     match c.to_ascii_uppercase() {
         b'A' => Some(0),

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::{RnaRecord, parse_err};
+use super::{RnaRecord, parse_err, without_bom};
 use crate::error::TrainResult;
 
 /// Pairs `(i, j)`, `i < j`, 0-based, from 1-based partners (0 = unpaired),
@@ -55,6 +55,7 @@ fn stem(path: &Path, fallback: &str) -> String {
 /// # Errors
 /// [`crate::error::TrainError::Parse`] naming the line.
 pub fn parse_bpseq(text: &str, path: &Path) -> TrainResult<RnaRecord> {
+    let text = without_bom(text);
     let mut seq = String::new();
     let mut partner: Vec<usize> = Vec::new();
     let mut lines_of: Vec<usize> = Vec::new();
@@ -119,6 +120,7 @@ fn ct_title(rest: &[&str]) -> String {
 /// a malformed header or base line, an index out of order, a partner that
 /// does not pair back, or a structure cut short.
 pub fn parse_ct(text: &str, path: &Path) -> TrainResult<Vec<RnaRecord>> {
+    let text = without_bom(text);
     let mut lines = text.lines().enumerate().map(|(k, l)| (k + 1, l)).filter(|(_, l)| {
         let t = l.trim();
         !t.is_empty() && !t.starts_with('#')
@@ -200,6 +202,8 @@ mod tests {
     #[test]
     fn ct_reads_every_structure_with_its_title() {
         let recs = parse_ct(TWO, Path::new("dir/two.ct")).unwrap();
+        let windows = format!("\u{feff}{}", TWO.replace('\n', "\r\n"));
+        assert_eq!(parse_ct(&windows, Path::new("dir/two.ct")).unwrap(), recs);
         assert_eq!(recs.len(), 2);
         assert_eq!((recs[0].id.as_str(), recs[0].sequence.as_str()), ("hairpin one", "GGAUCC"));
         assert_eq!(recs[0].pairs, vec![(0, 5), (1, 4)]);
