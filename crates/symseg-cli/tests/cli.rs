@@ -588,6 +588,19 @@ fn metrics_decoding_and_validation_choices() {
     let again =
         json(&symseg(&["metrics", "--logits", &x, "--labels", &y, "--sequences", &d.p("w.fa"), "--json"]));
     assert_eq!((&again["tp"], &again["fp"], &again["f1"]), (&masked["tp"], &masked["fp"], &masked["f1"]));
+    // Bare sequences, one per line.
+    std::fs::write(d.path("bare.txt"), "GGGGGCCCCCAAAAAUUUUU\nACGUACGUACGUACGUACGU\n").unwrap();
+    let bare = json(&symseg(&[
+        "metrics",
+        "--logits",
+        &x,
+        "--labels",
+        &y,
+        "--sequences",
+        &d.p("bare.txt"),
+        "--json",
+    ]));
+    assert_eq!((&bare["tp"], &bare["fp"]), (&masked["tp"], &masked["fp"]));
     // best-half and the best threshold are chosen on validation data and reported.
     let v = json(&symseg(&[
         "metrics",

@@ -1,8 +1,9 @@
 //! Dot-bracket FASTA: records of a `>id` header, a sequence and a structure,
 //! as the RNA benchmark sets, RNAfold and bpRNA write them. Sequence and
 //! structure may be wrapped over several lines; RNAfold's free energy after the
-//! structure is ignored; a file without any header (bpRNA's `.dbn`, one
-//! structure under `#Name:` comments) is one record.
+//! structure is ignored; a file without any header is one record (bpRNA's
+//! `.dbn`, one structure under `#Name:` comments), or, read for prediction and
+//! holding only sequence lines, a record per line.
 
 use std::path::Path;
 
@@ -43,7 +44,9 @@ type Line<'a> = (usize, &'a str);
 /// may hold a sequence alone (for prediction); they get no pairs.
 ///
 /// Lines starting with `#` are comments. A file with no `>` header at all is
-/// one record, named by a `#Name:` comment (bpRNA) or else by the file's stem.
+/// one record, named by a `#Name:` comment (bpRNA) or else by the file's stem;
+/// without `require_structure`, several lines of bare sequences are a record
+/// each (`stem_1`, `stem_2`, …).
 ///
 /// # Errors
 /// As [`parse_dbn`].
@@ -65,6 +68,14 @@ pub fn parse_records(
             || path.file_stem().map_or_else(|| "record".to_string(), |s| s.to_string_lossy().to_string()),
             str::to_string,
         );
+        // Bare sequences, one per line (inputs for prediction): a record each.
+        if !require_structure && lines.len() > 1 && lines.iter().all(|(_, l)| is_sequence_line(l)) {
+            for (k, &(line, seq)) in lines.iter().enumerate() {
+                let rec = record(&format!("{id}_{}", k + 1), line, &[(line, seq)], path, false);
+                keep_or_fail(&mut out, rec, skip_bad)?;
+            }
+            return Ok(out);
+        }
         keep_or_fail(&mut out, record(&id, lines[0].0, &lines, path, require_structure), skip_bad)?;
         return Ok(out);
     }
@@ -227,5 +238,10 @@ mod tests {
         assert_eq!(recs[0].pairs, vec![(0, 7), (1, 5), (2, 6)]);
         let recs = parse_dbn("\u{feff}GGAUCC\r\n((..))\r\n", Path::new("dir/hp.dbn"), false).unwrap().records;
         assert_eq!((recs[0].id.as_str(), recs[0].pairs.len()), ("hp", 2));
+        // Bare sequences one per line, for prediction: a record each.
+        let recs = parse_records("GGGAAACCC\nacgu\n", Path::new("s.txt"), false, false).unwrap().records;
+        let got: Vec<(&str, &str)> = recs.iter().map(|r| (r.id.as_str(), r.sequence.as_str())).collect();
+        assert_eq!(got, [("s_1", "GGGAAACCC"), ("s_2", "ACGU")]);
+        assert!(parse_dbn("GGGAAACCC\nACGU\n", p(), false).is_err());
     }
 }
