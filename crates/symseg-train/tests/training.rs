@@ -86,8 +86,30 @@ fn every_format_loads_and_malformed_input_is_named() {
         npz.add_array("y", &Array2::<u8>::eye(n)).unwrap();
         npz.finish().unwrap();
     }
+    // float64 features and int32 or bool labels, as NumPy writes them by default.
+    let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(p("gen/s2.npz")).unwrap());
+    npz.add_array("x", &Array3::<f64>::from_elem((2, 3, 3), 0.5)).unwrap();
+    npz.add_array("y", &Array2::<i32>::from_shape_fn((3, 3), |(i, j)| if i == j { 255 } else { 0 })).unwrap();
+    npz.finish().unwrap();
+    let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(p("gen/s3.npz")).unwrap());
+    npz.add_array("x", &Array3::<f32>::zeros((2, 2, 2))).unwrap();
+    npz.add_array("y", &ndarray::arr2(&[[false, true], [true, false]])).unwrap();
+    npz.finish().unwrap();
     let d = Dataset::load(p("gen").to_str().unwrap(), false).unwrap();
-    assert_eq!((d.samples.len(), d.channels, d.kind), (2, 2, DataKind::Generic));
+    assert_eq!((d.samples.len(), d.channels, d.kind), (4, 2, DataKind::Generic));
+    assert_eq!(
+        d.samples[2].labels,
+        Array2::<u8>::from_shape_fn((3, 3), |(i, j)| if i == j { 255 } else { 0 })
+    );
+    assert_eq!(*d.samples[2].features(), Array3::<f32>::from_elem((2, 3, 3), 0.5));
+    assert_eq!(d.samples[3].labels, ndarray::arr2(&[[0u8, 1], [1, 0]]));
+    let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(p("gen/s4.npz")).unwrap());
+    npz.add_array("x", &Array3::<f32>::zeros((2, 2, 2))).unwrap();
+    npz.add_array("y", &ndarray::arr2(&[[0i8, -1], [-1, 0]])).unwrap();
+    npz.finish().unwrap();
+    let err = Dataset::load(p("gen").to_str().unwrap(), false).unwrap_err().to_string();
+    assert!(err.contains("s4.npz") && err.contains("label -1 is not 0, 1 or 255"), "{err}");
+    std::fs::remove_file(p("gen/s4.npz")).unwrap();
     let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(p("gen/s9.npz")).unwrap());
     npz.add_array("x", &Array3::<f32>::ones((3, 4, 4))).unwrap();
     npz.add_array("y", &Array2::<u8>::eye(4)).unwrap();

@@ -295,6 +295,29 @@ fn load_dir(dir: &Path, skip_bad: bool, require_structure: bool) -> TrainResult<
     }
 }
 
+/// The `y` array of an `.npz` sample as `u8`, from bool or any integer type.
+fn npz_labels(npz: &mut ndarray_npy::NpzReader<std::fs::File>) -> Result<Array2<u8>, String> {
+    let label = |v: i128| u8::try_from(v).ok().filter(|u| matches!(u, 0 | 1 | 255));
+    macro_rules! try_as {
+        ($($t:ty),+) => {
+            $(
+                if let Ok(y) = npz.by_name::<ndarray::OwnedRepr<$t>, ndarray::Ix2>("y") {
+                    if let Some(v) = y.iter().find(|&&v| label(v as i128).is_none()) {
+                        return Err(format!("label {v} is not 0, 1 or 255"));
+                    }
+                    return Ok(y.mapv(|v| label(v as i128).unwrap_or(0)));
+                }
+            )+
+        };
+    }
+    if let Ok(y) = npz.by_name::<ndarray::OwnedRepr<bool>, ndarray::Ix2>("y") {
+        return Ok(y.mapv(u8::from));
+    }
+    try_as!(u8, i8, i16, i32, i64, u16, u32, u64);
+    // None matched: report the error of the expected dtype.
+    npz.by_name::<ndarray::OwnedRepr<u8>, ndarray::Ix2>("y").map_err(|e| e.to_string())
+}
+
 /// Reads one generic sample: arrays `x` (`C x N x N` float32) and `y` (`N x N`, 0/1/255).
 fn read_npz(path: &Path) -> TrainResult<Sample> {
     let bad = |message: String| TrainError::Parse { path: path.to_path_buf(), line: 0, message };
@@ -302,18 +325,16 @@ fn read_npz(path: &Path) -> TrainResult<Sample> {
         std::fs::File::open(path).map_err(|source| TrainError::Io { path: path.to_path_buf(), source })?;
     let mut npz =
         ndarray_npy::NpzReader::new(file).map_err(|e| bad(format!("not a valid .npz file ({e})")))?;
-    let x: Array3<f32> = npz.by_name("x").map_err(|e| bad(format!("array 'x' (C x N x N float32): {e}")))?;
-    let y: Array2<u8> = match npz.by_name::<ndarray::OwnedRepr<u8>, ndarray::Ix2>("y") {
-        Ok(y) => y,
-        Err(_) => {
-            let y: Array2<i64> =
-                npz.by_name("y").map_err(|e| bad(format!("array 'y' (N x N integer labels): {e}")))?;
-            if let Some(v) = y.iter().find(|v| !matches!(v, 0 | 1 | 255)) {
-                return Err(bad(format!("label {v} is not 0, 1 or 255")));
-            }
-            y.mapv(|v| v as u8)
-        }
+    let x: Array3<f32> = match npz.by_name::<ndarray::OwnedRepr<f32>, ndarray::Ix3>("x") {
+        Ok(x) => x,
+        // float64 features narrowed, as `symseg loss` does with logits.
+        Err(_) => npz
+            .by_name::<ndarray::OwnedRepr<f64>, ndarray::Ix3>("x")
+            .map_err(|e| bad(format!("array 'x' (C x N x N float32 or float64): {e}")))?
+            .mapv(|v| v as f32),
     };
+    let y = npz_labels(&mut npz)
+        .map_err(|e| bad(format!("array 'y' (N x N labels, bool or any integer type): {e}")))?;
     let n = y.nrows();
     if y.ncols() != n || x.shape()[1] != n || x.shape()[2] != n || n == 0 {
         return Err(bad(format!(
