@@ -11,7 +11,7 @@
 //! - [`TensorBackend`]: the narrow trait a backend implements (see `symseg-cpu`);
 //! - [`elem`]: the per-element math every backend evaluates;
 //! - [`metrics`] and [`postprocess`]: SPEC §5–6's figures and decoding steps;
-//! - [`reference`]: a float64 oracle written for clarity, used by all test suites;
+//! - [`reference`](mod@reference): a float64 oracle written for clarity, used by all test suites;
 //! - [`testing`]: random cases and SPEC §4's accuracy check.
 //!
 //! It has no heavy dependencies (no ndarray, rayon or CUDA).
