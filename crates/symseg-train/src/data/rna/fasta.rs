@@ -61,7 +61,7 @@ pub fn parse_records(
     let lines: Vec<Line<'_>> =
         all.iter().copied().filter(|(_, l)| !l.is_empty() && !l.starts_with('#')).collect();
     let mut out = Parsed::default();
-    if !lines.is_empty() && !lines.iter().any(|(_, l)| l.starts_with('>')) {
+    if !lines.is_empty() && !lines.iter().any(|(_, l)| is_header(l)) {
         let name =
             all.iter().find_map(|(_, l)| l.strip_prefix("#Name:").map(str::trim)).filter(|n| !n.is_empty());
         let id = name.map_or_else(
@@ -87,17 +87,44 @@ pub fn parse_records(
             let err = parse_err(path, hl, "expected a '>id' header line");
             keep_or_fail(&mut out, Err(err), skip_bad)?;
             k += 1;
-            while k < lines.len() && !lines[k].1.starts_with('>') {
+            while k < lines.len() && !is_header(lines[k].1) {
                 k += 1;
             }
             continue;
         };
-        let body: Vec<Line<'_>> =
-            lines[k + 1..].iter().take_while(|(_, l)| !l.starts_with('>')).copied().collect();
+        let body = record_body(&lines[k + 1..]);
         k += 1 + body.len();
         keep_or_fail(&mut out, record(id.trim(), hl, &body, path, require_structure), skip_bad)?;
     }
     Ok(out)
+}
+
+/// A line that starts a record: `>` and not only brackets and unpaired marks
+/// (a wrapped structure's line can start with the `>` that closes a `<>` pair).
+fn is_header(line: &str) -> bool {
+    line.starts_with('>') && !line.chars().all(|c| "()[]{}<>.-,:_".contains(c))
+}
+
+/// The lines of the record whose header precedes `rest`: up to the next `>`
+/// line, unless that line can only continue a wrapped structure: the structure
+/// has begun, is still shorter than the sequence, and the line holds only
+/// dot-bracket characters (letter brackets included, so `>.a..` continues
+/// where `>` alone would end the record).
+fn record_body<'a>(rest: &[Line<'a>]) -> Vec<Line<'a>> {
+    let mut end = 0;
+    while end < rest.len() {
+        let line = rest[end].1;
+        if line.starts_with('>') {
+            let body = &rest[..end];
+            let structure_begun = body.iter().any(|(_, l)| !is_sequence_line(l));
+            let dot_bracket = line.chars().all(|c| c.is_ascii_alphabetic() || "()[]{}<>.-,:_".contains(c));
+            if !(structure_begun && dot_bracket && split_body(body).is_none()) {
+                break;
+            }
+        }
+        end += 1;
+    }
+    rest[..end].to_vec()
 }
 
 fn is_sequence_line(line: &str) -> bool {
@@ -112,6 +139,31 @@ fn concat(lines: &[Line<'_>]) -> String {
     lines.iter().map(|(_, l)| *l).collect()
 }
 
+/// `body` without the free energy RNAfold writes after the structure
+/// (`((..)) (-1.20)`): the last line up to its first blank.
+fn without_energy<'a>(body: &[Line<'a>]) -> Vec<Line<'a>> {
+    let mut body = body.to_vec();
+    if body.len() >= 2
+        && let Some(last) = body.last_mut()
+        && let Some((structure, _energy)) = last.1.split_once(char::is_whitespace)
+    {
+        last.1 = structure;
+    }
+    body
+}
+
+/// Where a record's structure lines begin: at its first line that is not all
+/// letters (a structure starts with `.` or an opening bracket of the first
+/// level), provided they hold as many characters as the sequence lines before
+/// them. Later structure lines may be all letters (bpRNA's `Aa` brackets);
+/// letters-only records are sequences (`None`).
+fn split_body(body: &[Line<'_>]) -> Option<usize> {
+    let body = without_energy(body);
+    let letters = body.iter().take_while(|(_, l)| is_sequence_line(l)).count();
+    (letters > 0 && letters < body.len() && char_count(&body[..letters]) == char_count(&body[letters..]))
+        .then_some(letters)
+}
+
 /// One record from the lines after its header (`header_line` names it in errors).
 fn record(
     id: &str,
@@ -120,25 +172,8 @@ fn record(
     path: &Path,
     require_structure: bool,
 ) -> TrainResult<RnaRecord> {
-    let mut body = body.to_vec();
-    // RNAfold writes the free energy after the structure: "((..)) (-1.20)".
-    if body.len() >= 2
-        && let Some(last) = body.last_mut()
-        && let Some((structure, _energy)) = last.1.split_once(char::is_whitespace)
-    {
-        last.1 = structure;
-    }
-    // Sequence lines (letters only) first, then as many structure characters:
-    // the first split with equal lengths. bpRNA's letter brackets (`Aa`) can
-    // make a wrapped structure's line all letters, so lengths decide where it
-    // starts; a structure without a single dot or bracket (no hairpin loop) is
-    // not one, so letters-only records are sequences.
+    let (body, split) = (without_energy(body), split_body(body));
     let letters = body.iter().take_while(|(_, l)| is_sequence_line(l)).count();
-    let split = if letters < body.len() {
-        (1..=letters).find(|&s| char_count(&body[..s]) == char_count(&body[s..]))
-    } else {
-        None
-    };
     let (seq_lines, structure_lines) = match split {
         Some(s) => body.split_at(s),
         None if !require_structure && !body.is_empty() && letters == body.len() => (&body[..], &[][..]),
@@ -215,6 +250,12 @@ mod tests {
         let text = ">w wrapped\nGGGAAA\nUCCC\n((((..\n))))\n>e\ngcaugc\n((..)) (-1.20)\n";
         let recs = parse_dbn(text, p(), false).unwrap().records;
         assert_eq!(recs.len(), 2);
+        // A wrapped structure's line that starts with the `>` closing a `<>` pair.
+        let angle = parse_dbn(">w\nGGAAACC\nUU\n(<...)\n>..\n>x2\nGC\n..\n", p(), false).unwrap().records;
+        assert_eq!(
+            (angle.len(), angle[0].pairs.clone(), angle[1].id.as_str()),
+            (2, vec![(0, 5), (1, 6)], "x2")
+        );
         // A wrapped structure whose later line holds only letter brackets.
         let r = &parse_dbn(">k\nGGACGUC\nU\n((A..))\na\n", p(), false).unwrap().records[0];
         assert_eq!((r.sequence.as_str(), r.pairs.clone()), ("GGACGUCU", vec![(0, 6), (1, 5), (2, 7)]));
