@@ -145,6 +145,11 @@ fn row<const K: u8, const G: bool, const M: bool, const F: bool>(
         hi: if a.tri == Triangle::Lower { (i + 1).min(len) as i32 } else { len as i32 },
         r: a.r[b] as f32,
     };
+    // A local copy: selecting between fields read through `a` let LLVM load
+    // the selected field per lane, a gather (16 loads per register) that it
+    // emitted for the loss-only loops and that made them slower than the
+    // loops that also write the gradient.
+    let fe = a.fe;
     let mut acc = [0.0f64; LANES];
     // Per lane, so that the flag stays a vector operation (an `any` per step
     // became 16 byte extracts).
@@ -165,17 +170,17 @@ fn row<const K: u8, const G: bool, const M: bool, const F: bool>(
         match step(&c, base) {
             Step::Interior => {
                 for s in 0..LANES {
-                    (ls[s], gs[s], nbs[s]) = lane::<K, M, F, 0>(&a.fe, &c, base + s, xs[s], ys[s], ms[s]);
+                    (ls[s], gs[s], nbs[s]) = lane::<K, M, F, 0>(&fe, &c, base + s, xs[s], ys[s], ms[s]);
                 }
             }
             Step::Edge => {
                 for s in 0..LANES {
-                    (ls[s], gs[s], nbs[s]) = lane::<K, M, F, 1>(&a.fe, &c, base + s, xs[s], ys[s], ms[s]);
+                    (ls[s], gs[s], nbs[s]) = lane::<K, M, F, 1>(&fe, &c, base + s, xs[s], ys[s], ms[s]);
                 }
             }
             Step::Outside => {
                 for s in 0..LANES {
-                    (ls[s], gs[s], nbs[s]) = lane::<K, M, F, 2>(&a.fe, &c, base + s, xs[s], ys[s], ms[s]);
+                    (ls[s], gs[s], nbs[s]) = lane::<K, M, F, 2>(&fe, &c, base + s, xs[s], ys[s], ms[s]);
                 }
             }
         }
@@ -196,7 +201,7 @@ fn row<const K: u8, const G: bool, const M: bool, const F: bool>(
     }
     let mut bad = bads.iter().any(|&b| b != 0);
     for j in full..n {
-        let (l, d, nb) = lane::<K, M, F, 1>(&a.fe, &c, j, c.x[j], c.y[j], c.m[j]);
+        let (l, d, nb) = lane::<K, M, F, 1>(&fe, &c, j, c.x[j], c.y[j], c.m[j]);
         acc[j - full] += f64::from(l);
         if G {
             g[j] = if a.tri == Triangle::Twice { 2.0 * d } else { d };
