@@ -216,3 +216,79 @@ fn non_finite_logit_in_an_off_diagonal_tile_is_found_by_every_strategy() {
         assert!(matches!(err, Error::NonFiniteLogit { sample: 0, i: 100, j: 10, .. }), "{strategy}: {err:?}");
     }
 }
+
+/// One planted violation anywhere in a larger batch (odd sizes, padding, a mask,
+/// a partial last tile, both sides of a tile boundary) is found by the vector
+/// scan at every SIMD level and named at exactly its position, whichever order
+/// the scan meets it in: the vector check only says "look closer", so a flag it
+/// drops would let a broken batch through.
+#[test]
+fn a_single_violation_anywhere_is_found_at_every_simd_level() {
+    use symseg_core::rng::Rng;
+    use symseg_cpu::SimdLevel;
+    let mut rng = Rng::new(0x5eed_5ca9);
+    for (b, n) in [(2usize, 64usize), (2, 131), (1, 200)] {
+        let lengths: Vec<usize> = (0..b).map(|s| if s == 0 { n } else { n - 7 }).collect();
+        let x = logits(b, n);
+        for trial in 0..24 {
+            let s = rng.below(b);
+            let len = lengths[s];
+            // A position off the diagonal, half the time at a tile's last or first column.
+            let i = rng.below(len);
+            let mut j = if rng.chance(0.5) {
+                (rng.below(len.div_ceil(64)) * 64 + 63).min(len - 1)
+            } else {
+                rng.below(len)
+            };
+            if j == i {
+                j = (i + 1) % len;
+            }
+            let (lo, hi) = (i.min(j), i.max(j));
+            let mut y = symmetric_labels(b, n);
+            let mut m = Array3::<u8>::from_shape_fn((b, n, n), |(_, i, j)| u8::from((i * j) % 7 != 3));
+            let (cfg, want) = match trial % 4 {
+                0 => {
+                    y[[s, i, j]] = 7;
+                    y[[s, j, i]] = 7;
+                    // The lower-left copy of a bad pair is met first only where it is
+                    // the upper one: the scan reports (i, j) with i < j first.
+                    (LossConfig::default(), Error::BadLabel { sample: s, i: lo, j: hi, value: 7 })
+                }
+                1 => {
+                    let upper = 1 - y[[s, lo, hi]];
+                    y[[s, lo, hi]] = upper;
+                    let lower = y[[s, hi, lo]];
+                    (LossConfig::default(), Error::AsymmetricLabels { sample: s, i: lo, j: hi, upper, lower })
+                }
+                2 => {
+                    y[[s, i, j]] = 255;
+                    let (upper, lower) = (y[[s, lo, hi]], y[[s, hi, lo]]);
+                    (
+                        LossConfig::default().allow_asymmetric_labels(true),
+                        Error::AsymmetricLabels { sample: s, i: lo, j: hi, upper, lower },
+                    )
+                }
+                _ => {
+                    m[[s, i, j]] = 1 - m[[s, i, j]];
+                    let (upper, lower) = (m[[s, lo, hi]], m[[s, hi, lo]]);
+                    (LossConfig::default(), Error::AsymmetricMask { sample: s, i: lo, j: hi, upper, lower })
+                }
+            };
+            let mask_view = m.view();
+            let input = LossInput::new(x.view(), y.view())
+                .region(Region::default().lengths(&lengths).mask(mask_view).min_sep(trial % 3));
+            for level in SimdLevel::available() {
+                let backend = CpuBackend::new().with_simd(level).unwrap();
+                let err = backend.loss(&input, &cfg).expect_err("a planted violation must be found");
+                assert_eq!(err, want, "{level:?}, B={b} N={n}, sample {s} at ({i}, {j})");
+            }
+            // Outside its sample's length the same change is padding and passes.
+            if len < n {
+                let mut y2 = symmetric_labels(b, n);
+                y2[[s, len + rng.below(n - len), rng.below(n)]] = 9;
+                let input = LossInput::new(x.view(), y2.view()).region(Region::default().lengths(&lengths));
+                assert!(CpuBackend::new().loss(&input, &LossConfig::default()).is_ok());
+            }
+        }
+    }
+}
