@@ -218,7 +218,7 @@ fn non_finite_logit_in_an_off_diagonal_tile_is_found_by_every_strategy() {
 }
 
 /// One planted violation anywhere in a larger batch (odd sizes, padding, a mask,
-/// a partial last tile, both sides of a tile boundary) is found by the vector
+/// a partial last tile, a tile's last column) is found by the vector
 /// scan at every SIMD level and named at exactly its position, whichever order
 /// the scan meets it in: the vector check only says "look closer", so a flag it
 /// drops would let a broken batch through.
@@ -233,7 +233,7 @@ fn a_single_violation_anywhere_is_found_at_every_simd_level() {
         for trial in 0..24 {
             let s = rng.below(b);
             let len = lengths[s];
-            // A position off the diagonal, half the time at a tile's last or first column.
+            // A position off the diagonal, half the time in a tile's last column.
             let i = rng.below(len);
             let mut j = if rng.chance(0.5) {
                 (rng.below(len.div_ceil(64)) * 64 + 63).min(len - 1)
@@ -250,8 +250,7 @@ fn a_single_violation_anywhere_is_found_at_every_simd_level() {
                 0 => {
                     y[[s, i, j]] = 7;
                     y[[s, j, i]] = 7;
-                    // The lower-left copy of a bad pair is met first only where it is
-                    // the upper one: the scan reports (i, j) with i < j first.
+                    // Both copies are bad; the scan checks (lo, hi) before (hi, lo).
                     (LossConfig::default(), Error::BadLabel { sample: s, i: lo, j: hi, value: 7 })
                 }
                 1 => {
@@ -274,9 +273,8 @@ fn a_single_violation_anywhere_is_found_at_every_simd_level() {
                     (LossConfig::default(), Error::AsymmetricMask { sample: s, i: lo, j: hi, upper, lower })
                 }
             };
-            let mask_view = m.view();
             let input = LossInput::new(x.view(), y.view())
-                .region(Region::default().lengths(&lengths).mask(mask_view).min_sep(trial % 3));
+                .region(Region::default().lengths(&lengths).mask(m.view()).min_sep(trial % 3));
             for level in SimdLevel::available() {
                 let backend = CpuBackend::new().with_simd(level).unwrap();
                 let err = backend.loss(&input, &cfg).expect_err("a planted violation must be found");
