@@ -35,6 +35,14 @@ fn tile_typed<const M: bool, const S: bool>(bt: &Batch<'_>, t: &Task) -> Option<
     let mut yt = [[0u8; TILE]; TILE];
     let mut mt = [[1u8; TILE]; TILE];
     prefetch_rows::<false, u8>(&y[i0 * n + j0..], n, ti, tj);
+    // The next task's tile pair (usually `(I, J + 1)`), into L2: its row side is
+    // 64 separate short runs that the hardware prefetcher does not follow.
+    let jn = j0 + TILE;
+    if jn < len {
+        let tn = TILE.min(len - jn);
+        prefetch_rows::<true, u8>(&y[i0 * n + jn..], n, ti, tn);
+        prefetch_rows::<true, u8>(&y[jn * n + i0..], n, tn, ti);
+    }
     transpose_u8_into(&y[j0 * n + i0..], n, tj, ti, &mut yt);
     if let (true, Some(m)) = (M, mask) {
         transpose_u8_into(&m[j0 * n + i0..], n, tj, ti, &mut mt);
@@ -43,7 +51,9 @@ fn tile_typed<const M: bool, const S: bool>(bt: &Batch<'_>, t: &Task) -> Option<
     debug_assert!(i0 + ti <= len && j0 + tj <= len);
     let diagonal = i0 == j0;
     let mut pairs = 0u64;
-    let mut broken = 0u8;
+    // Per column, reduced once per tile: one byte reduced after every row was
+    // a dozen shuffles per 64 bytes, a third of the row loop.
+    let mut broken = [0u8; TILE];
     // Counted pairs per column, summed over the tile's rows (at most TILE, so
     // a byte): the row loop stays at byte width, 64 lanes per AVX-512
     // register, where a 32-bit row sum made it widen every byte fourfold.
@@ -69,7 +79,7 @@ fn tile_typed<const M: bool, const S: bool>(bt: &Batch<'_>, t: &Task) -> Option<
             let bad_value = u8::from(a > 1 && a != 255) | u8::from(b > 1 && b != 255);
             let asym = if S { u8::from(a != b) } else { u8::from((a == 255) != (b == 255)) };
             let (ma, mb) = if M { (mr[jl] != 0, mtr[jl] != 0) } else { (true, true) };
-            broken |= bad_value | asym | u8::from(ma != mb);
+            broken[jl] |= bad_value | asym | u8::from(ma != mb);
             column_pairs[jl] += u8::from(jl as u8 >= first) & u8::from(a != 255) & u8::from(ma);
         }
     }
@@ -82,7 +92,7 @@ fn tile_typed<const M: bool, const S: bool>(bt: &Batch<'_>, t: &Task) -> Option<
             diag += u64::from(y[k] != 255 && m);
         }
     }
-    (broken == 0).then_some(RegionCounts { diagonal: diag, pairs })
+    broken.iter().all(|&b| b == 0).then_some(RegionCounts { diagonal: diag, pairs })
 }
 
 #[cfg(target_arch = "x86_64")]
