@@ -34,14 +34,16 @@ fn tile_typed<const M: bool, const S: bool>(bt: &Batch<'_>, t: &Task) -> Option<
     let mask = bt.mask.map(|m| &m[base..base + n * n]);
     let mut yt = [[0u8; TILE]; TILE];
     let mut mt = [[1u8; TILE]; TILE];
-    prefetch_rows::<false, u8>(&y[i0 * n + j0..], n, ti, tj);
     // The next task's tile pair (usually `(I, J + 1)`), into L2: its row side is
     // 64 separate short runs that the hardware prefetcher does not follow.
     let jn = j0 + TILE;
-    if jn < len {
-        let tn = TILE.min(len - jn);
-        prefetch_rows::<true, u8>(&y[i0 * n + jn..], n, ti, tn);
-        prefetch_rows::<true, u8>(&y[jn * n + i0..], n, tn, ti);
+    let next = (jn < len).then(|| TILE.min(len - jn));
+    for map in std::iter::once(y).chain(mask.filter(|_| M)) {
+        prefetch_rows::<false, u8>(&map[i0 * n + j0..], n, ti, tj);
+        if let Some(tn) = next {
+            prefetch_rows::<true, u8>(&map[i0 * n + jn..], n, ti, tn);
+            prefetch_rows::<true, u8>(&map[jn * n + i0..], n, tn, ti);
+        }
     }
     transpose_u8_into(&y[j0 * n + i0..], n, tj, ti, &mut yt);
     if let (true, Some(m)) = (M, mask) {
