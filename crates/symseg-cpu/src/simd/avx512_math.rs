@@ -38,7 +38,7 @@ pub(crate) unsafe fn exp_nonpos(x: __m512) -> __m512 {
     const ROUND_MAGIC: f32 = 12_582_912.0;
     // SAFETY: AVX-512F (module contract).
     unsafe {
-        let x = _mm512_max_ps(x, splat(-87.33654));
+        let x = _mm512_max_ps(x, splat(-87.33));
         let t = _mm512_fmadd_ps(x, splat(std::f32::consts::LOG2_E), splat(ROUND_MAGIC));
         let n = _mm512_sub_ps(t, splat(ROUND_MAGIC));
         // fma(-n, c, a) = -(n c) + a, one rounding either way.
@@ -50,9 +50,7 @@ pub(crate) unsafe fn exp_nonpos(x: __m512) -> __m512 {
         q = _mm512_fmadd_ps(q, r, splat(5e-1));
         let p = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(q, r), r, r), splat(1.0));
         let ni = _mm512_sub_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(ROUND_MAGIC.to_bits() as i32));
-        let scale =
-            _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(ni, _mm512_set1_epi32(127))));
-        _mm512_mul_ps(p, scale)
+        _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(p), _mm512_slli_epi32::<23>(ni)))
     }
 }
 
@@ -125,7 +123,12 @@ pub(crate) unsafe fn finish<const K: u8>(fe: &FastElem, c: Core, pos: __mmask16)
                 _mm512_mul_ps(w, exp_nonpos(_mm512_mul_ps(splat(-fe.gamma), soft)))
             }
         };
-        let mag = _mm512_mul_ps(wp, _mm512_fmadd_ps(_mm512_mul_ps(splat(fe.gamma), t), sp, s));
+        let mag = match K {
+            GAMMA_0 => _mm512_mul_ps(wp, s),
+            GAMMA_1 => _mm512_mul_ps(wp, _mm512_fmadd_ps(t, sp, s)),
+            GAMMA_2 => _mm512_mul_ps(wp, _mm512_fmadd_ps(_mm512_add_ps(t, t), sp, s)),
+            _ => _mm512_mul_ps(wp, _mm512_fmadd_ps(_mm512_mul_ps(splat(fe.gamma), t), sp, s)),
+        };
         (_mm512_mul_ps(wp, sp), _mm512_mask_xor_ps(mag, pos, mag, splat(SIGN)))
     }
 }

@@ -98,7 +98,15 @@ impl FastElem {
             _ => exp_nonpos::<F>(-self.gamma * ((-z).max(0.0) + l)),
         };
         let wp = w * pw;
-        let mag = wp * fma::<F>(self.gamma * t, sp, s);
+        // gamma * t for the integer exponents without a multiply (the same
+        // bits: 2t is t + t exactly), and for gamma 0 no term at all: on Zen 4
+        // the multiply pipes are what the lane loop is bound by.
+        let mag = match K {
+            GAMMA_0 => wp * s,
+            GAMMA_1 => wp * fma::<F>(t, sp, s),
+            GAMMA_2 => wp * fma::<F>(t + t, sp, s),
+            _ => wp * fma::<F>(self.gamma * t, sp, s),
+        };
         (wp * sp, if pos { -mag } else { mag })
     }
 }

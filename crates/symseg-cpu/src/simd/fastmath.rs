@@ -20,11 +20,13 @@ pub fn fma<const F: bool>(a: f32, b: f32, c: f32) -> f32 {
     if F { a.mul_add(b, c) } else { a * b + c }
 }
 
-/// `e^x` for `x <= 0`. Below -87.3 it returns about 1.2e-38 instead of a
-/// subnormal: every use multiplies it into terms that are negligible there.
+/// `e^x` for `x <= 0`. Below -87.33 it returns `e^-87.33`, about 1.2e-38,
+/// instead of a subnormal: every use multiplies it into terms that are
+/// negligible there.
 #[inline(always)]
 pub fn exp_nonpos<const F: bool>(x: f32) -> f32 {
-    let x = x.max(-87.33654);
+    // Far enough above -126 ln 2 that the result is normal (see the scaling below).
+    let x = x.max(-87.33);
     // Round x * log2(e) to the nearest integer with the 1.5 * 2^23 trick: no
     // libm call (`floor` is one on baseline x86-64) and it vectorises.
     let t = fma::<F>(x, LOG2E, ROUND_MAGIC);
@@ -39,10 +41,12 @@ pub fn exp_nonpos<const F: bool>(x: f32) -> f32 {
     q = fma::<F>(q, r, 1.666_657_8e-1);
     q = fma::<F>(q, r, 5e-1);
     let p = fma::<F>(q * r, r, r) + 1.0;
-    // 2^n from the integer in t's low mantissa bits (n is in -126..=0 here).
+    // p * 2^n by adding n (the integer in t's low mantissa bits, -126..=0
+    // here) to p's exponent field: an integer add where a multiply by 2^n
+    // would take one of the two multiply pipes the lane loops are bound by on
+    // Zen 4. The same bits, as the result is normal: p >= 1 where n = -126.
     let ni = (t.to_bits() as i32).wrapping_sub(ROUND_MAGIC.to_bits() as i32);
-    let scale = f32::from_bits(((ni + 127) as u32) << 23);
-    p * scale
+    f32::from_bits((p.to_bits() as i32).wrapping_add(ni << 23) as u32)
 }
 
 /// `ln(1 + e)` for `e` in `[0, 1]` as `e * P(e)`, `P` a degree-8 minimax
