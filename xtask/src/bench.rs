@@ -9,7 +9,9 @@ use rayon::prelude::*;
 use serde::Serialize;
 use symseg::metrics::PredictConfig;
 use symseg::testing::{Case, CaseSpec, Rng};
-use symseg::{CpuBackend, LossConfig, LossInput, Penalty, PenaltyKind, Strategy, SymMode, TensorBackend};
+use symseg::{
+    CpuBackend, LossConfig, LossInput, Penalty, PenaltyKind, PenaltyOn, Strategy, SymMode, TensorBackend,
+};
 
 /// Bytes moved per element by a loss + gradient call: f32 logits read, u8 label
 /// read, f32 gradient written.
@@ -32,7 +34,8 @@ pub struct Args {
     /// Only this strategy (for `stats`: this prediction mode).
     #[arg(long)]
     strategy: Option<String>,
-    /// Only this penalty (none, l2).
+    /// Only this penalty (none, l2; or l2-probs, the l2 penalty on
+    /// probabilities, measured only when named here).
     #[arg(long)]
     penalty: Option<String>,
     /// Measure this shape (`BxN`, e.g. `1x256`) instead of the standard three; repeatable.
@@ -181,10 +184,14 @@ pub fn run(args: &Args) -> bool {
             for strategy in
                 Strategy::ALL.into_iter().filter(|s| args.strategy.as_deref().is_none_or(|w| w == s.as_str()))
             {
+                let l2 = Penalty::new(PenaltyKind::L2).weight(0.1);
                 for (pname, penalty) in
-                    [("none", None), ("l2", Some(Penalty::new(PenaltyKind::L2).weight(0.1)))]
+                    [("none", None), ("l2", Some(l2)), ("l2-probs", Some(l2.on(PenaltyOn::Probs)))]
                         .into_iter()
-                        .filter(|(p, _)| args.penalty.as_deref().is_none_or(|w| w == *p))
+                        .filter(|(p, _)| match args.penalty.as_deref() {
+                            Some(w) => w == *p,
+                            None => *p != "l2-probs",
+                        })
                 {
                     let cfg = LossConfig::default().strategy(strategy).penalty(penalty);
                     let secs = median_secs(budget, || {
