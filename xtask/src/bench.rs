@@ -185,13 +185,15 @@ pub fn run(args: &Args) -> bool {
                 Strategy::ALL.into_iter().filter(|s| args.strategy.as_deref().is_none_or(|w| w == s.as_str()))
             {
                 let l2 = Penalty::new(PenaltyKind::L2).weight(0.1);
-                for (pname, penalty) in
-                    [("none", None), ("l2", Some(l2)), ("l2-probs", Some(l2.on(PenaltyOn::Probs)))]
-                        .into_iter()
-                        .filter(|(p, _)| match args.penalty.as_deref() {
-                            Some(w) => w == *p,
-                            None => *p != "l2-probs",
-                        })
+                // (name, penalty, measured without `--penalty`)
+                let penalties = [
+                    ("none", None, true),
+                    ("l2", Some(l2), true),
+                    ("l2-probs", Some(l2.on(PenaltyOn::Probs)), false),
+                ];
+                for (pname, penalty, _) in penalties
+                    .into_iter()
+                    .filter(|&(p, _, by_default)| args.penalty.as_deref().map_or(by_default, |w| w == p))
                 {
                     let cfg = LossConfig::default().strategy(strategy).penalty(penalty);
                     let secs = median_secs(budget, || {
