@@ -1,6 +1,6 @@
 // Just enough of CUDA C to run symseg's kernels on the CPU, for the tests
 // (no GPU in CI): each launch runs its blocks one after another, each block
-// as TILE x ROWS real threads that meet at a real barrier in __syncthreads,
+// as THREADS real threads that meet at a real barrier in __syncthreads,
 // so shared-memory staging, barriers and block reductions execute as
 // written. Built with AddressSanitizer, an index outside a buffer fails the
 // test; built with ThreadSanitizer, so does a missing __syncthreads. What this
@@ -21,8 +21,18 @@ struct dim3 {
     unsigned x = 0, y = 0, z = 0;
 };
 
-// One block runs at a time, so the block index and __shared__ arrays are
-// process-wide; each emulated thread has its own thread index.
+// CUDA's vector types, as the kernels' wide loads and stores use them.
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
+struct alignas(4) uchar4 {
+    unsigned char x, y, z, w;
+};
+inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
+
+// One block runs at a time, so the grid, the block index and __shared__
+// arrays are process-wide; each emulated thread has its own thread index.
+static dim3 gridDim;
 static dim3 blockIdx;
 static thread_local dim3 threadIdx;
 static std::barrier<>* emu_block_barrier = nullptr;
@@ -30,6 +40,7 @@ static std::barrier<>* emu_block_barrier = nullptr;
 #define __global__
 #define __device__
 #define __forceinline__ inline
+#define __launch_bounds__(threads, blocks)
 #define __shared__ static
 
 using std::isfinite;
@@ -54,6 +65,7 @@ inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v)
 template <typename Kernel>
 void emu_launch(unsigned grid_x, unsigned grid_y, unsigned block_x, unsigned block_y, Kernel kernel) {
     const unsigned threads = block_x * block_y;
+    gridDim = dim3{grid_x, grid_y, 1};
     std::barrier<> block_barrier(threads);
     std::barrier<> step(threads);
     emu_block_barrier = &block_barrier;

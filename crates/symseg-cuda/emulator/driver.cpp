@@ -1,8 +1,10 @@
-// The test's side of one emulated launch: read the kernel's scalar arguments
-// and input buffers from stdin (little-endian, in the kernel's parameter
-// order), launch it with the backend's grid, and write its output buffers to
-// stdout. Buffers are exactly their tensors' size, so AddressSanitizer sees
-// any index past them. Exactly one EMU_* macro selects the kernel.
+// The test's side of one emulated launch: read the grid, the kernel's scalar
+// arguments and input buffers from stdin (little-endian, in the kernel's
+// parameter order), launch it, and write its output buffers to stdout.
+// Buffers are exactly their tensors' size, so AddressSanitizer sees any index
+// past them; their storage is 16-byte aligned, as cudaMalloc's is (more), so
+// UBSan's alignment check sees a wide access the layout does not allow.
+// Exactly one EMU_* macro selects the kernel.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -45,18 +47,20 @@ T* or_null(std::vector<T>& v, bool present) {
 
 int main() {
     using namespace emu;
-    const unsigned gx = get<unsigned>(), gy = get<unsigned>();
-    const long long n = get<long long>();
-    const size_t len = (size_t)gy * (size_t)n * (size_t)n;
+    const unsigned blocks = get<unsigned>();
+    const long long batch = get<long long>(), n = get<long long>();
+    const int wide = get<int>();
+    const size_t samples = (size_t)batch, len = samples * (size_t)n * (size_t)n;
+    const auto launch = [&](auto kernel) { emu_launch(blocks, 1, THREADS, 1, kernel); };
 #if defined(EMU_SCAN)
     const long long sep = get<long long>();
     const int require_symmetric = get<int>(), has_mask = get<int>();
     auto y = get_vec<u8>(len);
     auto mask = get_vec<u8>(has_mask ? len : 0);
-    auto lengths = get_vec<long long>(gy);
-    std::vector<u64> counts(2 * (size_t)gy, 0), violation(1, ~0ull);
-    emu_launch(gx, gy, TILE, ROWS, [&] {
-        symseg_scan(y.data(), or_null(mask, has_mask), lengths.data(), n, sep, require_symmetric,
+    auto lengths = get_vec<long long>(samples);
+    std::vector<u64> counts(2 * (size_t)samples, 0), violation(1, ~0ull);
+    launch([&] {
+        symseg_scan(y.data(), or_null(mask, has_mask), lengths.data(), batch, n, sep, wide, require_symmetric,
                     counts.data(), violation.data());
     });
     put(counts);
@@ -71,17 +75,17 @@ int main() {
     auto x = get_vec<float>(len);
     auto y = get_vec<u8>(len);
     auto mask = get_vec<u8>(has_mask ? len : 0);
-    auto lengths = get_vec<long long>(gy);
-    auto r = get_vec<double>(gy);
-    auto wp = get_vec<double>(gy);
+    auto lengths = get_vec<long long>(samples);
+    auto r = get_vec<double>(samples);
+    auto wp = get_vec<double>(samples);
     // A value no kernel writes, so the test sees any gradient element left unwritten.
     std::vector<float> grad(has_grad ? len : 0, 1234.5f);
-    std::vector<double> partial(2 * (size_t)gx * gy, NAN);
+    std::vector<double> partial(2 * (size_t)blocks, NAN);
     std::vector<u64> bad(1, ~0ull);
-    emu_launch(gx, gy, TILE, ROWS, [&] {
-        symseg_loss(x.data(), y.data(), or_null(mask, has_mask), or_null(grad, has_grad), lengths.data(), n,
-                    sep, strategy, w_pos, w_neg, gamma, kind, pen_kind, pen_probs, delta, r.data(), wp.data(),
-                    partial.data(), bad.data());
+    launch([&] {
+        symseg_loss(x.data(), y.data(), or_null(mask, has_mask), or_null(grad, has_grad), lengths.data(), batch,
+                    n, sep, wide, strategy, w_pos, w_neg, gamma, kind, pen_kind, pen_probs, delta, r.data(),
+                    wp.data(), partial.data(), bad.data());
     });
     put(grad);
     put(partial);
@@ -94,12 +98,13 @@ int main() {
     auto x = get_vec<float>(len);
     auto y = get_vec<u8>(len);
     auto mask = get_vec<u8>(has_mask ? len : 0);
-    auto lengths = get_vec<long long>(gy);
-    std::vector<u64> confusion(5 * (size_t)gy, 0), bad(1, ~0ull);
-    std::vector<double> asym((size_t)gx * gy, NAN);
-    emu_launch(gx, gy, TILE, ROWS, [&] {
-        symseg_stats(x.data(), y.data(), or_null(mask, has_mask), lengths.data(), n, sep, mode, z_star,
-                     confusion.data(), asym.data(), bad.data());
+    auto lengths = get_vec<long long>(samples);
+    std::vector<u64> confusion(5 * (size_t)samples, 0), bad(1, ~0ull);
+    // Zeros, as the backend allocates it: a block with no item of a sample writes no slot.
+    std::vector<double> asym((size_t)blocks * samples, 0.0);
+    launch([&] {
+        symseg_stats(x.data(), y.data(), or_null(mask, has_mask), lengths.data(), batch, n, sep, wide, mode,
+                     z_star, confusion.data(), asym.data(), bad.data());
     });
     put(confusion);
     put(asym);
@@ -108,7 +113,7 @@ int main() {
     const int mode = get<int>();
     auto x = get_vec<float>(len);
     std::vector<float> out(len, 1234.5f);
-    emu_launch(gx, gy, TILE, ROWS, [&] { symseg_symmetrise(x.data(), n, mode, out.data()); });
+    launch([&] { symseg_symmetrise(x.data(), batch, n, wide, mode, out.data()); });
     put(out);
 #else
 #error "define one of EMU_SCAN, EMU_LOSS, EMU_STATS, EMU_SYMMETRISE"

@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, OnceLock};
 
+use cudarc::driver::sys::CUdevice_attribute;
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaSlice, CudaStream, DriverError, LaunchConfig, PushKernelArg,
 };
@@ -11,20 +12,39 @@ use symseg_core::{Error, LossConfig, LossInput, LossReport, Result, SymMode, Ten
 
 use crate::availability;
 use crate::kernels::{self, KernelSource};
-use crate::launch_args::{self, LossArgs, ROWS, TILE, mode_code};
+use crate::launch_args::{self, LossArgs, THREADS, mode_code};
 use crate::tensor::{DeviceTensor, DeviceTensorMut};
 
 fn dev(e: DriverError) -> Error {
     Error::Backend { backend: "cuda", message: e.to_string() }
 }
 
+/// One compiled kernel and how many of its blocks the device keeps resident
+/// at once (the grid it is launched with, at most).
+#[derive(Debug)]
+struct Kernel {
+    function: CudaFunction,
+    resident: u32,
+}
+
+impl Kernel {
+    /// The launch over `dims`: a grid the kernel strides over (see `launch_args::blocks`).
+    fn config(&self, dims: Dims) -> LaunchConfig {
+        LaunchConfig { grid_dim: (self.blocks(dims), 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 }
+    }
+
+    fn blocks(&self, dims: Dims) -> u32 {
+        launch_args::blocks(dims.batch, dims.n, self.resident)
+    }
+}
+
 /// The compiled kernels of one context.
 #[derive(Debug)]
 struct Kernels {
-    scan: CudaFunction,
-    loss: CudaFunction,
-    stats: CudaFunction,
-    symmetrise: CudaFunction,
+    scan: Kernel,
+    loss: Kernel,
+    stats: Kernel,
+    symmetrise: Kernel,
 }
 
 /// The CUDA backend: one device, one stream, kernels compiled by NVRTC for the
@@ -106,36 +126,28 @@ impl CudaBackend {
     }
 
     fn kernels(&self) -> Result<&Kernels> {
-        let k = self.kernels.get_or_init(|| {
-            let load = |k: &KernelSource| -> Result<CudaFunction> {
-                let ptx = kernels::compile(k, self.arch)?;
-                let module = self.ctx.load_module(ptx).map_err(dev)?;
-                module.load_function(k.entry).map_err(dev)
-            };
-            (|| {
-                Ok::<_, Error>(Kernels {
-                    scan: load(&kernels::SCAN)?,
-                    loss: load(&kernels::LOSS)?,
-                    stats: load(&kernels::STATS)?,
-                    symmetrise: load(&kernels::SYMMETRISE)?,
-                })
-            })()
-            .map_err(|e| e.to_string())
-        });
+        let k = self.kernels.get_or_init(|| self.load_kernels().map_err(|e| e.to_string()));
         k.as_ref().map_err(|m| Error::Backend { backend: "cuda", message: m.clone() })
     }
 
-    fn grid(dims: Dims) -> LaunchConfig {
-        let nt = dims.n.div_ceil(TILE) as u32;
-        LaunchConfig {
-            grid_dim: (nt * (nt + 1) / 2, dims.batch as u32, 1),
-            block_dim: (TILE as u32, ROWS, 1),
-            shared_mem_bytes: 0,
-        }
-    }
-
-    fn tiles(dims: Dims) -> usize {
-        launch_args::tile_pairs(dims.n)
+    fn load_kernels(&self) -> Result<Kernels> {
+        let sms =
+            self.ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).map_err(dev)?;
+        let sms = u32::try_from(sms).unwrap_or(1).max(1);
+        let load = |k: &KernelSource| -> Result<Kernel> {
+            let ptx = kernels::compile(k, self.arch)?;
+            let module = self.ctx.load_module(ptx).map_err(dev)?;
+            let function = module.load_function(k.entry).map_err(dev)?;
+            let per_sm =
+                function.occupancy_max_active_blocks_per_multiprocessor(THREADS, 0, None).map_err(dev)?;
+            Ok(Kernel { function, resident: sms.saturating_mul(per_sm.max(1)) })
+        };
+        Ok(Kernels {
+            scan: load(&kernels::SCAN)?,
+            loss: load(&kernels::LOSS)?,
+            stats: load(&kernels::STATS)?,
+            symmetrise: load(&kernels::SYMMETRISE)?,
+        })
     }
 
     /// Shapes and lengths of an input (SPEC §1).
@@ -148,13 +160,6 @@ impl CudaBackend {
             input.region.lengths,
         )?;
         let lengths = input.region.lengths.map_or_else(|| vec![dims.n; dims.batch], <[usize]>::to_vec);
-        if dims.batch > 65_535 {
-            return Err(Error::InvalidConfig {
-                param: "batch",
-                value: dims.batch.to_string(),
-                reason: "the CUDA backend takes at most 65535 samples per call",
-            });
-        }
         Ok((dims, lengths))
     }
 
@@ -188,12 +193,14 @@ impl CudaBackend {
         let counts = s.alloc_zeros::<u64>(2 * dims.batch).map_err(dev)?;
         let violation = s.clone_htod(&[u64::MAX]).map_err(dev)?;
         let (y, m) = (input.labels.ptr, input.region.mask.as_ref().map_or(0, |m| m.ptr));
-        let (n, sep, sym) = (dims.n as i64, input.region.min_sep as i64, i32::from(require_symmetric));
-        let mut b = s.launch_builder(&k.scan);
-        b.arg(&y).arg(&m).arg(lengths).arg(&n).arg(&sep).arg(&sym).arg(&counts).arg(&violation);
+        let (batch, n, sep) = (dims.batch as i64, dims.n as i64, input.region.min_sep as i64);
+        let (wide, sym) = (i32::from(launch_args::wide(dims.n, &[], &[y, m])), i32::from(require_symmetric));
+        let mut b = s.launch_builder(&k.scan.function);
+        b.arg(&y).arg(&m).arg(lengths).arg(&batch).arg(&n).arg(&sep).arg(&wide).arg(&sym);
+        b.arg(&counts).arg(&violation);
         // SAFETY: the arguments match `symseg_scan`'s parameters in order and
         // type; every pointer covers the validated `[B, N, N]` extent.
-        unsafe { b.launch(Self::grid(dims)) }.map_err(dev)?;
+        unsafe { b.launch(k.scan.config(dims)) }.map_err(dev)?;
         let v = s.clone_dtoh(&violation).map_err(dev)?;
         if let Some(&key) = v.first()
             && key != u64::MAX
@@ -268,20 +275,21 @@ impl CudaBackend {
         let fe = args.elem;
         let r_dev = s.clone_htod(&args.r).map_err(dev)?;
         let wp_dev = s.clone_htod(&args.wp).map_err(dev)?;
-        let partial = s.alloc_zeros::<f64>(2 * dims.batch * Self::tiles(dims)).map_err(dev)?;
+        let partial = s.alloc_zeros::<f64>(2 * k.loss.blocks(dims) as usize).map_err(dev)?;
         let bad = s.clone_htod(&[u64::MAX]).map_err(dev)?;
         let (x, y) = (input.logits.ptr, input.labels.ptr);
         let m = input.region.mask.as_ref().map_or(0, |t| t.ptr);
         let g = grad.map_or(0, |t| t.ptr);
-        let (n, sep) = (dims.n as i64, input.region.min_sep as i64);
-        let mut b = s.launch_builder(&k.loss);
-        b.arg(&x).arg(&y).arg(&m).arg(&g).arg(&lengths).arg(&n).arg(&sep);
+        let (batch, n, sep) = (dims.batch as i64, dims.n as i64, input.region.min_sep as i64);
+        let wide = i32::from(launch_args::wide(dims.n, &[x, g], &[y, m]));
+        let mut b = s.launch_builder(&k.loss.function);
+        b.arg(&x).arg(&y).arg(&m).arg(&g).arg(&lengths).arg(&batch).arg(&n).arg(&sep).arg(&wide);
         b.arg(&args.strategy).arg(&fe.w_pos).arg(&fe.w_neg).arg(&fe.gamma).arg(&fe.kind);
         b.arg(&args.pen_kind).arg(&args.pen_probs).arg(&args.delta);
         b.arg(&r_dev).arg(&wp_dev).arg(&partial).arg(&bad);
         // SAFETY: the arguments match `symseg_loss`'s parameters in order and
         // type; every pointer covers the validated `[B, N, N]` extent.
-        unsafe { b.launch(Self::grid(dims)) }.map_err(dev)?;
+        unsafe { b.launch(k.loss.config(dims)) }.map_err(dev)?;
         let bad = s.clone_dtoh(&bad).map_err(dev)?;
         if let Some(&k) = bad.first()
             && k != u64::MAX
@@ -322,24 +330,21 @@ impl TensorBackend for CudaBackend {
         let lengths = s.clone_htod(&lens.iter().map(|&l| l as i64).collect::<Vec<_>>()).map_err(dev)?;
         self.scan(input, dims, &lengths, true)?;
         let confusion = s.alloc_zeros::<u64>(5 * dims.batch).map_err(dev)?;
-        let tiles = Self::tiles(dims);
-        let asym = s.alloc_zeros::<f64>(dims.batch * tiles).map_err(dev)?;
+        let blocks = k.stats.blocks(dims) as usize;
+        let asym = s.alloc_zeros::<f64>(dims.batch * blocks).map_err(dev)?;
         let bad = s.clone_htod(&[u64::MAX]).map_err(dev)?;
         let (x, y) = (input.logits.ptr, input.labels.ptr);
         let m = input.region.mask.as_ref().map_or(0, |t| t.ptr);
         // The threshold as the reference's exact bound on the symmetrised logit
         // (as the CPU backend does): no sigmoid per element, and the same counts.
-        let (n, sep, mode, z_star) = (
-            dims.n as i64,
-            input.region.min_sep as i64,
-            mode_code(pred.mode),
-            decision_bound(pred.threshold),
-        );
-        let mut b = s.launch_builder(&k.stats);
-        b.arg(&x).arg(&y).arg(&m).arg(&lengths).arg(&n).arg(&sep).arg(&mode).arg(&z_star);
-        b.arg(&confusion).arg(&asym).arg(&bad);
+        let (batch, n, sep) = (dims.batch as i64, dims.n as i64, input.region.min_sep as i64);
+        let wide = i32::from(launch_args::wide(dims.n, &[x], &[y, m]));
+        let (mode, z_star) = (mode_code(pred.mode), decision_bound(pred.threshold));
+        let mut b = s.launch_builder(&k.stats.function);
+        b.arg(&x).arg(&y).arg(&m).arg(&lengths).arg(&batch).arg(&n).arg(&sep).arg(&wide).arg(&mode);
+        b.arg(&z_star).arg(&confusion).arg(&asym).arg(&bad);
         // SAFETY: the arguments match `symseg_stats`'s parameters in order and type.
-        unsafe { b.launch(Self::grid(dims)) }.map_err(dev)?;
+        unsafe { b.launch(k.stats.config(dims)) }.map_err(dev)?;
         let bad = s.clone_dtoh(&bad).map_err(dev)?;
         if let Some(&k) = bad.first()
             && k != u64::MAX
@@ -348,7 +353,7 @@ impl TensorBackend for CudaBackend {
         }
         let conf = s.clone_dtoh(&confusion).map_err(dev)?;
         let asym = s.clone_dtoh(&asym).map_err(dev)?;
-        Ok(launch_args::sample_stats(&conf, &asym, tiles))
+        Ok(launch_args::sample_stats(&conf, &asym, blocks))
     }
 
     fn symmetrise(&self, x: Self::View<'_, f32>, mode: SymMode, out: Self::ViewMut<'_, f32>) -> Result<()> {
@@ -361,11 +366,12 @@ impl TensorBackend for CudaBackend {
             });
         }
         let k = self.kernels()?;
-        let (xp, op, n, mode) = (x.ptr, out.ptr, dims.n as i64, mode_code(mode));
-        let mut b = self.stream.launch_builder(&k.symmetrise);
-        b.arg(&xp).arg(&n).arg(&mode).arg(&op);
+        let (xp, op, batch, n) = (x.ptr, out.ptr, dims.batch as i64, dims.n as i64);
+        let (wide, mode) = (i32::from(launch_args::wide(dims.n, &[xp, op], &[])), mode_code(mode));
+        let mut b = self.stream.launch_builder(&k.symmetrise.function);
+        b.arg(&xp).arg(&batch).arg(&n).arg(&wide).arg(&mode).arg(&op);
         // SAFETY: the arguments match `symseg_symmetrise`'s parameters in order and type.
-        unsafe { b.launch(Self::grid(dims)) }.map_err(dev)?;
+        unsafe { b.launch(k.symmetrise.config(dims)) }.map_err(dev)?;
         Ok(())
     }
 

@@ -28,7 +28,7 @@ use symseg_core::validate::RegionCounts;
 use symseg_core::{LossConfig, SymMode};
 
 use crate::kernels::{self, KernelSource};
-use crate::launch_args::{self, LossArgs, mode_code, tile_pairs};
+use crate::launch_args::{self, LossArgs, mode_code};
 
 const SHIM: &str = include_str!("../emulator/cuda_on_cpu.h");
 const DRIVER: &str = include_str!("../emulator/driver.cpp");
@@ -152,14 +152,39 @@ fn emulators() -> Option<&'static Emulators> {
     emulators_for(Check::Bounds)
 }
 
+/// How one emulated launch runs: its grid, and whether rows take wide accesses.
+#[derive(Debug, Clone, Copy)]
+struct Grid {
+    blocks: u32,
+    wide: bool,
+}
+
+impl Grid {
+    /// The grid the backend would launch on a device keeping `resident`
+    /// blocks, with wide rows where the layout allows them (the driver's
+    /// buffers are 16-byte aligned) and `wide` asks for them.
+    fn new(case: &Case, resident: u32, wide: bool) -> Grid {
+        let (b, n) = (case.dims.batch, case.dims.n);
+        Grid { blocks: launch_args::blocks(b, n, resident), wide: wide && launch_args::wide(n, &[0], &[0]) }
+    }
+
+    /// A grid that varies with `seed`: one block (which then strides over
+    /// every tile pair of every sample), a few, or one per tile pair; wide
+    /// rows on two seeds of three.
+    fn varied(case: &Case, seed: u64) -> Grid {
+        Grid::new(case, [1, 3, 7, u32::MAX][(seed % 4) as usize], !seed.is_multiple_of(3))
+    }
+}
+
 /// Little-endian arguments in a kernel's parameter order.
 #[derive(Default)]
 struct Args(Vec<u8>);
 
 impl Args {
-    fn grid(n: usize, batch: usize) -> Args {
+    /// The driver's header: the grid and the shape.
+    fn launch(case: &Case, grid: Grid) -> Args {
         let mut a = Args::default();
-        a.u32(tile_pairs(n) as u32).u32(batch as u32).i64(n as i64);
+        a.u32(grid.blocks).i64(case.dims.batch as i64).i64(case.dims.n as i64).i32(i32::from(grid.wide));
         a
     }
     fn u32(&mut self, v: u32) -> &mut Self {
@@ -257,9 +282,9 @@ impl Outputs {
 }
 
 /// `symseg_scan`: per-sample counts, or the violation's flat index.
-fn scan(emu: &Emulators, case: &Case, require_symmetric: bool) -> Result<Vec<RegionCounts>, u64> {
-    let (b, n) = (case.dims.batch, case.dims.n);
-    let mut a = Args::grid(n, b);
+fn scan(emu: &Emulators, case: &Case, grid: Grid, require_symmetric: bool) -> Result<Vec<RegionCounts>, u64> {
+    let b = case.dims.batch;
+    let mut a = Args::launch(case, grid);
     a.i64(case.min_sep as i64).i32(i32::from(require_symmetric)).i32(i32::from(case.mask.is_some()));
     a.bytes(&case.labels).bytes(case.mask.as_deref().unwrap_or(&[])).lengths(case);
     let mut out = launch(&emu.scan, &a);
@@ -277,11 +302,18 @@ struct LossOut {
     bad: u64,
 }
 
-fn loss(emu: &Emulators, case: &Case, cfg: &LossConfig, counts: &[RegionCounts], grad: bool) -> LossOut {
+fn loss(
+    emu: &Emulators,
+    case: &Case,
+    grid: Grid,
+    cfg: &LossConfig,
+    counts: &[RegionCounts],
+    grad: bool,
+) -> LossOut {
     let (b, n) = (case.dims.batch, case.dims.n);
     let la = LossArgs::new(cfg, counts);
     let e = la.elem;
-    let mut a = Args::grid(n, b);
+    let mut a = Args::launch(case, grid);
     a.i64(case.min_sep as i64).i32(la.strategy).f32(e.w_pos).f32(e.w_neg).f32(e.gamma).i32(e.kind);
     a.i32(la.pen_kind).i32(la.pen_probs).f32(la.delta);
     a.i32(i32::from(case.mask.is_some())).i32(i32::from(grad));
@@ -289,7 +321,7 @@ fn loss(emu: &Emulators, case: &Case, cfg: &LossConfig, counts: &[RegionCounts],
     a.lengths(case).f64s(&la.r).f64s(&la.wp);
     let mut out = launch(&emu.loss, &a);
     let g = grad.then(|| out.f32s(b * n * n));
-    let partial = out.f64s(2 * b * tile_pairs(n));
+    let partial = out.f64s(2 * grid.blocks as usize);
     let bad = out.u64s(1)[0];
     out.done();
     LossOut { grad: g, sums: launch_args::sum_partials(&partial), bad }
@@ -302,7 +334,8 @@ fn scan_counts_match_the_reference() {
         let case = random_case(&mut Rng::new(seed));
         let x64 = case.logits_f64();
         let rb = case.ref_batch(&x64);
-        let counts = scan(emu, &case, true).unwrap_or_else(|k| panic!("seed {seed}: violation at {k}"));
+        let grid = Grid::varied(&case, seed);
+        let counts = scan(emu, &case, grid, true).unwrap_or_else(|k| panic!("seed {seed}: violation at {k}"));
         for (s, c) in counts.iter().enumerate() {
             let n = case.dims.n;
             let pairs =
@@ -333,7 +366,8 @@ fn scan_reports_the_lowest_violation() {
             keys.push(key);
         }
         let want = *keys.iter().min().unwrap() as u64;
-        assert_eq!(scan(emu, &case, true).err(), Some(want), "round {round}");
+        let grid = Grid::varied(&case, round as u64);
+        assert_eq!(scan(emu, &case, grid, true).err(), Some(want), "round {round} ({grid:?})");
     }
 }
 
@@ -345,19 +379,33 @@ fn loss_and_gradient_match_the_reference() {
         let x64 = case.logits_f64();
         let rb = case.ref_batch(&x64);
         let reference = symseg_core::reference::loss_grad(&rb, &cfg);
-        let counts = scan(emu, &case, !cfg.allow_asymmetric_labels)
+        let grid = Grid::varied(&case, seed);
+        let counts = scan(emu, &case, grid, !cfg.allow_asymmetric_labels)
             .unwrap_or_else(|k| panic!("seed {seed}: violation at {k}"));
-        let with = loss(emu, &case, &cfg, &counts, true);
+        let with = loss(emu, &case, grid, &cfg, &counts, true);
         assert_eq!(with.bad, u64::MAX, "seed {seed}: a finite case reported a non-finite logit");
         let grad = with.grad.expect("asked for the gradient");
         // Every element written (the driver pre-fills 1234.5; the check below
         // also requires exact zeros outside the counted set).
         let report = RegionCounts::report(&counts, cfg.strategy, with.sums.0, with.sums.1);
         check_against_reference(report.loss, Some(&grad), &reference, &rb)
-            .unwrap_or_else(|m| panic!("seed {seed}: {m} ({cfg:?}, n {})", case.dims.n));
-        let without = loss(emu, &case, &cfg, &counts, false);
+            .unwrap_or_else(|m| panic!("seed {seed}: {m} ({cfg:?}, n {}, {grid:?})", case.dims.n));
+        let without = loss(emu, &case, grid, &cfg, &counts, false);
         assert_eq!(without.sums.0.to_bits(), with.sums.0.to_bits(), "seed {seed}: loss-only differs");
         assert_eq!(without.sums.1.to_bits(), with.sums.1.to_bits(), "seed {seed}: loss-only penalty differs");
+        if grid.wide {
+            // Row-wide and element-wise accesses do the same arithmetic in the same order.
+            let narrow = loss(emu, &case, Grid { wide: false, ..grid }, &cfg, &counts, true);
+            assert_eq!(
+                narrow.sums.0.to_bits(),
+                with.sums.0.to_bits(),
+                "seed {seed}: wide rows change the loss"
+            );
+            assert!(
+                narrow.grad.expect("asked").iter().zip(&grad).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "seed {seed}: wide rows change the gradient"
+            );
+        }
     }
 }
 
@@ -375,9 +423,10 @@ fn a_non_finite_counted_logit_is_found_at_its_lowest_index() {
             keys.push(k as u64);
         }
         let cfg = random_config(&mut rng);
-        let counts = scan(emu, &case, true).expect("valid labels");
-        let out = loss(emu, &case, &cfg, &counts, true);
-        assert_eq!(out.bad, *keys.iter().min().unwrap(), "round {round} ({cfg:?})");
+        let grid = Grid::varied(&case, round as u64);
+        let counts = scan(emu, &case, grid, true).expect("valid labels");
+        let out = loss(emu, &case, grid, &cfg, &counts, true);
+        assert_eq!(out.bad, *keys.iter().min().unwrap(), "round {round} ({cfg:?}, {grid:?})");
     }
 }
 
@@ -420,21 +469,22 @@ fn metric_counts_match_the_reference() {
         let mode = SymMode::ALL[rng.below(SymMode::ALL.len())];
         let threshold = [0.5, 0.05, 0.95, rng.uniform()][rng.below(4)];
         let pred = PredictConfig::default().mode(mode).threshold(threshold);
-        let (b, n) = (case.dims.batch, case.dims.n);
-        let mut a = Args::grid(n, b);
+        let b = case.dims.batch;
+        let grid = Grid::varied(&case, seed);
+        let mut a = Args::launch(&case, grid);
         a.i64(case.min_sep as i64).i32(mode_code(mode)).f64(decision_bound(threshold));
         a.i32(i32::from(case.mask.is_some()));
         a.f32s(&case.logits).bytes(&case.labels).bytes(case.mask.as_deref().unwrap_or(&[])).lengths(&case);
         let mut out = launch(&emu.stats, &a);
         let confusion = out.u64s(5 * b);
-        let asym = out.f64s(b * tile_pairs(n));
+        let asym = out.f64s(b * grid.blocks as usize);
         assert_eq!(out.u64s(1)[0], u64::MAX, "seed {seed}: non-finite reported");
         out.done();
-        let got = launch_args::sample_stats(&confusion, &asym, tile_pairs(n));
+        let got = launch_args::sample_stats(&confusion, &asym, grid.blocks as usize);
         let x64 = case.logits_f64();
         let want = reference_stats(&case.ref_batch(&x64), &case.logits, &pred);
         for (s, (g, (c, asym, pairs))) in got.iter().zip(want).enumerate() {
-            assert_eq!(g.confusion, c, "seed {seed} sample {s} ({mode:?}, t {threshold})");
+            assert_eq!(g.confusion, c, "seed {seed} sample {s} ({mode:?}, t {threshold}, {grid:?})");
             assert_eq!(g.asym_pairs, pairs, "seed {seed} sample {s}");
             assert!(
                 (g.asym_sum - asym).abs() <= 1e-12 * asym.max(1.0),
@@ -449,11 +499,12 @@ fn metric_counts_match_the_reference() {
 fn symmetrise_matches_the_reference() {
     let Some(emu) = emulators() else { return };
     let mut rng = Rng::new(9);
-    for (round, n) in [1, 2, 31, 32, 33, 70].into_iter().enumerate() {
+    for (round, n) in [1, 2, 31, 32, 33, 64, 70, 100].into_iter().enumerate() {
         let b = 1 + rng.below(3);
         let case = Case::random(&mut rng, &CaseSpec::new(b, n));
+        let grid = Grid::varied(&case, round as u64);
         for mode in SymMode::ALL {
-            let mut a = Args::grid(n, b);
+            let mut a = Args::launch(&case, grid);
             a.i32(mode_code(mode)).f32s(&case.logits);
             let mut out = launch(&emu.symmetrise, &a);
             let got = out.f32s(b * n * n);
@@ -461,7 +512,7 @@ fn symmetrise_matches_the_reference() {
             let want = symseg_core::reference::symmetrise(&case.logits_f64(), b, n, mode);
             for (k, (g, w)) in got.iter().zip(&want).enumerate() {
                 // (x + x^T) / 2 of two f32 values is exact in f64, so one rounding either way.
-                assert_eq!(*g, *w as f32, "round {round} {mode:?} element {k}");
+                assert_eq!(*g, *w as f32, "round {round} {mode:?} element {k} ({grid:?})");
             }
         }
     }
@@ -469,26 +520,32 @@ fn symmetrise_matches_the_reference() {
 
 #[test]
 fn no_two_threads_of_a_block_race() {
-    // Each kernel once under ThreadSanitizer, on a case that exercises every
-    // path through shared memory: padding, a mask, both diagonal and
-    // off-diagonal tile pairs, a penalty on probabilities.
+    // Each kernel under ThreadSanitizer, on cases that exercise every path
+    // through shared memory: padding, a mask, both diagonal and off-diagonal
+    // tile pairs, a penalty on probabilities, wide and element-wise rows, and
+    // two blocks that each stride over several tile pairs of both samples
+    // (where one pair's reads must end before the next pair's staging).
     let Some(emu) = emulators_for(Check::Races) else { return };
     let mut rng = Rng::new(3);
-    let spec = CaseSpec { lengths: true, mask: true, min_sep: 2, ignore: 0.1, ..CaseSpec::new(2, 70) };
-    let case = Case::random(&mut rng, &spec);
-    let cfg = LossConfig::default().strategy(symseg_core::Strategy::Average).penalty(Some(
-        symseg_core::Penalty::new(symseg_core::PenaltyKind::Huber { delta: 0.5 })
-            .on(symseg_core::PenaltyOn::Probs),
-    ));
-    let counts = scan(emu, &case, true).expect("valid labels");
-    let out = loss(emu, &case, &cfg, &counts, true);
-    assert_eq!(out.bad, u64::MAX);
-    let (b, n) = (case.dims.batch, case.dims.n);
-    let mut a = Args::grid(n, b);
-    a.i64(case.min_sep as i64).i32(mode_code(SymMode::Average)).f64(decision_bound(0.5));
-    a.i32(1).f32s(&case.logits).bytes(&case.labels).bytes(case.mask.as_deref().unwrap_or(&[])).lengths(&case);
-    launch(&emu.stats, &a);
-    let mut a = Args::grid(n, b);
-    a.i32(mode_code(SymMode::Average)).f32s(&case.logits);
-    launch(&emu.symmetrise, &a);
+    for n in [68, 70] {
+        let spec = CaseSpec { lengths: true, mask: true, min_sep: 2, ignore: 0.1, ..CaseSpec::new(2, n) };
+        let case = Case::random(&mut rng, &spec);
+        let grid = Grid::new(&case, 2, true);
+        assert_eq!(grid.wide, n % 4 == 0);
+        let cfg = LossConfig::default().strategy(symseg_core::Strategy::Average).penalty(Some(
+            symseg_core::Penalty::new(symseg_core::PenaltyKind::Huber { delta: 0.5 })
+                .on(symseg_core::PenaltyOn::Probs),
+        ));
+        let counts = scan(emu, &case, grid, true).expect("valid labels");
+        let out = loss(emu, &case, grid, &cfg, &counts, true);
+        assert_eq!(out.bad, u64::MAX);
+        let mut a = Args::launch(&case, grid);
+        a.i64(case.min_sep as i64).i32(mode_code(SymMode::Average)).f64(decision_bound(0.5));
+        a.i32(1).f32s(&case.logits).bytes(&case.labels).bytes(case.mask.as_deref().unwrap_or(&[]));
+        a.lengths(&case);
+        launch(&emu.stats, &a);
+        let mut a = Args::launch(&case, grid);
+        a.i32(mode_code(SymMode::Average)).f32s(&case.logits);
+        launch(&emu.symmetrise, &a);
+    }
 }

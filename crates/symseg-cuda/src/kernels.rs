@@ -4,10 +4,20 @@
 //! element loss, the penalty, the block reduction) is prepended to each, so
 //! NVRTC needs no include path.
 
-use cudarc::nvrtc::{CompileOptions, Ptx, compile_ptx_with_opts};
+use std::ffi::CString;
+
+use cudarc::nvrtc::{CompileOptions, Ptx, compile_ptx_with_opts, result as nvrtc};
 use symseg_core::{Error, Result};
 
+use crate::availability;
+
 const COMMON: &str = include_str!("kernels/common.cuh");
+
+/// Threads per block (`THREADS` of `common.cuh`).
+pub const THREADS: u32 = 256;
+/// Blocks of `THREADS` that each kernel's `__launch_bounds__` asks an SM to
+/// hold at once (`MIN_BLOCKS` of `common.cuh`).
+pub const MIN_BLOCKS: u32 = 4;
 
 /// One kernel: its module source (without the common header) and entry point.
 #[derive(Debug, Clone, Copy)]
@@ -63,4 +73,105 @@ pub fn compile(k: &KernelSource, arch: &'static str) -> Result<Ptx> {
         backend: "cuda",
         message: format!("NVRTC failed on {}: {e:?}", k.file),
     })
+}
+
+/// What the assembler reports for one kernel compiled to machine code: what
+/// bounds how many of its blocks an SM holds, and whether it spills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Resources {
+    /// Registers per thread.
+    pub registers: u32,
+    /// Bytes of registers spilled to local memory, stored and loaded.
+    pub spill_stores: u32,
+    /// See `spill_stores`.
+    pub spill_loads: u32,
+    /// Bytes of stack frame per thread (local arrays, spills).
+    pub stack_bytes: u32,
+    /// Bytes of static shared memory per block.
+    pub shared_bytes: u32,
+}
+
+/// Compiles `k` to machine code for `sm` (e.g. `"sm_90"`) with the options of
+/// [`compile`] and returns what the assembler (`ptxas -v`, inside NVRTC)
+/// reports. Needs NVRTC only, no GPU.
+///
+/// # Errors
+/// [`Error::Backend`] when NVRTC is missing, the source does not compile, or
+/// the report lacks a figure.
+pub fn resources(k: &KernelSource, sm: &str) -> Result<Resources> {
+    availability::nvrtc()?;
+    let fail = |what: String| Error::Backend { backend: "cuda", message: format!("{}: {what}", k.file) };
+    let src = CString::new(full_source(k)).map_err(|e| fail(e.to_string()))?;
+    let opts = [
+        format!("--gpu-architecture={sm}"),
+        "--ftz=false".into(),
+        "--prec-div=true".into(),
+        "--prec-sqrt=true".into(),
+        "--fmad=true".into(),
+        "--ptxas-options=-v".into(),
+    ];
+    let prog = nvrtc::create_program(&src, None).map_err(|e| fail(format!("{e:?}")))?;
+    // SAFETY: `prog` was created above from `src`, which outlives it, and is
+    // destroyed once, after its last use.
+    let (compiled, log) = unsafe {
+        let compiled = nvrtc::compile_program(prog, &opts);
+        let log = nvrtc::get_program_log(prog);
+        nvrtc::destroy_program(prog).ok();
+        (compiled, log)
+    };
+    let log: Vec<u8> = log.map_err(|e| fail(format!("{e:?}")))?.iter().map(|&c| c as u8).collect();
+    let log = String::from_utf8_lossy(&log).trim_end_matches('\0').to_string();
+    compiled.map_err(|e| fail(format!("NVRTC failed ({e:?}):\n{log}")))?;
+    let figure = |suffix: &str| {
+        figure_before(&log, suffix)
+            .ok_or_else(|| fail(format!("no '{suffix}' in the assembler's report:\n{log}")))
+    };
+    Ok(Resources {
+        registers: figure(" registers")?,
+        spill_stores: figure(" bytes spill stores")?,
+        spill_loads: figure(" bytes spill loads")?,
+        stack_bytes: figure(" bytes stack frame")?,
+        // Absent when the kernel uses no shared memory.
+        shared_bytes: figure_before(&log, " bytes smem").unwrap_or(0),
+    })
+}
+
+/// The number just before the first `suffix` in `text`.
+fn figure_before(text: &str, suffix: &str) -> Option<u32> {
+    let head = &text[..text.find(suffix)?];
+    let digits = head.len() - head.bytes().rev().take_while(u8::is_ascii_digit).count();
+    head[digits..].parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{COMMON, MIN_BLOCKS, THREADS, figure_before};
+    use crate::launch_args::{STRIP, TILE};
+
+    fn defined(name: &str) -> usize {
+        let line = COMMON.lines().find(|l| l.starts_with(&format!("#define {name} "))).expect(name);
+        line.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a number")
+    }
+
+    #[test]
+    fn the_host_and_the_kernels_agree_on_the_block_shape() {
+        assert_eq!(defined("TILE"), TILE);
+        assert_eq!(defined("STRIP"), STRIP);
+        assert_eq!(TILE * TILE / STRIP, THREADS as usize);
+        assert_eq!(defined("MIN_BLOCKS"), MIN_BLOCKS as usize);
+    }
+
+    #[test]
+    fn figures_are_read_from_the_assemblers_report() {
+        let log = "ptxas info    : Function properties for symseg_loss\n\
+                   ptxas         .     32 bytes stack frame, 64 bytes spill stores, 56 bytes spill loads\n\
+                   ptxas info    : Used 62 registers, used 1 barriers, 11648 bytes smem";
+        assert_eq!(figure_before(log, " registers"), Some(62));
+        assert_eq!(figure_before(log, " bytes spill stores"), Some(64));
+        assert_eq!(figure_before(log, " bytes spill loads"), Some(56));
+        assert_eq!(figure_before(log, " bytes stack frame"), Some(32));
+        assert_eq!(figure_before(log, " bytes smem"), Some(11648));
+        assert_eq!(figure_before(log, " bytes cmem"), None);
+        assert_eq!(figure_before("Used registers", " registers"), None);
+    }
 }

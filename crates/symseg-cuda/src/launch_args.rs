@@ -1,6 +1,6 @@
 //! What the host passes to the kernels and makes of what they return, apart
 //! from the driver calls: the kernels' integer codes, the reduction factors,
-//! the grid, and the block-ordered sums. The backend and the CPU emulation of
+//! the grid and whether rows take wide accesses, and the block-ordered sums. The backend and the CPU emulation of
 //! the kernels (its tests) share these, so the emulation checks the host's
 //! side of each launch too.
 
@@ -8,14 +8,33 @@ use symseg_core::metrics::{Confusion, SampleStats};
 use symseg_core::validate::RegionCounts;
 use symseg_core::{ElementLoss, LossConfig, PenaltyKind, PenaltyOn, Strategy, SymMode};
 
-/// Tile side and rows per block (`TILE` and `ROWS` of `common.cuh`).
-pub(crate) const TILE: usize = 32;
-pub(crate) const ROWS: u32 = 8;
+pub(crate) use crate::kernels::THREADS;
 
-/// Tile pairs `(I, J)`, `I <= J`, of one `n x n` sample: the grid's x extent.
+/// Tile side and elements per wide access (`TILE` and `STRIP` of `common.cuh`).
+pub(crate) const TILE: usize = 32;
+pub(crate) const STRIP: usize = 4;
+
+/// Tile pairs `(I, J)`, `I <= J`, of one `n x n` sample.
 pub(crate) fn tile_pairs(n: usize) -> usize {
     let nt = n.div_ceil(TILE);
     nt * (nt + 1) / 2
+}
+
+/// The grid: as many blocks as the device keeps resident (`resident`), or one
+/// per tile pair of the batch where that is fewer; the kernels stride over the
+/// rest. Fixed for a device and shape, so the block-ordered sums are the same
+/// run to run.
+pub(crate) fn blocks(batch: usize, n: usize, resident: u32) -> u32 {
+    let work = batch.saturating_mul(tile_pairs(n));
+    u32::try_from(work).unwrap_or(u32::MAX).min(resident).max(1)
+}
+
+/// Whether the kernels may read and write rows `STRIP` elements at a time:
+/// rows a whole number of strips long, and every buffer (device addresses;
+/// 0 for an absent one) aligned to a strip, 16 bytes for `f32`, 4 for bytes.
+pub(crate) fn wide(n: usize, floats: &[u64], bytes: &[u64]) -> bool {
+    let aligned = |ptrs: &[u64], size: u64| ptrs.iter().all(|&p| p.is_multiple_of(STRIP as u64 * size));
+    n.is_multiple_of(STRIP) && aligned(floats, 4) && aligned(bytes, 1)
 }
 
 /// The element loss as `symseg_loss` takes it.
@@ -113,12 +132,12 @@ pub(crate) fn mode_code(mode: SymMode) -> i32 {
 }
 
 /// Per-sample statistics from `symseg_stats`'s outputs: five counts per
-/// sample (`tp, fp, fn, tn`, asymmetry pairs) and one asymmetry sum per block,
-/// `tiles` blocks per sample, added in block order.
-pub(crate) fn sample_stats(confusion: &[u64], asym: &[f64], tiles: usize) -> Vec<SampleStats> {
+/// sample (`tp, fp, fn, tn`, asymmetry pairs) and, per sample, one asymmetry
+/// sum per block of the grid's `blocks`, added in block order.
+pub(crate) fn sample_stats(confusion: &[u64], asym: &[f64], blocks: usize) -> Vec<SampleStats> {
     confusion
         .chunks(5)
-        .zip(asym.chunks(tiles.max(1)))
+        .zip(asym.chunks(blocks.max(1)))
         .map(|(c, a)| SampleStats {
             confusion: Confusion { tp: c[0], fp: c[1], fn_: c[2], tn: c[3] },
             asym_sum: a.iter().sum(),
@@ -130,4 +149,32 @@ pub(crate) fn sample_stats(confusion: &[u64], asym: &[f64], tiles: usize) -> Vec
 /// Per-sample counted-set sizes from `symseg_scan`'s `(pairs, diagonal)` counts.
 pub(crate) fn region_counts(counts: &[u64]) -> Vec<RegionCounts> {
     counts.chunks(2).map(|p| RegionCounts { pairs: p[0], diagonal: p[1] }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{blocks, tile_pairs, wide};
+
+    #[test]
+    fn the_grid_is_the_resident_blocks_or_one_per_tile_pair() {
+        assert_eq!(tile_pairs(1), 1);
+        assert_eq!(tile_pairs(33), 3);
+        assert_eq!(tile_pairs(2048), 64 * 65 / 2);
+        // 8 x 2048^2 on 132 SMs holding 4 blocks each: every block strides.
+        assert_eq!(blocks(8, 2048, 132 * 4), 528);
+        // A small batch: one block per tile pair.
+        assert_eq!(blocks(3, 33, 528), 9);
+        // More work than a u32 counts is still capped by the device.
+        assert_eq!(blocks(usize::MAX, 2048, 528), 528);
+        assert_eq!(blocks(1, 1, 0), 1);
+    }
+
+    #[test]
+    fn rows_are_wide_only_when_whole_strips_and_aligned() {
+        assert!(wide(64, &[0x1000, 0], &[0x2004, 0]));
+        assert!(!wide(66, &[0x1000], &[0x2000]), "a strip would straddle rows");
+        assert!(!wide(64, &[0x1008], &[0x2000]), "floats need 16 bytes");
+        assert!(!wide(64, &[0x1000], &[0x2002]), "bytes need 4");
+        assert!(wide(4, &[], &[]));
+    }
 }

@@ -36,6 +36,13 @@ fn every_kernel_compiles_to_ptx() {
             if k.file == "loss.cu" {
                 assert!(text.contains(".f64"), "loss.cu has no f64 arithmetic");
             }
+            // Rows are read (and gradients written) 16 bytes of floats or 4 of
+            // labels per thread where the layout allows it.
+            let wide_reads = if k.file == "scan.cu" { "ld.global.nc.v4.u8" } else { "ld.global.nc.v4.f32" };
+            assert!(text.contains(wide_reads), "{} for {arch}: no {wide_reads}", k.file);
+            if k.file == "loss.cu" || k.file == "symmetrise.cu" {
+                assert!(text.contains("st.global.v4.f32"), "{} for {arch}: no wide stores", k.file);
+            }
         }
     }
 }
@@ -52,4 +59,32 @@ fn a_broken_source_is_reported_not_panicked() {
     };
     let err = kernels::compile(&broken, "compute_90").expect_err("a syntax error must not compile");
     assert!(err.to_string().contains("broken.cu"), "{err}");
+}
+
+#[test]
+fn every_kernel_fits_its_launch_bounds_without_spilling() {
+    if nvrtc_missing() {
+        return;
+    }
+    // 64K 32-bit registers per SM on A100 and H100.
+    const REGISTERS_PER_SM: u32 = 65_536;
+    for sm in ["sm_80", "sm_90"] {
+        for k in kernels::ALL {
+            let r = kernels::resources(&k, sm).unwrap_or_else(|e| panic!("{sm}: {e}"));
+            println!("{sm} {}: {r:?}", k.file);
+            assert_eq!(
+                (r.spill_stores, r.spill_loads, r.stack_bytes),
+                (0, 0, 0),
+                "{sm} {}: spills or a stack frame ({r:?})",
+                k.file
+            );
+            assert!(
+                r.registers * kernels::THREADS * kernels::MIN_BLOCKS <= REGISTERS_PER_SM,
+                "{sm} {}: {} registers leave fewer than {} blocks per SM",
+                k.file,
+                r.registers,
+                kernels::MIN_BLOCKS
+            );
+        }
+    }
 }

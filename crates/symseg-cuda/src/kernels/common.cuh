@@ -1,53 +1,169 @@
 // Shared by every symseg kernel (prepended to each source before NVRTC
-// compiles it): the tiling, the element loss and penalty of SPEC §2–3 in f32,
-// and the deterministic block reduction.
+// compiles it): the tiling and the grid-stride loop, wide loads and stores,
+// the element loss and penalty of SPEC §2–3 in f32, and the deterministic
+// block reduction.
 //
-// Tiling: a block owns one sample's tile pair (I, J), I <= J, of TILE x TILE
-// elements, with TILE x ROWS threads; thread (tx, ty) handles pairs
-// (I*TILE + ty + k*ROWS, J*TILE + tx) for k < TILE/ROWS. Rows of x are read
-// coalesced; the mirror tile goes through shared memory, padded by one column
-// against bank conflicts.
+// Work: one item is one sample's tile pair (I, J), I <= J, of TILE x TILE
+// elements; a grid of a fixed number of blocks (as many as the device keeps
+// resident) strides over the batch's items, in order, so each block's sums
+// are reduced once at the end and not once per tile. Thread t of a block owns
+// the strip of STRIP consecutive columns at row t / STRIPS, columns
+// STRIP * (t % STRIPS) .. + STRIP - 1, of both tiles: rows are read and written
+// as one 16-byte access per thread where the row layout allows it (`wide`),
+// and the mirror tile goes through shared memory, padded by one column against
+// bank conflicts (a warp's column reads then hit 32 distinct banks).
 
 #define TILE 32
-#define ROWS 8
-#define THREADS (TILE * ROWS)
+#define STRIP 4
+#define STRIPS (TILE / STRIP)
+#define THREADS (TILE * STRIPS)
+// Blocks each SM must be able to hold at once (which caps registers per
+// thread at 64): with fewer, too few loads are in flight to keep HBM busy.
+#define MIN_BLOCKS 4
 
 typedef unsigned char u8;
 typedef unsigned long long u64;
 
 #define IGNORE 255
 
-// The tile pair (ti, tj), ti <= tj, of linear block index t over nt tiles a side.
-__device__ __forceinline__ void tile_pair(unsigned t, unsigned nt, unsigned* ti, unsigned* tj) {
-    unsigned i = 0;
-    unsigned row = nt;
-    while (t >= row) {
-        t -= row;
-        row -= 1;
-        i += 1;
-    }
-    *ti = i;
-    *tj = i + t;
-}
+// The block's flat thread index.
+__device__ __forceinline__ unsigned thread_id() { return threadIdx.x; }
 
-// Where this block works: sample b (blockIdx.y) at flat offset base, tile pair
-// (ti, tj) (blockIdx.x) with first row i0 and first column j0, and the number
-// of tile pairs per sample.
-struct Block {
-    unsigned ti, tj, tiles;
-    long long b, base, i0, j0;
+// The batch's work: nt tiles a side, `tiles` tile pairs per sample, `work` in all.
+struct Work {
+    long long nt, tiles, work;
 };
 
-__device__ __forceinline__ Block this_block(long long n) {
-    Block k;
-    const unsigned nt = (unsigned)((n + TILE - 1) / TILE);
-    k.tiles = nt * (nt + 1) / 2;
-    tile_pair(blockIdx.x, nt, &k.ti, &k.tj);
-    k.b = blockIdx.y;
-    k.base = k.b * n * n;
-    k.i0 = (long long)k.ti * TILE;
-    k.j0 = (long long)k.tj * TILE;
-    return k;
+__device__ __forceinline__ Work work_of(long long n, long long batch) {
+    Work g;
+    g.nt = (n + TILE - 1) / TILE;
+    g.tiles = g.nt * (g.nt + 1) / 2;
+    g.work = g.tiles * batch;
+    return g;
+}
+
+// Where one work item lies: sample b at flat offset base, tile pair (ti, tj)
+// with first row i0 and first column j0.
+struct Tile {
+    long long b, base, ti, tj, i0, j0;
+};
+
+// The first linear index of tile row i among the pairs (i, j >= i).
+__device__ __forceinline__ long long row_start(long long i, long long nt) { return i * nt - i * (i - 1) / 2; }
+
+__device__ __forceinline__ Tile tile_of(long long w, long long n, const Work& g) {
+    Tile t;
+    t.b = w / g.tiles;
+    const long long p = w % g.tiles, nt = g.nt;
+    // row_start(i) = p solved for i, then corrected for the root's rounding.
+    const double q = 2.0 * (double)nt + 1.0;
+    long long i = (long long)((q - sqrt(q * q - 8.0 * (double)p)) / 2.0);
+    i = i < 0 ? 0 : (i > nt - 1 ? nt - 1 : i);
+    while (i > 0 && row_start(i, nt) > p) {
+        --i;
+    }
+    while (i + 1 < nt && row_start(i + 1, nt) <= p) {
+        ++i;
+    }
+    t.ti = i;
+    t.tj = i + (p - row_start(i, nt));
+    t.base = t.b * n * n;
+    t.i0 = t.ti * TILE;
+    t.j0 = t.tj * TILE;
+    return t;
+}
+
+// Whether item w is the block's last of its sample: per-sample sums are
+// flushed there. The same in every thread of the block.
+__device__ __forceinline__ bool last_of_sample(long long w, const Work& g, const Tile& t) {
+    const long long next = w + (long long)gridDim.x;
+    return next >= g.work || next / g.tiles != t.b;
+}
+
+// STRIP elements p[0..STRIP) of a row, the first at column col of n: one
+// 16-byte (floats) or 4-byte (bytes) access when `wide`, which the host sets
+// only when n % STRIP == 0 and the buffers are aligned to it, so that a strip
+// is then entirely inside the row or entirely outside. Elements outside the
+// row are left as they are.
+__device__ __forceinline__ void load_strip(const float* p, long long col, long long n, bool wide, float* v) {
+    if (wide) {
+        if (col < n) {
+            const float4 q = *reinterpret_cast<const float4*>(p);
+            v[0] = q.x;
+            v[1] = q.y;
+            v[2] = q.z;
+            v[3] = q.w;
+        }
+    } else {
+        for (int c = 0; c < STRIP; ++c) {
+            if (col + c < n) {
+                v[c] = p[c];
+            }
+        }
+    }
+}
+
+__device__ __forceinline__ void load_strip(const u8* p, long long col, long long n, bool wide, u8* v) {
+    if (wide) {
+        if (col < n) {
+            const uchar4 q = *reinterpret_cast<const uchar4*>(p);
+            v[0] = q.x;
+            v[1] = q.y;
+            v[2] = q.z;
+            v[3] = q.w;
+        }
+    } else {
+        for (int c = 0; c < STRIP; ++c) {
+            if (col + c < n) {
+                v[c] = p[c];
+            }
+        }
+    }
+}
+
+__device__ __forceinline__ void store_strip(float* p, long long col, long long n, bool wide, const float* v) {
+    if (wide) {
+        if (col < n) {
+            *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+        }
+    } else {
+        for (int c = 0; c < STRIP; ++c) {
+            if (col + c < n) {
+                p[c] = v[c];
+            }
+        }
+    }
+}
+
+// This thread's strip of the tile at rows row0.., columns col0.. of an n x n
+// sample at `src`, into row (t / STRIPS) of the shared tile `dst`.
+template <typename T, int W>
+__device__ __forceinline__ void stage_rows(const T* src, long long row0, long long col0, long long n, bool wide,
+                                           T (*dst)[W]) {
+    const unsigned r = thread_id() / STRIPS, c0 = STRIP * (thread_id() % STRIPS);
+    const long long row = row0 + r, col = col0 + c0;
+    if (row < n) {
+        T v[STRIP] = {};
+        load_strip(src + row * n + col, col, n, wide, v);
+        for (int c = 0; c < STRIP; ++c) {
+            dst[r][c0 + c] = v[c];
+        }
+    }
+}
+
+// The inverse: row (t / STRIPS) of the shared tile `src` to this thread's
+// strip of rows row0.., columns col0.. of the sample at `dst`.
+__device__ __forceinline__ void unstage_rows(const float (*src)[TILE + 1], long long row0, long long col0,
+                                             long long n, bool wide, float* dst) {
+    const unsigned r = thread_id() / STRIPS, c0 = STRIP * (thread_id() % STRIPS);
+    const long long row = row0 + r, col = col0 + c0;
+    if (row < n) {
+        float v[STRIP];
+        for (int c = 0; c < STRIP; ++c) {
+            v[c] = src[r][c0 + c];
+        }
+        store_strip(dst + row * n + col, col, n, wide, v);
+    }
 }
 
 // Whether (i, j) of a sample of length len counts, given its label and mask
@@ -140,7 +256,7 @@ __device__ __forceinline__ void penalty_value_grad(int kind, int probs, float de
 // result is the same run to run. Valid in every thread; every thread must call it.
 template <typename T>
 __device__ T block_sum(T v, T* sh) {
-    unsigned t = threadIdx.y * TILE + threadIdx.x;
+    const unsigned t = thread_id();
     sh[t] = v;
     __syncthreads();
     for (unsigned s = THREADS / 2; s > 0; s >>= 1) {

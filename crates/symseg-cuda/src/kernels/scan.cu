@@ -1,64 +1,77 @@
 // Label and mask validation (SPEC §1) and the per-sample counted-set sizes,
-// one tile pair per block over the real region of each sample. A violation
-// records the lowest flat index of an offending upper-triangle position (the
-// host reads those few bytes back to name the error); counts go to
-// counts[2b] (pairs i < j) and counts[2b + 1] (diagonal).
+// over the real region of each sample (the grid strides over tile pairs as in
+// `common.cuh`). A violation records the lowest flat index of an offending
+// upper-triangle position (the host reads those few bytes back to name the
+// error); counts go to counts[2b] (pairs i < j) and counts[2b + 1] (diagonal),
+// added once per block and sample (integer atomics: exact in any order).
 
-extern "C" __global__ void symseg_scan(
+extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_scan(
     const u8* __restrict__ y, const u8* __restrict__ mask, const long long* __restrict__ lengths,
-    long long n, long long sep, int require_symmetric,
+    long long batch, long long n, long long sep, int wide, int require_symmetric,
     u64* __restrict__ counts, u64* __restrict__ violation) {
-    __shared__ u8 sy[TILE][TILE + 1];
-    __shared__ u8 sm[TILE][TILE + 1];
+    __shared__ u8 sy[TILE][TILE + 4];
+    __shared__ u8 sm[TILE][TILE + 4];
     __shared__ unsigned long long red[THREADS];
 
-    const Block blk = this_block(n);
-    const long long base = blk.base, i0 = blk.i0, j0 = blk.j0;
-    const long long b = blk.b;
-    const long long len = lengths[blk.b];
-    const unsigned tx = threadIdx.x, ty = threadIdx.y;
-
-    for (unsigned k = ty; k < TILE; k += ROWS) {
-        long long row = j0 + k, col = i0 + tx;
-        if (row < len && col < len) {
-            sy[k][tx] = y[base + row * n + col];
-            sm[k][tx] = mask ? mask[base + row * n + col] : (u8)1;
-        }
-    }
-    __syncthreads();
-
+    const Work g = work_of(n, batch);
+    const unsigned il = thread_id() / STRIPS, jl0 = STRIP * (thread_id() % STRIPS);
     unsigned long long pairs = 0, diag = 0;
-    for (unsigned il = ty; il < TILE; il += ROWS) {
-        const unsigned jl = tx;
-        const long long i = i0 + il, j = j0 + jl;
-        if (i >= len || j >= len || i > j) {
-            continue;
+    for (long long w = blockIdx.x; w < g.work; w += gridDim.x) {
+        const Tile t = tile_of(w, n, g);
+        const long long base = t.base, i = t.i0 + il, len = lengths[t.b];
+
+        stage_rows(y + base, t.j0, t.i0, n, wide, sy);
+        if (mask) {
+            stage_rows(mask + base, t.j0, t.i0, n, wide, sm);
         }
-        const long long kij = base + i * n + j;
-        const u8 a = y[kij], c = sy[jl][il];
-        const u8 ma = mask ? mask[kij] : (u8)1, mc = sm[jl][il];
-        const bool bad_label = (a > 1 && a != IGNORE) || (c > 1 && c != IGNORE);
-        const bool asym = require_symmetric ? a != c : (a == IGNORE) != (c == IGNORE);
-        const bool asym_mask = (ma != 0) != (mc != 0);
-        if (bad_label || asym || asym_mask) {
-            atomicMin(violation, (u64)kij);
-        }
-        if (counted(i, j, len, sep, a, ma)) {
-            if (i == j) {
-                diag += 1;
-            } else {
-                pairs += 1;
+        __syncthreads();
+
+        const long long col = t.j0 + jl0, row = base + i * n;
+        u8 ys[STRIP] = {}, ms[STRIP] = {1, 1, 1, 1};
+        if (i < n) {
+            load_strip(y + row + col, col, n, wide, ys);
+            if (mask) {
+                load_strip(mask + row + col, col, n, wide, ms);
             }
         }
-    }
-    const unsigned long long p = block_sum(pairs, red);
-    const unsigned long long d = block_sum(diag, red);
-    if (tx == 0 && ty == 0) {
-        if (p) {
-            atomicAdd(&counts[2 * b], p);
+        for (int c = 0; c < STRIP; ++c) {
+            const unsigned jl = jl0 + c;
+            const long long j = col + c;
+            if (i >= len || j >= len || i > j) {
+                continue;
+            }
+            const u8 a = ys[c], b = sy[jl][il];
+            const u8 ma = ms[c], mb = mask ? sm[jl][il] : (u8)1;
+            const bool bad_label = (a > 1 && a != IGNORE) || (b > 1 && b != IGNORE);
+            const bool asym = require_symmetric ? a != b : (a == IGNORE) != (b == IGNORE);
+            const bool asym_mask = (ma != 0) != (mb != 0);
+            if (bad_label || asym || asym_mask) {
+                atomicMin(violation, (u64)(row + j));
+            }
+            if (counted(i, j, len, sep, a, ma)) {
+                if (i == j) {
+                    diag += 1;
+                } else {
+                    pairs += 1;
+                }
+            }
         }
-        if (d) {
-            atomicAdd(&counts[2 * b + 1], d);
+        if (last_of_sample(w, g, t)) {
+            // block_sum's barriers also keep the next item's staging after this one's reads.
+            const unsigned long long p = block_sum(pairs, red);
+            const unsigned long long d = block_sum(diag, red);
+            if (thread_id() == 0) {
+                if (p) {
+                    atomicAdd(&counts[2 * t.b], p);
+                }
+                if (d) {
+                    atomicAdd(&counts[2 * t.b + 1], d);
+                }
+            }
+            pairs = 0;
+            diag = 0;
+        } else {
+            __syncthreads();
         }
     }
 }

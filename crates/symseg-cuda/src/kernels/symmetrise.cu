@@ -1,51 +1,58 @@
-// SPEC §5's symmetrised logits, one tile pair per block, both tiles written
-// along their rows (the mirror through shared memory).
+// SPEC §5's symmetrised logits, the grid striding over tile pairs as in
+// `common.cuh`: an off-diagonal pair's own tile is written straight from
+// registers, its mirror (and a diagonal tile whole) through shared memory,
+// all along rows.
 
 #define MODE_NONE 0
 #define MODE_AVERAGE 1
 #define MODE_UPPER 2
 #define MODE_LOWER 3
 
-extern "C" __global__ void symseg_symmetrise(const float* __restrict__ x, long long n, int mode,
-                                             float* __restrict__ out) {
+extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_symmetrise(const float* __restrict__ x, long long batch, long long n,
+                                             int wide, int mode, float* __restrict__ out) {
     __shared__ float sx[TILE][TILE + 1];
     __shared__ float so[TILE][TILE + 1];
 
-    const Block blk = this_block(n);
-    const unsigned ti = blk.ti, tj = blk.tj;
-    const long long base = blk.base, i0 = blk.i0, j0 = blk.j0;
-    const unsigned tx = threadIdx.x, ty = threadIdx.y;
+    const Work g = work_of(n, batch);
+    const unsigned il = thread_id() / STRIPS, jl0 = STRIP * (thread_id() % STRIPS);
+    for (long long w = blockIdx.x; w < g.work; w += gridDim.x) {
+        const Tile t = tile_of(w, n, g);
+        const long long base = t.base, i = t.i0 + il;
+        const bool diagonal = t.ti == t.tj;
 
-    for (unsigned k = ty; k < TILE; k += ROWS) {
-        long long row = j0 + k, col = i0 + tx;
-        if (row < n && col < n) {
-            sx[k][tx] = x[base + row * n + col];
+        stage_rows(x + base, t.j0, t.i0, n, wide, sx);
+        __syncthreads();
+
+        const long long col = t.j0 + jl0, row = base + i * n;
+        float xs[STRIP] = {}, zs[STRIP] = {};
+        if (i < n) {
+            load_strip(x + row + col, col, n, wide, xs);
         }
-    }
-    __syncthreads();
-    for (unsigned il = ty; il < TILE; il += ROWS) {
-        const unsigned jl = tx;
-        const long long i = i0 + il, j = j0 + jl;
-        if (i >= n || j >= n || (ti == tj && i > j)) {
-            continue;
+        for (int c = 0; c < STRIP; ++c) {
+            const unsigned jl = jl0 + c;
+            const long long j = col + c;
+            if (i >= n || j >= n || (diagonal && i > j)) {
+                continue;
+            }
+            const float a = xs[c], b = sx[jl][il];
+            float zij = a, zji = b;
+            if (mode == MODE_AVERAGE) {
+                zij = zji = 0.5f * a + 0.5f * b;
+            } else if (mode == MODE_UPPER) {
+                zij = zji = a;
+            } else if (mode == MODE_LOWER) {
+                zij = zji = b;
+            }
+            zs[c] = zij;
+            so[jl][il] = zji;
+            if (diagonal) {
+                so[il][jl] = zij;
+            }
         }
-        const float a = x[base + i * n + j], c = sx[jl][il];
-        float zij = a, zji = c;
-        if (mode == MODE_AVERAGE) {
-            zij = zji = 0.5f * a + 0.5f * c;
-        } else if (mode == MODE_UPPER) {
-            zij = zji = a;
-        } else if (mode == MODE_LOWER) {
-            zij = zji = c;
+        if (!diagonal && i < n) {
+            store_strip(out + row + col, col, n, wide, zs);
         }
-        out[base + i * n + j] = zij;
-        so[jl][il] = zji;
-    }
-    __syncthreads();
-    for (unsigned k = ty; k < TILE; k += ROWS) {
-        long long row = j0 + k, col = i0 + tx;
-        if (row < n && col < n && (ti != tj || row > col)) {
-            out[base + row * n + col] = so[k][tx];
-        }
+        __syncthreads();
+        unstage_rows(so, t.j0, t.i0, n, wide, out + base);
     }
 }
