@@ -3,16 +3,15 @@
 use std::sync::{Arc, OnceLock};
 
 use cudarc::driver::sys::CUdevice_attribute;
-use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, DriverError, LaunchConfig, PushKernelArg,
-};
+use cudarc::driver::{CudaContext, CudaFunction, CudaStream, DriverError, LaunchConfig, PushKernelArg};
 use symseg_core::metrics::{PredictConfig, SampleStats, decision_bound};
 use symseg_core::validate::{Dims, RegionCounts};
 use symseg_core::{Error, LossConfig, LossInput, LossReport, Result, SymMode, TensorBackend};
 
 use crate::availability;
 use crate::kernels::{self, KernelSource};
-use crate::launch_args::{self, LossArgs, THREADS, mode_code};
+use crate::launch_args::{self, LossArgs, LossWords, ScanWords, StatsWords, THREADS, mode_code};
+use crate::scratch::{Scratch, Words};
 use crate::tensor::{DeviceTensor, DeviceTensorMut};
 
 fn dev(e: DriverError) -> Error {
@@ -78,6 +77,7 @@ pub struct CudaBackend {
     stream: Arc<CudaStream>,
     arch: &'static str,
     kernels: OnceLock<std::result::Result<Kernels, String>>,
+    scratch: Scratch,
 }
 
 impl CudaBackend {
@@ -103,7 +103,7 @@ impl CudaBackend {
         // NVRTC wants a `&'static str`; one short string per backend built.
         let arch: &'static str = Box::leak(format!("compute_{major}{minor}").into_boxed_str());
         let stream = ctx.default_stream();
-        Ok(CudaBackend { ctx, stream, arch, kernels: OnceLock::new() })
+        Ok(CudaBackend { ctx, stream, arch, kernels: OnceLock::new(), scratch: Scratch::default() })
     }
 
     /// The stream every operation runs on (to allocate and copy the buffers
@@ -180,34 +180,42 @@ impl CudaBackend {
     }
 
     /// Validates labels and mask on the device and returns the per-sample
-    /// counts; on a violation, reads back the few bytes that name it.
+    /// counts; on a violation, reads back the few bytes that name it. Uses
+    /// `w`'s first [`ScanWords`].
     fn scan(
         &self,
         input: &LossInput<'_, Self>,
         dims: Dims,
-        lengths: &CudaSlice<i64>,
+        lengths: &[usize],
+        w: &mut Words<'_>,
         require_symmetric: bool,
     ) -> Result<Vec<RegionCounts>> {
         let k = self.kernels()?;
-        let s = &self.stream;
-        let counts = s.alloc_zeros::<u64>(2 * dims.batch).map_err(dev)?;
-        let violation = s.clone_htod(&[u64::MAX]).map_err(dev)?;
+        let at = ScanWords::new(dims.batch);
+        let mut up: Vec<u64> = lengths.iter().map(|&l| l as u64).collect();
+        up.resize(at.violation, 0);
+        up.push(u64::MAX);
+        w.upload(0, &up)?;
         let (y, m) = (input.labels.ptr, input.region.mask.as_ref().map_or(0, |m| m.ptr));
         let (batch, n, sep) = (dims.batch as i64, dims.n as i64, input.region.min_sep as i64);
         let (wide, sym) = (i32::from(launch_args::wide(dims.n, &[], &[y, m])), i32::from(require_symmetric));
-        let mut b = s.launch_builder(&k.scan.function);
-        b.arg(&y).arg(&m).arg(lengths).arg(&batch).arg(&n).arg(&sep).arg(&wide).arg(&sym);
+        let (lens, counts, violation) =
+            (w.ptr(at.lengths.start), w.ptr(at.counts.start), w.ptr(at.violation));
+        let mut b = self.stream.launch_builder(&k.scan.function);
+        b.arg(&y).arg(&m).arg(&lens).arg(&batch).arg(&n).arg(&sep).arg(&wide).arg(&sym);
         b.arg(&counts).arg(&violation);
         // SAFETY: the arguments match `symseg_scan`'s parameters in order and
-        // type; every pointer covers the validated `[B, N, N]` extent.
+        // type; every pointer covers the validated `[B, N, N]` extent, and the
+        // scratch words the scan's layout.
         unsafe { b.launch(k.scan.config(dims)) }.map_err(dev)?;
-        let v = s.clone_dtoh(&violation).map_err(dev)?;
-        if let Some(&key) = v.first()
+        let down = w.download(at.counts.start, at.end - at.counts.start)?;
+        let (counts, violation) = down.split_at(at.counts.len());
+        if let Some(&key) = violation.first()
             && key != u64::MAX
         {
             return Err(self.violation(input, dims, key as usize, require_symmetric));
         }
-        Ok(launch_args::region_counts(&s.clone_dtoh(&counts).map_err(dev)?))
+        Ok(launch_args::region_counts(counts))
     }
 
     /// The error for the violation at upper-triangle flat index `key`, checked
@@ -268,35 +276,40 @@ impl CudaBackend {
             });
         }
         let k = self.kernels()?;
-        let s = &self.stream;
-        let lengths = s.clone_htod(&lens.iter().map(|&l| l as i64).collect::<Vec<_>>()).map_err(dev)?;
-        let counts = self.scan(input, dims, &lengths, !cfg.allow_asymmetric_labels)?;
+        let scan_end = ScanWords::new(dims.batch).end;
+        let at = LossWords::new(scan_end, dims.batch, k.loss.blocks(dims) as usize);
+        let mut w = self.scratch.words(&self.stream, at.partial.end)?;
+        let counts = self.scan(input, dims, &lens, &mut w, !cfg.allow_asymmetric_labels)?;
         let args = LossArgs::new(cfg, &counts);
         let fe = args.elem;
-        let r_dev = s.clone_htod(&args.r).map_err(dev)?;
-        let wp_dev = s.clone_htod(&args.wp).map_err(dev)?;
-        let partial = s.alloc_zeros::<f64>(2 * k.loss.blocks(dims) as usize).map_err(dev)?;
-        let bad = s.clone_htod(&[u64::MAX]).map_err(dev)?;
+        let mut up: Vec<u64> = args.r.iter().chain(&args.wp).map(|v| v.to_bits()).collect();
+        up.push(u64::MAX);
+        w.upload(at.r.start, &up)?;
+        let (lengths, r_dev, wp_dev) = (w.ptr(0), w.ptr(at.r.start), w.ptr(at.wp.start));
+        let (partial, bad) = (w.ptr(at.partial.start), w.ptr(at.bad));
         let (x, y) = (input.logits.ptr, input.labels.ptr);
         let m = input.region.mask.as_ref().map_or(0, |t| t.ptr);
         let g = grad.map_or(0, |t| t.ptr);
         let (batch, n, sep) = (dims.batch as i64, dims.n as i64, input.region.min_sep as i64);
         let wide = i32::from(launch_args::wide(dims.n, &[x, g], &[y, m]));
-        let mut b = s.launch_builder(&k.loss.function);
+        let mut b = self.stream.launch_builder(&k.loss.function);
         b.arg(&x).arg(&y).arg(&m).arg(&g).arg(&lengths).arg(&batch).arg(&n).arg(&sep).arg(&wide);
         b.arg(&args.strategy).arg(&fe.w_pos).arg(&fe.w_neg).arg(&fe.gamma).arg(&fe.kind);
         b.arg(&args.pen_kind).arg(&args.pen_probs).arg(&args.delta);
         b.arg(&r_dev).arg(&wp_dev).arg(&partial).arg(&bad);
         // SAFETY: the arguments match `symseg_loss`'s parameters in order and
-        // type; every pointer covers the validated `[B, N, N]` extent.
+        // type; every pointer covers the validated `[B, N, N]` extent, and the
+        // scratch words the loss's layout.
         unsafe { b.launch(k.loss.config(dims)) }.map_err(dev)?;
-        let bad = s.clone_dtoh(&bad).map_err(dev)?;
-        if let Some(&k) = bad.first()
+        let down = w.download(at.bad, at.partial.end - at.bad)?;
+        drop(w);
+        if let Some(&k) = down.first()
             && k != u64::MAX
         {
             return Err(self.non_finite(x, dims, k as usize));
         }
-        let (element_loss, penalty) = launch_args::sum_partials(&s.clone_dtoh(&partial).map_err(dev)?);
+        let partial: Vec<f64> = down[1..].iter().map(|&v| f64::from_bits(v)).collect();
+        let (element_loss, penalty) = launch_args::sum_partials(&partial);
         Ok(RegionCounts::report(&counts, cfg.strategy, element_loss, penalty))
     }
 }
@@ -326,13 +339,17 @@ impl TensorBackend for CudaBackend {
         pred.validate()?;
         let (dims, lens) = Self::dims(input)?;
         let k = self.kernels()?;
-        let s = &self.stream;
-        let lengths = s.clone_htod(&lens.iter().map(|&l| l as i64).collect::<Vec<_>>()).map_err(dev)?;
-        self.scan(input, dims, &lengths, true)?;
-        let confusion = s.alloc_zeros::<u64>(5 * dims.batch).map_err(dev)?;
         let blocks = k.stats.blocks(dims) as usize;
-        let asym = s.alloc_zeros::<f64>(dims.batch * blocks).map_err(dev)?;
-        let bad = s.clone_htod(&[u64::MAX]).map_err(dev)?;
+        let at = StatsWords::new(ScanWords::new(dims.batch).end, dims.batch, blocks);
+        let mut w = self.scratch.words(&self.stream, at.asym.end)?;
+        self.scan(input, dims, &lens, &mut w, true)?;
+        // Zeros (the counts, and the asymmetry slots a block without a
+        // sample's tile pairs leaves), but the non-finite flag.
+        let mut up = vec![0u64; at.asym.end - at.confusion.start];
+        up[at.bad - at.confusion.start] = u64::MAX;
+        w.upload(at.confusion.start, &up)?;
+        let (lengths, confusion, bad, asym) =
+            (w.ptr(0), w.ptr(at.confusion.start), w.ptr(at.bad), w.ptr(at.asym.start));
         let (x, y) = (input.logits.ptr, input.labels.ptr);
         let m = input.region.mask.as_ref().map_or(0, |t| t.ptr);
         // The threshold as the reference's exact bound on the symmetrised logit
@@ -340,20 +357,22 @@ impl TensorBackend for CudaBackend {
         let (batch, n, sep) = (dims.batch as i64, dims.n as i64, input.region.min_sep as i64);
         let wide = i32::from(launch_args::wide(dims.n, &[x], &[y, m]));
         let (mode, z_star) = (mode_code(pred.mode), decision_bound(pred.threshold));
-        let mut b = s.launch_builder(&k.stats.function);
+        let mut b = self.stream.launch_builder(&k.stats.function);
         b.arg(&x).arg(&y).arg(&m).arg(&lengths).arg(&batch).arg(&n).arg(&sep).arg(&wide).arg(&mode);
         b.arg(&z_star).arg(&confusion).arg(&asym).arg(&bad);
-        // SAFETY: the arguments match `symseg_stats`'s parameters in order and type.
+        // SAFETY: the arguments match `symseg_stats`'s parameters in order and
+        // type, and the scratch words the stats' layout.
         unsafe { b.launch(k.stats.config(dims)) }.map_err(dev)?;
-        let bad = s.clone_dtoh(&bad).map_err(dev)?;
-        if let Some(&k) = bad.first()
+        let down = w.download(at.confusion.start, at.asym.end - at.confusion.start)?;
+        drop(w);
+        let (conf, rest) = down.split_at(at.confusion.len());
+        if let Some(&k) = rest.first()
             && k != u64::MAX
         {
             return Err(self.non_finite(x, dims, k as usize));
         }
-        let conf = s.clone_dtoh(&confusion).map_err(dev)?;
-        let asym = s.clone_dtoh(&asym).map_err(dev)?;
-        Ok(launch_args::sample_stats(&conf, &asym, blocks))
+        let asym: Vec<f64> = rest[1..].iter().map(|&v| f64::from_bits(v)).collect();
+        Ok(launch_args::sample_stats(conf, &asym, blocks))
     }
 
     fn symmetrise(&self, x: Self::View<'_, f32>, mode: SymMode, out: Self::ViewMut<'_, f32>) -> Result<()> {

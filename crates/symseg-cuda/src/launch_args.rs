@@ -4,6 +4,8 @@
 //! the kernels (its tests) share these, so the emulation checks the host's
 //! side of each launch too.
 
+use std::ops::Range;
+
 use symseg_core::metrics::{Confusion, SampleStats};
 use symseg_core::validate::RegionCounts;
 use symseg_core::{ElementLoss, LossConfig, PenaltyKind, PenaltyOn, Strategy, SymMode};
@@ -146,6 +148,67 @@ pub(crate) fn sample_stats(confusion: &[u64], asym: &[f64], blocks: usize) -> Ve
         .collect()
 }
 
+/// Where a call's small device buffers lie among the backend's scratch words
+/// (`u64` each: lengths as `i64`, sums and factors as `f64` bits), so that one
+/// upload before and one download after each launch move all of them.
+///
+/// The scan's words come first: lengths, then the `(pairs, diagonal)` counts
+/// and the violation flag, which are downloaded together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ScanWords {
+    pub lengths: Range<usize>,
+    pub counts: Range<usize>,
+    pub violation: usize,
+    /// The first word after them.
+    pub end: usize,
+}
+
+impl ScanWords {
+    pub fn new(batch: usize) -> ScanWords {
+        ScanWords { lengths: 0..batch, counts: batch..3 * batch, violation: 3 * batch, end: 3 * batch + 1 }
+    }
+}
+
+/// The loss kernel's words, after the scan's (`start`): the per-sample
+/// factors `r` and `wp` and the non-finite flag (uploaded together), then the
+/// flag and the per-block partial sums (downloaded together).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LossWords {
+    pub r: Range<usize>,
+    pub wp: Range<usize>,
+    pub bad: usize,
+    pub partial: Range<usize>,
+}
+
+impl LossWords {
+    pub fn new(start: usize, batch: usize, blocks: usize) -> LossWords {
+        let bad = start + 2 * batch;
+        LossWords {
+            r: start..start + batch,
+            wp: start + batch..bad,
+            bad,
+            partial: bad + 1..bad + 1 + 2 * blocks,
+        }
+    }
+}
+
+/// The stats kernel's words, after the scan's: five counts per sample, the
+/// non-finite flag, and one asymmetry sum per sample and block (all uploaded,
+/// zeros but the flag, and downloaded together).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StatsWords {
+    pub confusion: Range<usize>,
+    pub bad: usize,
+    pub asym: Range<usize>,
+}
+
+impl StatsWords {
+    pub fn new(start: usize, batch: usize, blocks: usize) -> StatsWords {
+        let bad = start + 5 * batch;
+        StatsWords { confusion: start..bad, bad, asym: bad + 1..bad + 1 + batch * blocks }
+    }
+}
+
 /// Per-sample counted-set sizes from `symseg_scan`'s `(pairs, diagonal)` counts.
 pub(crate) fn region_counts(counts: &[u64]) -> Vec<RegionCounts> {
     counts.chunks(2).map(|p| RegionCounts { pairs: p[0], diagonal: p[1] }).collect()
@@ -153,7 +216,18 @@ pub(crate) fn region_counts(counts: &[u64]) -> Vec<RegionCounts> {
 
 #[cfg(test)]
 mod tests {
-    use super::{blocks, tile_pairs, wide};
+    use super::{LossWords, ScanWords, StatsWords, blocks, tile_pairs, wide};
+
+    #[test]
+    fn the_scratch_words_tile_without_gaps_or_overlap() {
+        let (b, g) = (3, 5);
+        let scan = ScanWords::new(b);
+        assert_eq!((scan.lengths.clone(), scan.counts.clone(), scan.violation), (0..3, 3..9, 9));
+        let loss = LossWords::new(scan.end, b, g);
+        assert_eq!((loss.r, loss.wp, loss.bad, loss.partial), (10..13, 13..16, 16, 17..27));
+        let stats = StatsWords::new(scan.end, b, g);
+        assert_eq!((stats.confusion, stats.bad, stats.asym), (10..25, 25, 26..41));
+    }
 
     #[test]
     fn the_grid_is_the_resident_blocks_or_one_per_tile_pair() {

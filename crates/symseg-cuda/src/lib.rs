@@ -22,6 +22,7 @@ mod emulated;
 mod host;
 pub mod kernels;
 mod launch_args;
+mod scratch;
 mod tensor;
 
 pub use availability::unavailable_reason;
