@@ -95,15 +95,77 @@ impl CudaBackend {
     /// # Errors
     /// As [`CudaBackend::new`].
     pub fn on_device(ordinal: usize) -> Result<CudaBackend> {
-        // cudarc panics on a missing library: ask first.
-        availability::driver()?;
+        let ctx = CudaBackend::primary_context(ordinal)?;
+        let stream = ctx.default_stream();
+        CudaBackend::with_stream(stream)
+    }
+
+    /// The backend on `stream`, a cudarc stream the caller already queues its
+    /// own work on: every operation is queued there, after that work, so the
+    /// caller's buffers need no synchronisation either way.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when NVRTC is missing or the device cannot be queried.
+    pub fn with_stream(stream: Arc<CudaStream>) -> Result<CudaBackend> {
         availability::nvrtc()?;
-        let ctx = CudaContext::new(ordinal).map_err(dev)?;
+        let ctx = stream.context().clone();
         let (major, minor) = ctx.compute_capability().map_err(dev)?;
         // NVRTC wants a `&'static str`; one short string per backend built.
         let arch: &'static str = Box::leak(format!("compute_{major}{minor}").into_boxed_str());
-        let stream = ctx.default_stream();
         Ok(CudaBackend { ctx, stream, arch, kernels: OnceLock::new(), scratch: Scratch::default() })
+    }
+
+    /// The backend on another framework's CUDA stream, e.g. PyTorch's
+    /// `torch.cuda.current_stream().cuda_stream` (cast with `as _`), in device
+    /// `ordinal`'s primary context: the one the CUDA runtime, and so PyTorch,
+    /// uses. With [`DeviceTensor::from_raw`] views of that framework's
+    /// buffers, a loss is computed in its stream order, with no copy and no
+    /// synchronisation.
+    ///
+    /// # Errors
+    /// As [`CudaBackend::new`].
+    ///
+    /// # Safety
+    /// `stream` must be a valid stream of that context (or null, the legacy
+    /// default stream), and stay valid for the backend's life.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use symseg_core::{LossConfig, LossInput, TensorBackend};
+    /// use symseg_cuda::{CudaBackend, DeviceTensor, DeviceTensorMut};
+    ///
+    /// // What another framework hands over: its stream and three buffers of device 0.
+    /// let (stream, x_ptr, y_ptr, g_ptr): (u64, u64, u64, u64) = (0, 0, 0, 0);
+    /// let shape = [8, 2048, 2048];
+    /// // SAFETY: in real use, the framework's live stream and tensors of `shape`.
+    /// let report = unsafe {
+    ///     let gpu = CudaBackend::on_raw_stream(0, stream as _)?;
+    ///     let input = LossInput::<CudaBackend>::new(
+    ///         DeviceTensor::from_raw(x_ptr, shape),
+    ///         DeviceTensor::from_raw(y_ptr, shape),
+    ///     );
+    ///     gpu.loss_grad(&input, &LossConfig::default(), DeviceTensorMut::from_raw(g_ptr, shape))?
+    /// };
+    /// # let _ = report;
+    /// # Ok::<(), symseg_core::Error>(())
+    /// ```
+    pub unsafe fn on_raw_stream(
+        ordinal: usize,
+        stream: cudarc::driver::sys::CUstream,
+    ) -> Result<CudaBackend> {
+        let ctx = CudaBackend::primary_context(ordinal)?;
+        // SAFETY: the caller promises a valid stream of this context that
+        // outlives the backend; ordering with its owner's work is the stream's.
+        let stream = unsafe { ctx.wrap_borrowed_stream(stream) };
+        CudaBackend::with_stream(stream)
+    }
+
+    /// Device `ordinal`'s primary context, after checking that the driver and
+    /// NVRTC load (cudarc panics on a missing library).
+    fn primary_context(ordinal: usize) -> Result<Arc<CudaContext>> {
+        availability::driver()?;
+        availability::nvrtc()?;
+        CudaContext::new(ordinal).map_err(dev)
     }
 
     /// The stream every operation runs on (to allocate and copy the buffers

@@ -167,8 +167,135 @@ fn without_a_device_the_backend_reports_why() {
             let err = CudaBackend::new().expect_err("no usable device");
             assert!(!reason.is_empty());
             assert!(err.to_string().starts_with("cuda backend:"), "{err}");
+            // SAFETY: null is the legacy default stream; nothing is queued on it here.
+            let raw = unsafe { CudaBackend::on_raw_stream(0, std::ptr::null_mut()) };
+            assert_eq!(raw.expect_err("no usable device").to_string(), err.to_string());
             println!("skipped: {reason} (and CudaBackend::new() said: {err})");
         }
         None => assert!(CudaBackend::new().is_ok()),
     }
+}
+
+/// Device copies of a case's tensors, each `offset` elements into its
+/// allocation (1 makes every row start unaligned), and a zeroed gradient.
+struct Placed {
+    x: cudarc::driver::CudaSlice<f32>,
+    y: cudarc::driver::CudaSlice<u8>,
+    m: Option<cudarc::driver::CudaSlice<u8>>,
+    g: cudarc::driver::CudaSlice<f32>,
+    offset: usize,
+}
+
+impl Placed {
+    fn new(case: &Case, stream: &std::sync::Arc<cudarc::driver::CudaStream>, offset: usize) -> Placed {
+        fn pad<T: Copy + Default>(v: &[T], offset: usize) -> Vec<T> {
+            std::iter::repeat_n(T::default(), offset).chain(v.iter().copied()).collect()
+        }
+        let up_u8 = |v: &[u8]| stream.clone_htod(&pad(v, offset)).expect("upload");
+        Placed {
+            x: stream.clone_htod(&pad(&case.logits, offset)).expect("upload"),
+            y: up_u8(&case.labels),
+            m: case.mask.as_deref().map(up_u8),
+            g: stream.alloc_zeros::<f32>(case.logits.len() + offset).expect("alloc"),
+            offset,
+        }
+    }
+
+    /// The loss and gradient through raw-pointer views (as another
+    /// framework's buffers would come), on `gpu`'s stream.
+    fn loss_grad(&mut self, gpu: &CudaBackend, case: &Case, cfg: &LossConfig) -> (f64, Vec<f32>) {
+        use cudarc::driver::DevicePtr;
+        let s = gpu.stream();
+        let shape = case.dims.shape();
+        let at = |p: u64, size: usize| p + (self.offset * size) as u64;
+        let (x, y) = (at(self.x.device_ptr(&s).0, 4), at(self.y.device_ptr(&s).0, 1));
+        let m = self.m.as_ref().map(|m| at(m.device_ptr(&s).0, 1));
+        let g = at(self.g.device_ptr(&s).0, 4);
+        // SAFETY: each address is `shape`'s elements inside a live allocation
+        // of `gpu`'s context, written only by the kernels below, on one stream.
+        let report = unsafe {
+            let region = Region {
+                lengths: case.lengths.as_deref(),
+                min_sep: case.min_sep,
+                mask: m.map(|m| symseg_cuda::DeviceTensor::from_raw(m, shape)),
+            };
+            let input = LossInput::<CudaBackend>::new(
+                symseg_cuda::DeviceTensor::from_raw(x, shape),
+                symseg_cuda::DeviceTensor::from_raw(y, shape),
+            )
+            .region(region);
+            gpu.loss_grad(&input, cfg, symseg_cuda::DeviceTensorMut::from_raw(g, shape))
+        }
+        .expect("valid case");
+        gpu.sync().expect("sync");
+        let grad = s.clone_dtoh(&self.g).expect("download");
+        (report.loss, grad[self.offset..].to_vec())
+    }
+}
+
+#[test]
+fn raw_pointers_on_another_frameworks_stream_match_the_host_entry_points() {
+    let Some(gpu) = backend() else { return };
+    // A stream of its own stands in for another framework's.
+    let theirs = gpu.context().new_stream().expect("a stream");
+    // SAFETY: `theirs` is a stream of device 0's primary context (the one
+    // `gpu` uses) and outlives `on_theirs`.
+    let on_theirs = unsafe { CudaBackend::on_raw_stream(0, theirs.cu_stream()) }.expect("the backend");
+    for seed in [3u64, 17, 40] {
+        let (case, cfg) = random_draw(seed);
+        let (want, want_grad) = gpu.loss_grad_host(&host(&case), &cfg).expect("valid case");
+        let mut placed = Placed::new(&case, &on_theirs.stream(), 0);
+        let (loss, grad) = placed.loss_grad(&on_theirs, &case, &cfg);
+        assert_eq!(loss.to_bits(), want.loss.to_bits(), "seed {seed}");
+        assert_eq!(grad, want_grad, "seed {seed}");
+    }
+}
+
+#[test]
+fn unaligned_buffers_give_the_bits_of_aligned_ones() {
+    let Some(gpu) = backend() else { return };
+    // N a multiple of 4: aligned buffers take 16-byte row accesses, buffers
+    // one element in take the element-wise path; the arithmetic is the same.
+    let spec = symseg_core::testing::CaseSpec {
+        lengths: true,
+        mask: true,
+        min_sep: 2,
+        ignore: 0.1,
+        ..symseg_core::testing::CaseSpec::new(2, 96)
+    };
+    let case = Case::random(&mut Rng::new(31), &spec);
+    for strategy in Strategy::ALL {
+        let cfg = LossConfig::default()
+            .strategy(strategy)
+            .penalty(Some(symseg_core::Penalty::new(symseg_core::PenaltyKind::L2)));
+        let s = gpu.stream();
+        let aligned = Placed::new(&case, &s, 0).loss_grad(&gpu, &case, &cfg);
+        let shifted = Placed::new(&case, &s, 1).loss_grad(&gpu, &case, &cfg);
+        assert_eq!(aligned.0.to_bits(), shifted.0.to_bits(), "{strategy:?}");
+        assert_eq!(aligned.1, shifted.1, "{strategy:?}");
+        let (cpu_loss, cpu_grad) = cpu_loss_grad(&case, &cfg).expect("valid case");
+        assert!((aligned.0 - cpu_loss).abs() <= 2e-5 * cpu_loss.abs(), "{strategy:?}");
+        let gmax = cpu_grad.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(aligned.1.iter().zip(&cpu_grad).all(|(a, b)| (a - b).abs() <= 2e-4 * gmax), "{strategy:?}");
+    }
+}
+
+#[test]
+fn a_batch_of_many_small_maps_strides_over_every_sample() {
+    let Some(gpu) = backend() else { return };
+    // More samples than a grid's y extent could hold (65535), so every block
+    // strides over many samples.
+    let case = Case::random(&mut Rng::new(8), &symseg_core::testing::CaseSpec::new(70_000, 3));
+    let cfg = LossConfig::default().strategy(Strategy::Average);
+    let (report, grad) = gpu.loss_grad_host(&host(&case), &cfg).expect("valid case");
+    let (cpu_loss, cpu_grad) = cpu_loss_grad(&case, &cfg).expect("valid case");
+    assert!((report.loss - cpu_loss).abs() <= 2e-5 * cpu_loss.abs(), "{} vs {cpu_loss}", report.loss);
+    let gmax = cpu_grad.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    assert!(grad.iter().zip(&cpu_grad).all(|(a, b)| (a - b).abs() <= 2e-4 * gmax));
+    let pred = PredictConfig::default().mode(SymMode::Average);
+    let (x, y, _) = arrays(&case);
+    let cpu = CpuBackend::new().sample_stats(&LossInput::new(x.view(), y.view()), &pred).expect("valid");
+    let got = gpu.sample_stats_host(&host(&case), &pred).expect("valid");
+    assert_eq!(got.len(), cpu.len());
+    assert!(got.iter().zip(&cpu).all(|(a, b)| a.confusion == b.confusion && a.asym_pairs == b.asym_pairs));
 }
