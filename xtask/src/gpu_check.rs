@@ -115,6 +115,24 @@ fn bench(gpu: &CudaBackend, budget: Duration) -> symseg::Result<(f64, Vec<Row>)>
     Ok((copy, rows))
 }
 
+/// Per kernel: the assembler's registers and spills for this device, and
+/// the grid the device keeps resident (the launch on a large input).
+fn print_kernels(gpu: &CudaBackend) {
+    let sm = gpu.arch().replace("compute_", "sm_");
+    let resident = gpu.resident_blocks().unwrap_or_default();
+    println!("\nkernels for {sm} (256 threads a block):");
+    for k in symseg::cuda::kernels::ALL {
+        let grid = resident.iter().find(|(e, _)| *e == k.entry).map_or(0, |(_, r)| *r);
+        match symseg::cuda::kernels::resources(&k, &sm) {
+            Ok(r) => println!(
+                "  {:<14} {:>3} registers, {:>5} B shared, spills {}/{} B, {grid} blocks resident",
+                k.file, r.registers, r.shared_bytes, r.spill_stores, r.spill_loads
+            ),
+            Err(e) => println!("  {:<14} resources unknown ({e}), {grid} blocks resident", k.file),
+        }
+    }
+}
+
 pub fn run(args: &Args) -> bool {
     let started = Instant::now();
     println!("== cross-backend suite");
@@ -142,6 +160,7 @@ pub fn run(args: &Args) -> bool {
     };
     let copy_gbs = copy / 1e9;
     let name = gpu.device_name().unwrap_or_else(|_| "?".into());
+    print_kernels(&gpu);
     println!(
         "\n{name}; device-to-device copy {copy_gbs:.0} GB/s (read + write); CPU backend with {} threads",
         rayon::current_num_threads()

@@ -187,6 +187,25 @@ impl CudaBackend {
         self.ctx.name().map_err(dev)
     }
 
+    /// Each kernel's entry point and the most blocks of it the device keeps
+    /// resident at once, which is the grid it is launched with on a large
+    /// input (compiling the kernels if that has not happened yet).
+    ///
+    /// # Errors
+    /// As the first operation: NVRTC or driver errors.
+    pub fn resident_blocks(&self) -> Result<Vec<(&'static str, u32)>> {
+        let k = self.kernels()?;
+        let entries =
+            [&kernels::SCAN, &kernels::LOSS, &kernels::STATS, &kernels::SYMMETRISE].map(|s| s.entry);
+        let resident = [&k.scan, &k.loss, &k.stats, &k.symmetrise].map(|k| k.resident);
+        Ok(entries.into_iter().zip(resident).collect())
+    }
+
+    /// The compute capability the kernels are compiled for, e.g. `"compute_90"`.
+    pub fn arch(&self) -> &'static str {
+        self.arch
+    }
+
     fn kernels(&self) -> Result<&Kernels> {
         let k = self.kernels.get_or_init(|| self.load_kernels().map_err(|e| e.to_string()));
         k.as_ref().map_err(|m| Error::Backend { backend: "cuda", message: m.clone() })
