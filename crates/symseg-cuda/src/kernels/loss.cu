@@ -33,12 +33,8 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss(
         const bool diagonal = t.ti == t.tj;
         const float rb = (float)r[t.b], wpb = (float)wp[t.b];
 
-        // The mirror tile (rows J, columns I), staged along its rows.
-        stage_rows(x + base, t.j0, t.i0, n, wide, sx);
-        stage_rows(y + base, t.j0, t.i0, n, wide, sy);
-        __syncthreads();
-
-        // This thread's strip of the own tile: (i, j0 + jl0 + c).
+        // This thread's strip of the own tile, (i, j0 + jl0 + c), loaded
+        // before the mirror's staging so that both loads are in flight at once.
         const long long col = t.j0 + jl0, row = base + i * n;
         float xs[STRIP] = {}, gs[STRIP] = {};
         u8 ys[STRIP] = {}, ms[STRIP] = {1, 1, 1, 1};
@@ -49,6 +45,10 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss(
                 load_strip(mask + row + col, col, n, wide, ms);
             }
         }
+        // The mirror tile (rows J, columns I), staged along its rows.
+        stage_rows(x + base, t.j0, t.i0, n, wide, sx);
+        stage_rows(y + base, t.j0, t.i0, n, wide, sy);
+        __syncthreads();
         double tacc = 0.0, tpacc = 0.0;
         // Unrolled, so that the strips stay in registers (indexed by a
         // variable they would go to local memory).

@@ -20,12 +20,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_scan(
         const Tile t = tile_of(w, n, g);
         const long long base = t.base, i = t.i0 + il, len = lengths[t.b];
 
-        stage_rows(y + base, t.j0, t.i0, n, wide, sy);
-        if (mask) {
-            stage_rows(mask + base, t.j0, t.i0, n, wide, sm);
-        }
-        __syncthreads();
-
+        // The own strip first, so that its loads and the staging's overlap.
         const long long col = t.j0 + jl0, row = base + i * n;
         u8 ys[STRIP] = {}, ms[STRIP] = {1, 1, 1, 1};
         if (i < n) {
@@ -34,6 +29,11 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_scan(
                 load_strip(mask + row + col, col, n, wide, ms);
             }
         }
+        stage_rows(y + base, t.j0, t.i0, n, wide, sy);
+        if (mask) {
+            stage_rows(mask + base, t.j0, t.i0, n, wide, sm);
+        }
+        __syncthreads();
         for (int c = 0; c < STRIP; ++c) {
             const unsigned jl = jl0 + c;
             const long long j = col + c;

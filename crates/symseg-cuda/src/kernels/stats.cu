@@ -33,9 +33,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_stats(
         const Tile t = tile_of(w, n, g);
         const long long base = t.base, i = t.i0 + il, len = lengths[t.b];
 
-        stage_rows(x + base, t.j0, t.i0, n, wide, sx);
-        __syncthreads();
-
+        // The own strip first, so that its loads and the staging's overlap.
         const long long col = t.j0 + jl0, row = base + i * n;
         float xs[STRIP] = {};
         u8 ys[STRIP] = {}, ms[STRIP] = {1, 1, 1, 1};
@@ -46,6 +44,8 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_stats(
                 load_strip(mask + row + col, col, n, wide, ms);
             }
         }
+        stage_rows(x + base, t.j0, t.i0, n, wide, sx);
+        __syncthreads();
         for (int c = 0; c < STRIP; ++c) {
             const unsigned jl = jl0 + c;
             const long long j = col + c;

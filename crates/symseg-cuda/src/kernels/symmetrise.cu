@@ -20,14 +20,14 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_symmetr
         const long long base = t.base, i = t.i0 + il;
         const bool diagonal = t.ti == t.tj;
 
-        stage_rows(x + base, t.j0, t.i0, n, wide, sx);
-        __syncthreads();
-
+        // The own strip first, so that its load and the staging's overlap.
         const long long col = t.j0 + jl0, row = base + i * n;
         float xs[STRIP] = {}, zs[STRIP] = {};
         if (i < n) {
             load_strip(x + row + col, col, n, wide, xs);
         }
+        stage_rows(x + base, t.j0, t.i0, n, wide, sx);
+        __syncthreads();
         for (int c = 0; c < STRIP; ++c) {
             const unsigned jl = jl0 + c;
             const long long j = col + c;
