@@ -80,15 +80,28 @@ __device__ __forceinline__ bool last_of_sample(long long w, const Work& g, const
     return next >= g.work || next / g.tiles != t.b;
 }
 
+// CUDA's 4-element vector type of T, for one access to a strip.
+template <typename T>
+struct Quad;
+template <>
+struct Quad<float> {
+    typedef float4 type;
+};
+template <>
+struct Quad<u8> {
+    typedef uchar4 type;
+};
+
 // STRIP elements p[0..STRIP) of a row, the first at column col of n: one
 // 16-byte (floats) or 4-byte (bytes) access when `wide`, which the host sets
 // only when n % STRIP == 0 and the buffers are aligned to it, so that a strip
 // is then entirely inside the row or entirely outside. Elements outside the
 // row are left as they are.
-__device__ __forceinline__ void load_strip(const float* p, long long col, long long n, bool wide, float* v) {
+template <typename T>
+__device__ __forceinline__ void load_strip(const T* p, long long col, long long n, bool wide, T* v) {
     if (wide) {
         if (col < n) {
-            const float4 q = *reinterpret_cast<const float4*>(p);
+            const typename Quad<T>::type q = *reinterpret_cast<const typename Quad<T>::type*>(p);
             v[0] = q.x;
             v[1] = q.y;
             v[2] = q.z;
@@ -103,22 +116,29 @@ __device__ __forceinline__ void load_strip(const float* p, long long col, long l
     }
 }
 
-__device__ __forceinline__ void load_strip(const u8* p, long long col, long long n, bool wide, u8* v) {
-    if (wide) {
-        if (col < n) {
-            const uchar4 q = *reinterpret_cast<const uchar4*>(p);
-            v[0] = q.x;
-            v[1] = q.y;
-            v[2] = q.z;
-            v[3] = q.w;
+// A thread's strip of the own tile: logits, labels, and the mask (1 where
+// there is none).
+struct Strip {
+    float x[STRIP];
+    u8 y[STRIP];
+    u8 m[STRIP];
+};
+
+// The strip at flat offset `at` (column col of n), or zeros when the row is
+// outside the sample (`in_row` false). Without `x`, only labels and mask.
+__device__ __forceinline__ Strip load_own(const float* x, const u8* y, const u8* mask, long long at, long long col,
+                                          long long n, bool wide, bool in_row) {
+    Strip s = {{}, {}, {1, 1, 1, 1}};
+    if (in_row) {
+        if (x) {
+            load_strip(x + at, col, n, wide, s.x);
         }
-    } else {
-        for (int c = 0; c < STRIP; ++c) {
-            if (col + c < n) {
-                v[c] = p[c];
-            }
+        load_strip(y + at, col, n, wide, s.y);
+        if (mask) {
+            load_strip(mask + at, col, n, wide, s.m);
         }
     }
+    return s;
 }
 
 __device__ __forceinline__ void store_strip(float* p, long long col, long long n, bool wide, const float* v) {

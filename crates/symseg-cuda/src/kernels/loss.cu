@@ -36,15 +36,8 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss(
         // This thread's strip of the own tile, (i, j0 + jl0 + c), loaded
         // before the mirror's staging so that both loads are in flight at once.
         const long long col = t.j0 + jl0, row = base + i * n;
-        float xs[STRIP] = {}, gs[STRIP] = {};
-        u8 ys[STRIP] = {}, ms[STRIP] = {1, 1, 1, 1};
-        if (i < n) {
-            load_strip(x + row + col, col, n, wide, xs);
-            load_strip(y + row + col, col, n, wide, ys);
-            if (mask) {
-                load_strip(mask + row + col, col, n, wide, ms);
-            }
-        }
+        const Strip own = load_own(x, y, mask, row + col, col, n, wide, i < n);
+        float gs[STRIP] = {};
         // The mirror tile (rows J, columns I), staged along its rows.
         stage_rows(x + base, t.j0, t.i0, n, wide, sx);
         stage_rows(y + base, t.j0, t.i0, n, wide, sy);
@@ -59,10 +52,10 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss(
             if (i >= n || j >= n || (diagonal && i > j)) {
                 continue;
             }
-            const float xij = xs[c], xji = sx[jl][il];
-            const u8 yij = ys[c], yji = sy[jl][il];
+            const float xij = own.x[c], xji = sx[jl][il];
+            const u8 yij = own.y[c], yji = sy[jl][il];
             float gij = 0.0f, gji = 0.0f;
-            if (counted(i, j, len, sep, yij, ms[c])) {
+            if (counted(i, j, len, sep, yij, own.m[c])) {
                 if (!isfinite(xij)) {
                     atomicMin(bad, (u64)(row + j));
                 }

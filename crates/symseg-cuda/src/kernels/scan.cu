@@ -22,13 +22,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_scan(
 
         // The own strip first, so that its loads and the staging's overlap.
         const long long col = t.j0 + jl0, row = base + i * n;
-        u8 ys[STRIP] = {}, ms[STRIP] = {1, 1, 1, 1};
-        if (i < n) {
-            load_strip(y + row + col, col, n, wide, ys);
-            if (mask) {
-                load_strip(mask + row + col, col, n, wide, ms);
-            }
-        }
+        const Strip own = load_own(nullptr, y, mask, row + col, col, n, wide, i < n);
         stage_rows(y + base, t.j0, t.i0, n, wide, sy);
         if (mask) {
             stage_rows(mask + base, t.j0, t.i0, n, wide, sm);
@@ -40,8 +34,8 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_scan(
             if (i >= len || j >= len || i > j) {
                 continue;
             }
-            const u8 a = ys[c], b = sy[jl][il];
-            const u8 ma = ms[c], mb = mask ? sm[jl][il] : (u8)1;
+            const u8 a = own.y[c], b = sy[jl][il];
+            const u8 ma = own.m[c], mb = mask ? sm[jl][il] : (u8)1;
             const bool bad_label = (a > 1 && a != IGNORE) || (b > 1 && b != IGNORE);
             const bool asym = require_symmetric ? a != b : (a == IGNORE) != (b == IGNORE);
             const bool asym_mask = (ma != 0) != (mb != 0);

@@ -35,24 +35,16 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_stats(
 
         // The own strip first, so that its loads and the staging's overlap.
         const long long col = t.j0 + jl0, row = base + i * n;
-        float xs[STRIP] = {};
-        u8 ys[STRIP] = {}, ms[STRIP] = {1, 1, 1, 1};
-        if (i < n) {
-            load_strip(x + row + col, col, n, wide, xs);
-            load_strip(y + row + col, col, n, wide, ys);
-            if (mask) {
-                load_strip(mask + row + col, col, n, wide, ms);
-            }
-        }
+        const Strip own = load_own(x, y, mask, row + col, col, n, wide, i < n);
         stage_rows(x + base, t.j0, t.i0, n, wide, sx);
         __syncthreads();
         for (int c = 0; c < STRIP; ++c) {
             const unsigned jl = jl0 + c;
             const long long j = col + c;
-            if (i >= len || j >= len || i > j || !counted(i, j, len, sep, ys[c], ms[c])) {
+            if (i >= len || j >= len || i > j || !counted(i, j, len, sep, own.y[c], own.m[c])) {
                 continue;
             }
-            const float xij = xs[c], xji = sx[jl][il];
+            const float xij = own.x[c], xji = sx[jl][il];
             if (!isfinite(xij) || !isfinite(xji)) {
                 if (!isfinite(xij)) {
                     atomicMin(bad, (u64)(row + j));
@@ -71,7 +63,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_stats(
             } else if (mode == MODE_LOWER) {
                 zij = zji = b;
             }
-            const bool positive = ys[c] == 1;
+            const bool positive = own.y[c] == 1;
             const bool p1 = zij >= z_star;
             tp += p1 && positive;
             fp += p1 && !positive;
