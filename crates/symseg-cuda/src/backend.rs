@@ -1,6 +1,6 @@
 //! [`CudaBackend`]: the [`TensorBackend`] over device memory.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::driver::sys::CUdevice_attribute;
 use cudarc::driver::{CudaContext, CudaFunction, CudaStream, DriverError, LaunchConfig, PushKernelArg};
@@ -47,7 +47,8 @@ struct Kernels {
 }
 
 /// The CUDA backend: one device, one stream, kernels compiled by NVRTC for the
-/// device's compute capability on first use and kept for the backend's life.
+/// device's compute capability on first use and cached per context, so every
+/// backend on one context (one per stream, say) shares them.
 ///
 /// Every operation queues its kernels on the backend's stream; results that
 /// return to the host (the loss, counts) wait for them.
@@ -76,7 +77,7 @@ pub struct CudaBackend {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     arch: &'static str,
-    kernels: OnceLock<std::result::Result<Kernels, String>>,
+    kernels: OnceLock<std::result::Result<Arc<Kernels>, String>>,
     scratch: Scratch,
 }
 
@@ -207,8 +208,28 @@ impl CudaBackend {
     }
 
     fn kernels(&self) -> Result<&Kernels> {
-        let k = self.kernels.get_or_init(|| self.load_kernels().map_err(|e| e.to_string()));
-        k.as_ref().map_err(|m| Error::Backend { backend: "cuda", message: m.clone() })
+        let k = self.kernels.get_or_init(|| self.context_kernels().map_err(|e| e.to_string()));
+        k.as_deref().map_err(|m| Error::Backend { backend: "cuda", message: m.clone() })
+    }
+
+    /// The kernels of this backend's context: compiled and loaded by the
+    /// first backend on it, shared by every later one (a backend per stream
+    /// costs no compilation).
+    fn context_kernels(&self) -> Result<Arc<Kernels>> {
+        // Keyed by the driver's context handle; each entry keeps its context
+        // alive (through its module), so a key is never reused while listed.
+        static LOADED: Mutex<Vec<(usize, Arc<Kernels>)>> = Mutex::new(Vec::new());
+        let key = self.ctx.cu_ctx() as usize;
+        let mut loaded = LOADED.lock().map_err(|_| Error::Backend {
+            backend: "cuda",
+            message: "an earlier kernel compilation panicked".into(),
+        })?;
+        if let Some((_, k)) = loaded.iter().find(|(c, _)| *c == key) {
+            return Ok(k.clone());
+        }
+        let k = Arc::new(self.load_kernels()?);
+        loaded.push((key, k.clone()));
+        Ok(k)
     }
 
     fn load_kernels(&self) -> Result<Kernels> {

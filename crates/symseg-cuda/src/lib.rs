@@ -3,7 +3,8 @@
 //! The CUDA backend of symseg: every loss, strategy, penalty, mask, reduction,
 //! the symmetrised prediction and the metric counts of SPEC.md as CUDA C
 //! kernels (`src/kernels/*.cu`), compiled by NVRTC for the device's compute
-//! capability on first use and cached for the backend's life.
+//! capability on first use and cached per CUDA context (every backend on a
+//! context, one per stream say, shares them).
 //!
 //! It builds everywhere: cudarc loads the driver and NVRTC at run time, and
 //! [`CudaBackend::new`] returns a clear error where either (or a device) is
