@@ -66,6 +66,22 @@ struct Row {
     cpu_ms: Option<f64>,
 }
 
+/// Seconds of one loss + gradient call on a 1 x 32^2 map: next to nothing
+/// for the kernels, so this is a call's fixed cost (launches, the small
+/// copies and their waits), which the large shapes' times include.
+fn call_overhead(gpu: &CudaBackend, budget: Duration) -> symseg::Result<f64> {
+    let case = Case::random(&mut Rng::new(3), &CaseSpec::new(1, 32));
+    let s = gpu.stream();
+    let shape = [1, 32, 32];
+    let x = s.clone_htod(&case.logits).map_err(dev)?;
+    let y = s.clone_htod(&case.labels).map_err(dev)?;
+    let mut g = s.alloc_zeros::<f32>(case.logits.len()).map_err(dev)?;
+    let input =
+        LossInput::<CudaBackend>::new(DeviceTensor::new(&x, shape, &s)?, DeviceTensor::new(&y, shape, &s)?);
+    let cfg = LossConfig::default();
+    median_secs(budget, || gpu.loss_grad(&input, &cfg, DeviceTensorMut::new(&mut g, shape, &s)?).map(|_| ()))
+}
+
 fn bench(gpu: &CudaBackend, budget: Duration) -> symseg::Result<(f64, Vec<Row>)> {
     let copy = copy_bandwidth(gpu, budget)?;
     let cpu = CpuBackend::new();
@@ -161,6 +177,10 @@ pub fn run(args: &Args) -> bool {
     let copy_gbs = copy / 1e9;
     let name = gpu.device_name().unwrap_or_else(|_| "?".into());
     print_kernels(&gpu);
+    match call_overhead(&gpu, Duration::from_secs_f64(args.seconds)) {
+        Ok(secs) => println!("a call's fixed cost (loss + gradient of 1x32x32): {:.1} us", secs * 1e6),
+        Err(e) => println!("a call's fixed cost: FAILED: {e}"),
+    }
     println!(
         "\n{name}; device-to-device copy {copy_gbs:.0} GB/s (read + write); CPU backend with {} threads",
         rayon::current_num_threads()
