@@ -78,6 +78,7 @@ int main() {
     auto lengths = get_vec<long long>(samples);
     auto r = get_vec<double>(samples);
     auto wp = get_vec<double>(samples);
+    std::vector<u64> violation(1, get<u64>());
     // A value no kernel writes, so the test sees any gradient element left unwritten.
     std::vector<float> grad(has_grad ? len : 0, 1234.5f);
     std::vector<double> partial(2 * (size_t)blocks, NAN);
@@ -85,7 +86,7 @@ int main() {
     launch([&] {
         symseg_loss(x.data(), y.data(), or_null(mask, has_mask), or_null(grad, has_grad), lengths.data(), batch,
                     n, sep, wide, strategy, w_pos, w_neg, gamma, kind, pen_kind, pen_probs, delta, r.data(),
-                    wp.data(), partial.data(), bad.data());
+                    wp.data(), violation.data(), partial.data(), bad.data());
     });
     put(grad);
     put(partial);
@@ -95,6 +96,7 @@ int main() {
     const int mode = get<int>();
     const double z_star = get<double>();
     const int has_mask = get<int>();
+    std::vector<u64> violation(1, ~0ull);
     auto x = get_vec<float>(len);
     auto y = get_vec<u8>(len);
     auto mask = get_vec<u8>(has_mask ? len : 0);
@@ -104,11 +106,19 @@ int main() {
     std::vector<double> asym((size_t)blocks * samples, 0.0);
     launch([&] {
         symseg_stats(x.data(), y.data(), or_null(mask, has_mask), lengths.data(), batch, n, sep, wide, mode,
-                     z_star, confusion.data(), asym.data(), bad.data());
+                     z_star, violation.data(), confusion.data(), asym.data(), bad.data());
     });
     put(confusion);
     put(asym);
     put(bad);
+#elif defined(EMU_FACTORS)
+    const int triangle = get<int>(), reduction = get<int>();
+    const double lambda = get<double>();
+    auto counts = get_vec<u64>(2 * samples);
+    std::vector<double> r(samples, NAN), wp(samples, NAN);
+    launch([&] { symseg_factors(counts.data(), batch, triangle, reduction, lambda, r.data(), wp.data()); });
+    put(r);
+    put(wp);
 #elif defined(EMU_SYMMETRISE)
     const int mode = get<int>();
     auto x = get_vec<float>(len);
@@ -116,7 +126,7 @@ int main() {
     launch([&] { symseg_symmetrise(x.data(), batch, n, wide, mode, out.data()); });
     put(out);
 #else
-#error "define one of EMU_SCAN, EMU_LOSS, EMU_STATS, EMU_SYMMETRISE"
+#error "define one of EMU_SCAN, EMU_FACTORS, EMU_LOSS, EMU_STATS, EMU_SYMMETRISE"
 #endif
     return std::fflush(stdout) == 0 ? 0 : 3;
 }

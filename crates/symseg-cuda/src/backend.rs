@@ -41,6 +41,7 @@ impl Kernel {
 #[derive(Debug)]
 struct Kernels {
     scan: Kernel,
+    factors: Kernel,
     loss: Kernel,
     stats: Kernel,
     symmetrise: Kernel,
@@ -246,6 +247,7 @@ impl CudaBackend {
         };
         Ok(Kernels {
             scan: load(&kernels::SCAN)?,
+            factors: load(&kernels::FACTORS)?,
             loss: load(&kernels::LOSS)?,
             stats: load(&kernels::STATS)?,
             symmetrise: load(&kernels::SYMMETRISE)?,
@@ -281,23 +283,27 @@ impl CudaBackend {
         Ok(v[0])
     }
 
-    /// Validates labels and mask on the device and returns the per-sample
-    /// counts; on a violation, reads back the few bytes that name it. Uses
-    /// `w`'s first [`ScanWords`].
-    fn scan(
-        &self,
-        input: &LossInput<'_, Self>,
-        dims: Dims,
-        lengths: &[usize],
-        w: &mut Words<'_>,
-        require_symmetric: bool,
-    ) -> Result<Vec<RegionCounts>> {
-        let k = self.kernels()?;
-        let at = ScanWords::new(dims.batch);
+    /// The words a call uploads before its scan: the lengths, zeroed counts
+    /// and a clear violation flag (`ScanWords`), then `tail`.
+    fn scan_upload(lengths: &[usize], at: &ScanWords, tail: usize) -> Vec<u64> {
         let mut up: Vec<u64> = lengths.iter().map(|&l| l as u64).collect();
         up.resize(at.violation, 0);
         up.push(u64::MAX);
-        w.upload(0, &up)?;
+        up.resize(at.end + tail, 0);
+        up
+    }
+
+    /// Queues the scan (SPEC §1's validation and each sample's counts) over
+    /// `w`'s [`ScanWords`], which must hold what [`Self::scan_upload`] gives.
+    fn launch_scan(
+        &self,
+        input: &LossInput<'_, Self>,
+        dims: Dims,
+        w: &Words<'_>,
+        require_symmetric: bool,
+    ) -> Result<()> {
+        let k = self.kernels()?;
+        let at = ScanWords::new(dims.batch);
         let (y, m) = (input.labels.ptr, input.region.mask.as_ref().map_or(0, |m| m.ptr));
         let (batch, n, sep) = (dims.batch as i64, dims.n as i64, input.region.min_sep as i64);
         let (wide, sym) = (i32::from(launch_args::wide(dims.n, &[], &[y, m])), i32::from(require_symmetric));
@@ -310,14 +316,29 @@ impl CudaBackend {
         // type; every pointer covers the validated `[B, N, N]` extent, and the
         // scratch words the scan's layout.
         unsafe { b.launch(k.scan.config(dims)) }.map_err(dev)?;
-        let down = w.download(at.counts.start, at.end - at.counts.start)?;
-        let (counts, violation) = down.split_at(at.counts.len());
-        if let Some(&key) = violation.first()
-            && key != u64::MAX
-        {
-            return Err(self.violation(input, dims, key as usize, require_symmetric));
+        Ok(())
+    }
+
+    /// The scan's counts from its downloaded words (`down` starts at its
+    /// counts), or the error that names its violation.
+    fn scan_outcome(
+        &self,
+        input: &LossInput<'_, Self>,
+        dims: Dims,
+        down: &[u64],
+        require_symmetric: bool,
+    ) -> Result<Vec<RegionCounts>> {
+        let at = ScanWords::new(dims.batch);
+        let counts = down.get(..at.counts.len()).unwrap_or_default();
+        match down.get(at.violation - at.counts.start) {
+            Some(&key) if key != u64::MAX => {
+                Err(self.violation(input, dims, key as usize, require_symmetric))
+            }
+            Some(_) => Ok(launch_args::region_counts(counts)),
+            None => {
+                Err(Error::Backend { backend: "cuda", message: "the scan's words were not read back".into() })
+            }
         }
-        Ok(launch_args::region_counts(counts))
     }
 
     /// The error for the violation at upper-triangle flat index `key`, checked
@@ -378,39 +399,59 @@ impl CudaBackend {
             });
         }
         let k = self.kernels()?;
-        let scan_end = ScanWords::new(dims.batch).end;
-        let at = LossWords::new(scan_end, dims.batch, k.loss.blocks(dims) as usize);
+        let scan = ScanWords::new(dims.batch);
+        let at = LossWords::new(scan.end, dims.batch, k.loss.blocks(dims) as usize);
+        let require_symmetric = !cfg.allow_asymmetric_labels;
         let mut w = self.scratch.words(&self.stream, at.partial.end)?;
-        let counts = self.scan(input, dims, &lens, &mut w, !cfg.allow_asymmetric_labels)?;
-        let args = LossArgs::new(cfg, &counts);
+        let mut up = Self::scan_upload(&lens, &scan, at.bad + 1 - scan.end);
+        if let Some(flag) = up.get_mut(at.bad) {
+            *flag = u64::MAX;
+        }
+        w.upload(0, &up)?;
+        self.launch_scan(input, dims, &w, require_symmetric)?;
+
+        // The reduction factors from the counts, on the device: the loss
+        // kernel follows without a wait for the host.
+        let args = LossArgs::new(cfg);
+        let (counts, r_dev, wp_dev) = (w.ptr(scan.counts.start), w.ptr(at.r.start), w.ptr(at.wp.start));
+        let batch = dims.batch as i64;
+        let mut b = self.stream.launch_builder(&k.factors.function);
+        b.arg(&counts).arg(&batch).arg(&args.triangle).arg(&args.reduction).arg(&args.lambda);
+        b.arg(&r_dev).arg(&wp_dev);
+        let one_block = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: the arguments match `symseg_factors`'s parameters in order
+        // and type; the scratch words hold the loss's layout.
+        unsafe { b.launch(one_block) }.map_err(dev)?;
+
         let fe = args.elem;
-        let mut up: Vec<u64> = args.r.iter().chain(&args.wp).map(|v| v.to_bits()).collect();
-        up.push(u64::MAX);
-        w.upload(at.r.start, &up)?;
-        let (lengths, r_dev, wp_dev) = (w.ptr(0), w.ptr(at.r.start), w.ptr(at.wp.start));
+        let (lengths, violation) = (w.ptr(scan.lengths.start), w.ptr(scan.violation));
         let (partial, bad) = (w.ptr(at.partial.start), w.ptr(at.bad));
         let (x, y) = (input.logits.ptr, input.labels.ptr);
         let m = input.region.mask.as_ref().map_or(0, |t| t.ptr);
         let g = grad.map_or(0, |t| t.ptr);
-        let (batch, n, sep) = (dims.batch as i64, dims.n as i64, input.region.min_sep as i64);
+        let (n, sep) = (dims.n as i64, input.region.min_sep as i64);
         let wide = i32::from(launch_args::wide(dims.n, &[x, g], &[y, m]));
         let mut b = self.stream.launch_builder(&k.loss.function);
         b.arg(&x).arg(&y).arg(&m).arg(&g).arg(&lengths).arg(&batch).arg(&n).arg(&sep).arg(&wide);
         b.arg(&args.strategy).arg(&fe.w_pos).arg(&fe.w_neg).arg(&fe.gamma).arg(&fe.kind);
         b.arg(&args.pen_kind).arg(&args.pen_probs).arg(&args.delta);
-        b.arg(&r_dev).arg(&wp_dev).arg(&partial).arg(&bad);
+        b.arg(&r_dev).arg(&wp_dev).arg(&violation).arg(&partial).arg(&bad);
         // SAFETY: the arguments match `symseg_loss`'s parameters in order and
         // type; every pointer covers the validated `[B, N, N]` extent, and the
         // scratch words the loss's layout.
         unsafe { b.launch(k.loss.config(dims)) }.map_err(dev)?;
-        let down = w.download(at.bad, at.partial.end - at.bad)?;
+
+        // The one wait of the call: counts, flags and partial sums together.
+        let down = w.download(scan.counts.start, at.partial.end - scan.counts.start)?;
         drop(w);
-        if let Some(&k) = down.first()
+        let counts = self.scan_outcome(input, dims, &down, require_symmetric)?;
+        let tail = down.get(at.bad - scan.counts.start..).unwrap_or_default();
+        if let Some(&k) = tail.first()
             && k != u64::MAX
         {
             return Err(self.non_finite(x, dims, k as usize));
         }
-        let partial: Vec<f64> = down[1..].iter().map(|&v| f64::from_bits(v)).collect();
+        let partial: Vec<f64> = tail.iter().skip(1).map(|&v| f64::from_bits(v)).collect();
         let (element_loss, penalty) = launch_args::sum_partials(&partial);
         Ok(RegionCounts::report(&counts, cfg.strategy, element_loss, penalty))
     }
@@ -442,16 +483,19 @@ impl TensorBackend for CudaBackend {
         let (dims, lens) = Self::dims(input)?;
         let k = self.kernels()?;
         let blocks = k.stats.blocks(dims) as usize;
-        let at = StatsWords::new(ScanWords::new(dims.batch).end, dims.batch, blocks);
+        let scan = ScanWords::new(dims.batch);
+        let at = StatsWords::new(scan.end, dims.batch, blocks);
         let mut w = self.scratch.words(&self.stream, at.asym.end)?;
-        self.scan(input, dims, &lens, &mut w, true)?;
-        // Zeros (the counts, and the asymmetry slots a block without a
-        // sample's tile pairs leaves), but the non-finite flag.
-        let mut up = vec![0u64; at.asym.end - at.confusion.start];
-        up[at.bad - at.confusion.start] = u64::MAX;
-        w.upload(at.confusion.start, &up)?;
-        let (lengths, confusion, bad, asym) =
-            (w.ptr(0), w.ptr(at.confusion.start), w.ptr(at.bad), w.ptr(at.asym.start));
+        // The scan's words, then zeros (the counts, and the asymmetry slots a
+        // block without a sample's tile pairs leaves) but the non-finite flag.
+        let mut up = Self::scan_upload(&lens, &scan, at.asym.end - scan.end);
+        if let Some(flag) = up.get_mut(at.bad) {
+            *flag = u64::MAX;
+        }
+        w.upload(0, &up)?;
+        self.launch_scan(input, dims, &w, true)?;
+        let (lengths, violation) = (w.ptr(scan.lengths.start), w.ptr(scan.violation));
+        let (confusion, bad, asym) = (w.ptr(at.confusion.start), w.ptr(at.bad), w.ptr(at.asym.start));
         let (x, y) = (input.logits.ptr, input.labels.ptr);
         let m = input.region.mask.as_ref().map_or(0, |t| t.ptr);
         // The threshold as the reference's exact bound on the symmetrised logit
@@ -461,19 +505,21 @@ impl TensorBackend for CudaBackend {
         let (mode, z_star) = (mode_code(pred.mode), decision_bound(pred.threshold));
         let mut b = self.stream.launch_builder(&k.stats.function);
         b.arg(&x).arg(&y).arg(&m).arg(&lengths).arg(&batch).arg(&n).arg(&sep).arg(&wide).arg(&mode);
-        b.arg(&z_star).arg(&confusion).arg(&asym).arg(&bad);
+        b.arg(&z_star).arg(&violation).arg(&confusion).arg(&asym).arg(&bad);
         // SAFETY: the arguments match `symseg_stats`'s parameters in order and
         // type, and the scratch words the stats' layout.
         unsafe { b.launch(k.stats.config(dims)) }.map_err(dev)?;
-        let down = w.download(at.confusion.start, at.asym.end - at.confusion.start)?;
+        let down = w.download(scan.counts.start, at.asym.end - scan.counts.start)?;
         drop(w);
-        let (conf, rest) = down.split_at(at.confusion.len());
+        self.scan_outcome(input, dims, &down, true)?;
+        let rest = down.get(at.confusion.start - scan.counts.start..).unwrap_or_default();
+        let (conf, rest) = rest.split_at(at.confusion.len().min(rest.len()));
         if let Some(&k) = rest.first()
             && k != u64::MAX
         {
             return Err(self.non_finite(x, dims, k as usize));
         }
-        let asym: Vec<f64> = rest[1..].iter().map(|&v| f64::from_bits(v)).collect();
+        let asym: Vec<f64> = rest.iter().skip(1).map(|&v| f64::from_bits(v)).collect();
         Ok(launch_args::sample_stats(conf, &asym, blocks))
     }
 

@@ -33,9 +33,10 @@ use crate::launch_args::{self, LossArgs, mode_code};
 const SHIM: &str = include_str!("../emulator/cuda_on_cpu.h");
 const DRIVER: &str = include_str!("../emulator/driver.cpp");
 
-/// The four emulator executables of one build flavour.
+/// The emulator executables of one build flavour.
 struct Emulators {
     scan: PathBuf,
+    factors: PathBuf,
     loss: PathBuf,
     stats: PathBuf,
     symmetrise: PathBuf,
@@ -129,6 +130,7 @@ fn emulators_for(check: Check) -> Option<&'static Emulators> {
         };
         Ok(Emulators {
             scan: build(&kernels::SCAN, "EMU_SCAN")?,
+            factors: build(&kernels::FACTORS, "EMU_FACTORS")?,
             loss: build(&kernels::LOSS, "EMU_LOSS")?,
             stats: build(&kernels::STATS, "EMU_STATS")?,
             symmetrise: build(&kernels::SYMMETRISE, "EMU_SYMMETRISE")?,
@@ -200,6 +202,10 @@ impl Args {
         self
     }
     fn f32(&mut self, v: f32) -> &mut Self {
+        self.0.extend(v.to_le_bytes());
+        self
+    }
+    fn u64(&mut self, v: u64) -> &mut Self {
         self.0.extend(v.to_le_bytes());
         self
     }
@@ -310,15 +316,29 @@ fn loss(
     counts: &[RegionCounts],
     grad: bool,
 ) -> LossOut {
+    loss_after_scan(emu, case, grid, cfg, counts, grad, u64::MAX)
+}
+
+/// `symseg_loss` after a scan that left `violation` (`u64::MAX`: none).
+fn loss_after_scan(
+    emu: &Emulators,
+    case: &Case,
+    grid: Grid,
+    cfg: &LossConfig,
+    counts: &[RegionCounts],
+    grad: bool,
+    violation: u64,
+) -> LossOut {
     let (b, n) = (case.dims.batch, case.dims.n);
-    let la = LossArgs::new(cfg, counts);
+    let la = LossArgs::new(cfg);
+    let (r, wp) = launch_args::host_factors(cfg, counts);
     let e = la.elem;
     let mut a = Args::launch(case, grid);
     a.i64(case.min_sep as i64).i32(la.strategy).f32(e.w_pos).f32(e.w_neg).f32(e.gamma).i32(e.kind);
     a.i32(la.pen_kind).i32(la.pen_probs).f32(la.delta);
     a.i32(i32::from(case.mask.is_some())).i32(i32::from(grad));
     a.f32s(&case.logits).bytes(&case.labels).bytes(case.mask.as_deref().unwrap_or(&[]));
-    a.lengths(case).f64s(&la.r).f64s(&la.wp);
+    a.lengths(case).f64s(&r).f64s(&wp).u64(violation);
     let mut out = launch(&emu.loss, &a);
     let g = grad.then(|| out.f32s(b * n * n));
     let partial = out.f64s(2 * grid.blocks as usize);
@@ -407,6 +427,56 @@ fn loss_and_gradient_match_the_reference() {
             );
         }
     }
+}
+
+#[test]
+fn the_device_reduction_factors_are_the_hosts_bit_for_bit() {
+    let Some(emu) = emulators() else { return };
+    let mut rng = Rng::new(21);
+    // Batches past one block's threads, and samples with nothing counted.
+    for (round, b) in [1, 2, 7, 255, 256, 257, 1000].into_iter().enumerate() {
+        let counts: Vec<RegionCounts> = (0..b)
+            .map(|_| match rng.below(4) {
+                0 => RegionCounts::default(),
+                1 => RegionCounts { pairs: 0, diagonal: rng.below(50) as u64 },
+                _ => RegionCounts { pairs: rng.below(1 << 20) as u64, diagonal: rng.below(2048) as u64 },
+            })
+            .collect();
+        for strategy in symseg_core::Strategy::ALL {
+            for reduction in symseg_core::Reduction::ALL {
+                let penalty =
+                    symseg_core::Penalty::new(symseg_core::PenaltyKind::L2).weight(0.3 + rng.uniform());
+                let cfg =
+                    LossConfig::default().strategy(strategy).reduction(reduction).penalty(Some(penalty));
+                let la = LossArgs::new(&cfg);
+                let mut a = Args::default();
+                a.u32(1).i64(b as i64).i64(1).i32(0).i32(la.triangle).i32(la.reduction).f64(la.lambda);
+                for c in &counts {
+                    a.u64(c.pairs).u64(c.diagonal);
+                }
+                let mut out = launch(&emu.factors, &a);
+                let (r, wp) = (out.f64s(b), out.f64s(b));
+                out.done();
+                let (want_r, want_wp) = launch_args::host_factors(&cfg, &counts);
+                let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&r), bits(&want_r), "round {round} {strategy:?} {reduction:?}: r");
+                assert_eq!(bits(&wp), bits(&want_wp), "round {round} {strategy:?} {reduction:?}: wp");
+            }
+        }
+    }
+}
+
+#[test]
+fn after_a_violation_the_loss_kernel_touches_nothing() {
+    let Some(emu) = emulators() else { return };
+    let (case, cfg) = random_draw(11);
+    let grid = Grid::varied(&case, 11);
+    let counts = scan(emu, &case, grid, !cfg.allow_asymmetric_labels).expect("valid labels");
+    let out = loss_after_scan(emu, &case, grid, &cfg, &counts, true, 5);
+    // The driver's fill values: the gradient's 1234.5, the partials' NaN.
+    assert!(out.grad.expect("asked").iter().all(|&g| g == 1234.5), "the gradient was written");
+    assert!(out.sums.0.is_nan() && out.sums.1.is_nan(), "partial sums were written");
+    assert_eq!(out.bad, u64::MAX);
 }
 
 #[test]
@@ -527,6 +597,13 @@ fn no_two_threads_of_a_block_race() {
     // (where one pair's reads must end before the next pair's staging).
     let Some(emu) = emulators_for(Check::Races) else { return };
     let mut rng = Rng::new(3);
+    // The factors' block reduction, over more samples than threads.
+    let mut a = Args::default();
+    a.u32(1).i64(300).i64(1).i32(0).i32(0).i32(1).f64(0.5);
+    for k in 0..600u64 {
+        a.u64(k % 7);
+    }
+    launch(&emu.factors, &a);
     for n in [68, 70] {
         let spec = CaseSpec { lengths: true, mask: true, min_sep: 2, ignore: 0.1, ..CaseSpec::new(2, n) };
         let case = Case::random(&mut rng, &spec);

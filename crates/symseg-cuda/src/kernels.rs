@@ -46,8 +46,12 @@ pub const SYMMETRISE: KernelSource = KernelSource {
     source: include_str!("kernels/symmetrise.cu"),
 };
 
+/// The per-sample reduction factors from the scan's counts (SPEC §4).
+pub const FACTORS: KernelSource =
+    KernelSource { file: "factors.cu", entry: "symseg_factors", source: include_str!("kernels/factors.cu") };
+
 /// Every kernel the backend uses.
-pub const ALL: [KernelSource; 4] = [SCAN, LOSS, STATS, SYMMETRISE];
+pub const ALL: [KernelSource; 5] = [SCAN, FACTORS, LOSS, STATS, SYMMETRISE];
 
 /// The full text NVRTC compiles for `k`.
 pub fn full_source(k: &KernelSource) -> String {
@@ -119,6 +123,8 @@ pub fn resources(k: &KernelSource, sm: &str) -> Result<Resources> {
         nvrtc::destroy_program(prog).ok();
         (compiled, log)
     };
+    // `c_char` is `i8` on x86-64 and `u8` on aarch64: a cast on one, none on the other.
+    #[allow(clippy::unnecessary_cast)]
     let log: Vec<u8> = log.map_err(|e| fail(format!("{e:?}")))?.iter().map(|&c| c as u8).collect();
     let log = String::from_utf8_lossy(&log).trim_end_matches('\0').to_string();
     compiled.map_err(|e| fail(format!("NVRTC failed ({e:?}):\n{log}")))?;

@@ -8,7 +8,7 @@ use std::ops::Range;
 
 use symseg_core::metrics::{Confusion, SampleStats};
 use symseg_core::validate::RegionCounts;
-use symseg_core::{ElementLoss, LossConfig, PenaltyKind, PenaltyOn, Strategy, SymMode};
+use symseg_core::{ElementLoss, LossConfig, PenaltyKind, PenaltyOn, Reduction, Strategy, SymMode};
 
 pub(crate) use crate::kernels::THREADS;
 
@@ -72,7 +72,7 @@ impl ElemArgs {
     }
 }
 
-/// Everything `symseg_loss` takes besides buffers and shape.
+/// Everything `symseg_loss` and `symseg_factors` take besides buffers and shape.
 #[derive(Debug, Clone)]
 pub(crate) struct LossArgs {
     /// `STRAT_*` of `loss.cu`.
@@ -82,19 +82,16 @@ pub(crate) struct LossArgs {
     pub pen_kind: i32,
     pub pen_probs: i32,
     pub delta: f32,
-    /// Per sample: `r_b` and `lambda * r_P` (SPEC §3–4).
-    pub r: Vec<f64>,
-    pub wp: Vec<f64>,
+    /// For `symseg_factors`: whether the strategy's terms are the triangle
+    /// (`upper`, `lower`), the `RED_*` code, and the penalty's weight.
+    pub triangle: i32,
+    pub reduction: i32,
+    pub lambda: f64,
 }
 
 impl LossArgs {
-    /// The arguments for `cfg` given the scan's per-sample counts.
-    pub fn new(cfg: &LossConfig, counts: &[RegionCounts]) -> LossArgs {
-        let terms: Vec<u64> = counts.iter().map(|c| c.terms(cfg.strategy)).collect();
-        let r = cfg.reduction.factors(&terms);
-        let lambda = cfg.penalty.map_or(0.0, |p| p.weight);
-        let rp = cfg.reduction.factors(&counts.iter().map(|c| c.pairs).collect::<Vec<_>>());
-        let wp = rp.iter().map(|&v| lambda * v).collect();
+    /// The arguments for `cfg`.
+    pub fn new(cfg: &LossConfig) -> LossArgs {
         let (pen_kind, pen_probs, delta) = match cfg.penalty {
             None => (0, 0, 0.0),
             Some(p) => {
@@ -113,8 +110,33 @@ impl LossArgs {
             Strategy::Upper => 3,
             Strategy::Lower => 4,
         };
-        LossArgs { strategy, elem: ElemArgs::new(&cfg.loss), pen_kind, pen_probs, delta, r, wp }
+        let reduction = match cfg.reduction {
+            Reduction::Mean => 0,
+            Reduction::SampleMean => 1,
+            Reduction::Sum => 2,
+        };
+        let triangle = i32::from(matches!(cfg.strategy, Strategy::Upper | Strategy::Lower));
+        LossArgs {
+            strategy,
+            elem: ElemArgs::new(&cfg.loss),
+            pen_kind,
+            pen_probs,
+            delta,
+            triangle,
+            reduction,
+            lambda: cfg.penalty.map_or(0.0, |p| p.weight),
+        }
     }
+}
+
+/// Per sample, `r_b` and `lambda * r_P` (SPEC §3–4) as the host computes
+/// them: what `symseg_factors` must reproduce bit for bit.
+#[cfg(test)]
+pub(crate) fn host_factors(cfg: &LossConfig, counts: &[RegionCounts]) -> (Vec<f64>, Vec<f64>) {
+    let terms: Vec<u64> = counts.iter().map(|c| c.terms(cfg.strategy)).collect();
+    let lambda = cfg.penalty.map_or(0.0, |p| p.weight);
+    let rp = cfg.reduction.factors(&counts.iter().map(|c| c.pairs).collect::<Vec<_>>());
+    (cfg.reduction.factors(&terms), rp.iter().map(|&v| lambda * v).collect())
 }
 
 /// The element-loss and penalty totals from `symseg_loss`'s per-block

@@ -38,8 +38,14 @@ fn every_kernel_compiles_to_ptx() {
             }
             // Rows are read (and gradients written) 16 bytes of floats or 4 of
             // labels per thread where the layout allows it.
-            let wide_reads = if k.file == "scan.cu" { "ld.global.nc.v4.u8" } else { "ld.global.nc.v4.f32" };
-            assert!(text.contains(wide_reads), "{} for {arch}: no {wide_reads}", k.file);
+            let wide_reads = match k.file {
+                "scan.cu" => Some("ld.global.nc.v4.u8"),
+                "factors.cu" => None, // reads two counts a sample, no rows
+                _ => Some("ld.global.nc.v4.f32"),
+            };
+            if let Some(w) = wide_reads {
+                assert!(text.contains(w), "{} for {arch}: no {w}", k.file);
+            }
             if k.file == "loss.cu" || k.file == "symmetrise.cu" {
                 assert!(text.contains("st.global.v4.f32"), "{} for {arch}: no wide stores", k.file);
             }

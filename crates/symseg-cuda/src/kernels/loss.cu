@@ -3,7 +3,9 @@
 // (zeros outside the counted set) when `grad` is not null. Each block writes
 // its two partial sums over all its tile pairs, each pair's already scaled by
 // its sample's reduction factors; the host adds them in block order, so with
-// the grid fixed the result is the same run to run.
+// the grid fixed the result is the same run to run. It runs after the scan and
+// `symseg_factors` with no host step between, and does nothing where the scan
+// found a violation.
 
 #define STRAT_PLAIN 0
 #define STRAT_DUAL 1
@@ -16,13 +18,18 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss(
     float* __restrict__ grad, const long long* __restrict__ lengths, long long batch, long long n, long long sep,
     int wide, int strategy, float w_pos, float w_neg, float gamma, int kind,
     int pen_kind, int pen_probs, float delta,
-    const double* __restrict__ r, const double* __restrict__ wp,
+    const double* __restrict__ r, const double* __restrict__ wp, const u64* __restrict__ violation,
     double* __restrict__ partial, u64* __restrict__ bad) {
     __shared__ float sx[TILE][TILE + 1];
     __shared__ float sg[TILE][TILE + 1];
     __shared__ u8 sy[TILE][TILE + 4];
     __shared__ double red[THREADS];
 
+    // Invalid labels or mask (the scan, queued before): touch nothing, so the
+    // gradient buffer stays as it was, as on the CPU backend.
+    if (*violation != ~0ull) {
+        return;
+    }
     const Work g = work_of(n, batch);
     const unsigned il = thread_id() / STRIPS, jl0 = STRIP * (thread_id() % STRIPS);
     const Elem e = {w_pos, w_neg, gamma, kind};

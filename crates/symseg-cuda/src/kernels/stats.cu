@@ -20,14 +20,22 @@ __device__ __forceinline__ double score(double z) {
 extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_stats(
     const float* __restrict__ x, const u8* __restrict__ y, const u8* __restrict__ mask,
     const long long* __restrict__ lengths, long long batch, long long n, long long sep, int wide, int mode,
-    double z_star, u64* __restrict__ confusion, double* __restrict__ asym, u64* __restrict__ bad) {
+    double z_star, const u64* __restrict__ violation, u64* __restrict__ confusion, double* __restrict__ asym,
+    u64* __restrict__ bad) {
     __shared__ float sx[TILE][TILE + 1];
     __shared__ unsigned long long red[THREADS];
     __shared__ double dred[THREADS];
 
+    // Invalid labels or mask (the scan, queued before): nothing to count.
+    if (*violation != ~0ull) {
+        return;
+    }
     const Work g = work_of(n, batch);
     const unsigned il = thread_id() / STRIPS, jl0 = STRIP * (thread_id() % STRIPS);
-    unsigned long long tp = 0, fp = 0, fn = 0, tn = 0, np = 0;
+    // A thread's counts for one sample: at most two per element of its strips
+    // over the sample's tile pairs, far inside 32 bits for any map that fits
+    // in memory (which 32-bit counters keep this kernel in 64 registers).
+    unsigned tp = 0, fp = 0, fn = 0, tn = 0, np = 0;
     double as = 0.0;
     for (long long w = blockIdx.x; w < g.work; w += gridDim.x) {
         const Tile t = tile_of(w, n, g);
@@ -81,8 +89,11 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_stats(
         }
         if (last_of_sample(w, g, t)) {
             // block_sum's barriers also keep the next item's staging after this one's reads.
-            const unsigned long long v[5] = {block_sum(tp, red), block_sum(fp, red), block_sum(fn, red),
-                                             block_sum(tn, red), block_sum(np, red)};
+            const unsigned long long v[5] = {block_sum<unsigned long long>(tp, red),
+                                             block_sum<unsigned long long>(fp, red),
+                                             block_sum<unsigned long long>(fn, red),
+                                             block_sum<unsigned long long>(tn, red),
+                                             block_sum<unsigned long long>(np, red)};
             const double s = block_sum(as, dred);
             if (thread_id() == 0) {
                 for (int k = 0; k < 5; ++k) {
