@@ -197,10 +197,13 @@ impl CudaBackend {
     /// As the first operation: NVRTC or driver errors.
     pub fn resident_blocks(&self) -> Result<Vec<(&'static str, u32)>> {
         let k = self.kernels()?;
-        let entries =
-            [&kernels::SCAN, &kernels::LOSS, &kernels::STATS, &kernels::SYMMETRISE].map(|s| s.entry);
-        let resident = [&k.scan, &k.loss, &k.stats, &k.symmetrise].map(|k| k.resident);
-        Ok(entries.into_iter().zip(resident).collect())
+        Ok(vec![
+            (kernels::SCAN.entry, k.scan.resident),
+            (kernels::FACTORS.entry, k.factors.resident),
+            (kernels::LOSS.entry, k.loss.resident),
+            (kernels::STATS.entry, k.stats.resident),
+            (kernels::SYMMETRISE.entry, k.symmetrise.resident),
+        ])
     }
 
     /// The compute capability the kernels are compiled for, e.g. `"compute_90"`.
