@@ -172,10 +172,10 @@ pub(crate) fn sample_stats(confusion: &[u64], asym: &[f64], blocks: usize) -> Ve
 
 /// Where a call's small device buffers lie among the backend's scratch words
 /// (`u64` each: lengths as `i64`, sums and factors as `f64` bits), so that one
-/// upload before and one download after each launch move all of them.
+/// upload before a call's kernels and one download after them move all of them.
 ///
 /// The scan's words come first: lengths, then the `(pairs, diagonal)` counts
-/// and the violation flag, which are downloaded together.
+/// and the violation flag; the call's download starts at the counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ScanWords {
     pub lengths: Range<usize>,
@@ -192,8 +192,8 @@ impl ScanWords {
 }
 
 /// The loss kernel's words, after the scan's (`start`): the per-sample
-/// factors `r` and `wp` and the non-finite flag (uploaded together), then the
-/// flag and the per-block partial sums (downloaded together).
+/// factors `r` and `wp` (which `symseg_factors` writes), the non-finite flag,
+/// and the per-block partial sums.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LossWords {
     pub r: Range<usize>,

@@ -1,7 +1,7 @@
 //! The backend's per-call device words: every call's small buffers (lengths,
 //! counts, flags, reduction factors, partial sums) in one device allocation
-//! that the backend keeps and grows. A call then allocates nothing, and each
-//! launch costs one small copy to the device before it and one back after
+//! that the backend keeps and grows. A call then allocates nothing and makes
+//! one small copy to the device before its kernels and one back after them
 //! (`launch_args::ScanWords` and its kin say where each buffer lies).
 
 use std::sync::{Arc, Mutex, MutexGuard};
