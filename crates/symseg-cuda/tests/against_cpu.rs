@@ -1,8 +1,15 @@
 //! The CUDA backend against the float64 reference and the CPU backend, on the
 //! shared random cases (odd sizes, padding, min_sep, ignore labels, masks,
-//! extreme logits), plus errors, metric counts and symmetrise. Without a
-//! driver or GPU every test prints `skipped: <reason>` and passes.
+//! extreme logits), plus errors, metric counts and symmetrise.
+//!
+//! On a GPU machine these run on the GPU. Where there is no CUDA driver
+//! library (CI), they run on the CPU driver (`support/cpu_driver.rs`): the
+//! backend's host code as it is, with the kernels emulated on the CPU. Where
+//! neither can be had, every test prints `skipped: <reason>` and passes.
 #![allow(clippy::print_stdout, clippy::expect_used)] // tests report `skipped: <reason>`
+
+#[path = "support/cpu_driver.rs"]
+mod cpu_driver;
 
 use ndarray::Array3;
 use symseg_core::metrics::PredictConfig;
@@ -11,15 +18,33 @@ use symseg_core::{Error, LossConfig, LossInput, Region, Strategy, SymMode, Tenso
 use symseg_cpu::CpuBackend;
 use symseg_cuda::{CudaBackend, HostInput};
 
-fn backend() -> Option<CudaBackend> {
+use cpu_driver::Driver;
+
+/// The backend on device 0 and the driver under it, or `None` after saying why not.
+fn backend_on() -> Option<(CudaBackend, Driver)> {
+    let driver = match cpu_driver::install() {
+        Ok(d) => d,
+        Err(reason) => {
+            println!("skipped: {reason}");
+            return None;
+        }
+    };
     if let Some(reason) = symseg_cuda::unavailable_reason() {
+        assert_ne!(driver, Driver::Cpu, "the CPU driver is loaded but unusable: {reason}");
         println!("skipped: {reason}");
         return None;
     }
     match CudaBackend::new() {
-        Ok(b) => Some(b),
+        Ok(b) => {
+            println!("running on {}", b.device_name().unwrap_or_else(|e| e.to_string()));
+            Some((b, driver))
+        }
         Err(e) => panic!("a device is present but the backend failed: {e}"),
     }
+}
+
+fn backend() -> Option<CudaBackend> {
+    backend_on().map(|(b, _)| b)
 }
 
 fn host(case: &Case) -> HostInput<'_> {
@@ -72,11 +97,11 @@ fn random_cases_match_the_reference_and_the_cpu() {
         let gmax = cpu_grad.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         for (k, (a, b)) in grad.iter().zip(&cpu_grad).enumerate() {
             assert!((a - b).abs() <= 2e-4 * gmax, "seed {seed}: grad[{k}] {a} vs cpu {b}");
-            // Exactly zero outside the counted set on both.
-            assert_eq!(
-                *a == 0.0,
-                *b == 0.0 || (a - b).abs() <= 1e-6 * gmax,
-                "seed {seed}: zero pattern at {k}"
+            // The same zeros (the reference check above has them exact
+            // outside the counted set), up to an underflow inside it.
+            assert!(
+                (*a == 0.0) == (*b == 0.0) || (a - b).abs() <= 1e-6 * gmax,
+                "seed {seed}: zero pattern at {k}: {a} vs cpu {b}"
             );
         }
     }
@@ -157,22 +182,6 @@ fn metric_counts_and_symmetrise_match_the_cpu() {
             let z = gpu.symmetrise_host(&case.logits, case.dims.shape(), mode).expect("valid");
             assert_eq!(z, out.into_raw_vec_and_offset().0, "seed {seed} {mode:?}");
         }
-    }
-}
-
-#[test]
-fn without_a_device_the_backend_reports_why() {
-    match symseg_cuda::unavailable_reason() {
-        Some(reason) => {
-            let err = CudaBackend::new().expect_err("no usable device");
-            assert!(!reason.is_empty());
-            assert!(err.to_string().starts_with("cuda backend:"), "{err}");
-            // SAFETY: null is the legacy default stream; nothing is queued on it here.
-            let raw = unsafe { CudaBackend::on_raw_stream(0, std::ptr::null_mut()) };
-            assert_eq!(raw.expect_err("no usable device").to_string(), err.to_string());
-            println!("skipped: {reason} (and CudaBackend::new() said: {err})");
-        }
-        None => assert!(CudaBackend::new().is_ok()),
     }
 }
 
@@ -282,10 +291,12 @@ fn unaligned_buffers_give_the_bits_of_aligned_ones() {
 
 #[test]
 fn a_batch_of_many_small_maps_strides_over_every_sample() {
-    let Some(gpu) = backend() else { return };
-    // More samples than a grid's y extent could hold (65535), so every block
-    // strides over many samples.
-    let case = Case::random(&mut Rng::new(8), &symseg_core::testing::CaseSpec::new(70_000, 3));
+    let Some((gpu, driver)) = backend_on() else { return };
+    // On a GPU, more samples than a grid's y extent could hold (65535). The
+    // CPU driver's grid is 2 blocks, so fewer samples make each block stride
+    // over many of them too, at an emulation cost CI can pay.
+    let samples = if driver == Driver::Cpu { 2_000 } else { 70_000 };
+    let case = Case::random(&mut Rng::new(8), &symseg_core::testing::CaseSpec::new(samples, 3));
     let cfg = LossConfig::default().strategy(Strategy::Average);
     let (report, grad) = gpu.loss_grad_host(&host(&case), &cfg).expect("valid case");
     let (cpu_loss, cpu_grad) = cpu_loss_grad(&case, &cfg).expect("valid case");

@@ -1,0 +1,130 @@
+//! The CPU driver for the GPU tests: where this machine has no CUDA driver
+//! library, `emulator/cpu_driver.cpp` is built as `libcuda.so` (with one
+//! emulator library per kernel beside it) and loaded before cudarc looks for
+//! the driver. cudarc then finds it by name (the dynamic loader matches an
+//! already-loaded library's soname), and the tests run the backend's real
+//! host code (context, stream, scratch words, copies and every launch's
+//! argument list) with the kernels emulated on the CPU.
+//!
+//! Where a real driver library is present it is used as it is. Without a C++
+//! compiler the GPU tests skip, unless `SYMSEG_REQUIRE_EMULATOR` is set (as
+//! in CI). `SYMSEG_CPU_DRIVER=0` turns the CPU driver off.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use symseg_cuda::kernels;
+
+const SHIM: &str = include_str!("../../emulator/cuda_on_cpu.h");
+const DRIVER: &str = include_str!("../../emulator/cpu_driver.cpp");
+const ENTRY: &str = include_str!("../../emulator/kernel_entry.cpp");
+
+/// Which driver the GPU tests run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// The system's libcuda (a GPU machine, or one whose driver sees no GPU).
+    System,
+    /// The CPU driver, built and loaded by [`install`].
+    Cpu,
+}
+
+/// Makes a driver loadable, once per process: the system's where present,
+/// else the CPU driver. `Err` says why neither can be had.
+pub fn install() -> Result<Driver, String> {
+    static DRIVER_STATE: OnceLock<Result<Driver, String>> = OnceLock::new();
+    DRIVER_STATE
+        .get_or_init(|| {
+            // SAFETY: only opens the library by its known names; nothing is called.
+            if unsafe { cudarc::driver::sys::is_culib_present() } {
+                return Ok(Driver::System);
+            }
+            if std::env::var("SYMSEG_CPU_DRIVER").is_ok_and(|v| v == "0") {
+                return Err("no CUDA driver library, and SYMSEG_CPU_DRIVER=0".into());
+            }
+            let lib = build().inspect_err(|reason| {
+                assert!(
+                    std::env::var("SYMSEG_REQUIRE_EMULATOR").is_err(),
+                    "SYMSEG_REQUIRE_EMULATOR is set but the CPU driver cannot be built: {reason}"
+                );
+            })?;
+            // SAFETY: the library's initialisers only set up empty tables.
+            let loaded = unsafe { libloading::Library::new(&lib) }
+                .map_err(|e| format!("loading {}: {e}", lib.display()))?;
+            // Kept loaded for the process: cudarc holds pointers into it.
+            std::mem::forget(loaded);
+            Ok(Driver::Cpu)
+        })
+        .clone()
+}
+
+/// A working C++20 compiler: `$CXX`, else `c++`, else `g++`.
+fn compiler() -> Option<String> {
+    let candidates = std::env::var("CXX").into_iter().chain(["c++".to_string(), "g++".to_string()]);
+    candidates
+        .into_iter()
+        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+}
+
+/// Builds the CPU driver and the kernels' libraries into a folder named by a
+/// hash of their sources and the compiler, reusing an earlier build of the
+/// same; returns the driver library's path.
+fn build() -> Result<PathBuf, String> {
+    let cxx = compiler().ok_or("no C++ compiler (CXX, c++ or g++) to build the CPU driver")?;
+    let sources: Vec<(String, String)> = kernels::ALL
+        .iter()
+        .map(|k| {
+            let text = format!(
+                "#define EMU_FIBERS\n{SHIM}\n{}\n#define EMU_ENTRY {}\n{ENTRY}",
+                kernels::full_source(k),
+                k.entry
+            );
+            (k.entry.to_string(), text)
+        })
+        .collect();
+    let mut h = DefaultHasher::new();
+    (&cxx, DRIVER, &sources).hash(&mut h);
+    let dir = std::env::temp_dir().join(format!("symseg-cpu-driver-{:016x}", h.finish()));
+    let lib = dir.join("libcuda.so");
+    if lib.exists() {
+        return Ok(lib);
+    }
+    // Built in a private folder and renamed into place whole, so concurrent
+    // test binaries never load half of one.
+    let tmp = dir.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
+    compile(&cxx, &tmp, "libcuda", DRIVER, &["-Wl,-soname,libcuda.so"])?;
+    for (entry, text) in &sources {
+        compile(&cxx, &tmp, entry, text, &[])?;
+    }
+    match std::fs::rename(&tmp, &dir) {
+        Ok(()) => {}
+        // Another process got there first with the same build.
+        Err(_) if lib.exists() => {
+            std::fs::remove_dir_all(&tmp).ok();
+        }
+        Err(e) => return Err(format!("moving the CPU driver into {}: {e}", dir.display())),
+    }
+    Ok(lib)
+}
+
+/// Compiles `text` into `dir/<name>.so`.
+fn compile(cxx: &str, dir: &Path, name: &str, text: &str, extra: &[&str]) -> Result<(), String> {
+    let src = dir.join(format!("{name}.cpp"));
+    std::fs::write(&src, text).map_err(|e| format!("writing {}: {e}", src.display()))?;
+    let out = Command::new(cxx)
+        .args(["-std=c++20", "-O2", "-g", "-shared", "-fPIC", "-pthread", "-x", "c++"])
+        .arg(&src)
+        .args(extra)
+        .arg("-o")
+        .arg(dir.join(format!("{name}.so")))
+        .arg("-ldl")
+        .output()
+        .map_err(|e| format!("running {cxx}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{name} does not compile:\n{}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
