@@ -88,6 +88,15 @@ bool inside(CUdeviceptr p, size_t len) {
 
 void complain(const char* what) { std::fprintf(stderr, "symseg CPU driver: %s\n", what); }
 
+// Whether a copy or memset of `len` bytes at `p` may go ahead (saying why not).
+bool may_touch(CUdeviceptr p, size_t len, const char* what) {
+    if (len == 0 || inside(p, len)) {
+        return true;
+    }
+    std::fprintf(stderr, "symseg CPU driver: %s outside every allocation\n", what);
+    return false;
+}
+
 }  // namespace
 
 extern "C" {
@@ -265,11 +274,7 @@ CUresult cuMemAllocAsync(CUdeviceptr* p, size_t bytes, void*) { return cuMemAllo
 CUresult cuMemFreeAsync(CUdeviceptr p, void*) { return cuMemFree_v2(p); }
 
 CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t bytes) {
-    if (bytes == 0) {
-        return OK;
-    }
-    if (!inside(dst, bytes)) {
-        complain("a host-to-device copy outside every allocation");
+    if (!may_touch(dst, bytes, "a host-to-device copy")) {
         return INVALID_VALUE;
     }
     std::memcpy(reinterpret_cast<void*>(dst), src, bytes);
@@ -277,11 +282,7 @@ CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t bytes) {
 }
 
 CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t bytes) {
-    if (bytes == 0) {
-        return OK;
-    }
-    if (!inside(src, bytes)) {
-        complain("a device-to-host copy outside every allocation");
+    if (!may_touch(src, bytes, "a device-to-host copy")) {
         return INVALID_VALUE;
     }
     std::memcpy(dst, reinterpret_cast<const void*>(src), bytes);
@@ -289,11 +290,7 @@ CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t bytes) {
 }
 
 CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
-    if (bytes == 0) {
-        return OK;
-    }
-    if (!inside(dst, bytes) || !inside(src, bytes)) {
-        complain("a device-to-device copy outside every allocation");
+    if (!may_touch(dst, bytes, "a device-to-device copy") || !may_touch(src, bytes, "a device-to-device copy")) {
         return INVALID_VALUE;
     }
     std::memmove(reinterpret_cast<void*>(dst), reinterpret_cast<const void*>(src), bytes);
@@ -311,11 +308,7 @@ CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes, vo
 }
 
 CUresult cuMemsetD8_v2(CUdeviceptr p, unsigned char v, size_t n) {
-    if (n == 0) {
-        return OK;
-    }
-    if (!inside(p, n)) {
-        complain("a memset outside every allocation");
+    if (!may_touch(p, n, "a memset")) {
         return INVALID_VALUE;
     }
     std::memset(reinterpret_cast<void*>(p), v, n);
