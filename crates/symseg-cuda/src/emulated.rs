@@ -30,6 +30,9 @@ use symseg_core::{LossConfig, SymMode};
 use crate::kernels::{self, KernelSource};
 use crate::launch_args::{self, LossArgs, mode_code};
 
+#[path = "../emulator/find_cxx.rs"]
+mod find_cxx;
+
 const SHIM: &str = include_str!("../emulator/cuda_on_cpu.h");
 const DRIVER: &str = include_str!("../emulator/driver.cpp");
 
@@ -105,14 +108,6 @@ fn compile(cxx: &str, dir: &Path, k: &KernelSource, select: &str, check: Check) 
     None
 }
 
-/// A working C++20 compiler: `$CXX`, else `c++`, else `g++`.
-fn compiler() -> Option<String> {
-    let candidates = std::env::var("CXX").into_iter().chain(["c++".to_string(), "g++".to_string()]);
-    candidates
-        .into_iter()
-        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
-}
-
 /// The emulators built for `check`, or `None` (after saying why) where they
 /// cannot be built: no C++ compiler, or, for [`Check::Races`], no
 /// ThreadSanitizer. `SYMSEG_REQUIRE_EMULATOR` turns either into a failure.
@@ -121,7 +116,8 @@ fn emulators_for(check: Check) -> Option<&'static Emulators> {
     static RACES: OnceLock<Result<Emulators, &'static str>> = OnceLock::new();
     let cell = if check == Check::Bounds { &BOUNDS } else { &RACES };
     let emu = cell.get_or_init(|| {
-        let cxx = compiler().ok_or("no C++ compiler (CXX, c++ or g++) to build the kernel emulator")?;
+        let cxx =
+            find_cxx::compiler().ok_or("no C++ compiler (CXX, c++ or g++) to build the kernel emulator")?;
         let dir = std::env::temp_dir().join("symseg-cuda-emulator");
         std::fs::create_dir_all(&dir).expect("create the emulator directory");
         let build = |k: &KernelSource, select: &str| {

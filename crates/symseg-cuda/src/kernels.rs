@@ -58,6 +58,12 @@ pub fn full_source(k: &KernelSource) -> String {
     format!("{COMMON}\n// ---- {}\n{}", k.file, k.source)
 }
 
+/// NVRTC's flags for SPEC §4's accuracy: no flush-to-zero, IEEE division and
+/// square roots; fused multiply-adds stay on (they only make results closer).
+/// Both [`compile`] and [`resources`] pass these, so the registers counted are
+/// those of the code that runs.
+const ACCURACY_FLAGS: [&str; 4] = ["--ftz=false", "--prec-div=true", "--prec-sqrt=true", "--fmad=true"];
+
 /// Compiles `k` to PTX for `arch` (e.g. `"compute_90"`), with IEEE division
 /// and square roots and no flush-to-zero, as SPEC §4's accuracy needs.
 ///
@@ -66,10 +72,7 @@ pub fn full_source(k: &KernelSource) -> String {
 pub fn compile(k: &KernelSource, arch: &'static str) -> Result<Ptx> {
     let opts = CompileOptions {
         arch: Some(arch),
-        ftz: Some(false),
-        prec_div: Some(true),
-        prec_sqrt: Some(true),
-        fmad: Some(true),
+        options: ACCURACY_FLAGS.map(String::from).to_vec(),
         name: Some(k.file.to_string()),
         ..Default::default()
     };
@@ -106,14 +109,8 @@ pub fn resources(k: &KernelSource, sm: &str) -> Result<Resources> {
     availability::nvrtc()?;
     let fail = |what: String| Error::Backend { backend: "cuda", message: format!("{}: {what}", k.file) };
     let src = CString::new(full_source(k)).map_err(|e| fail(e.to_string()))?;
-    let opts = [
-        format!("--gpu-architecture={sm}"),
-        "--ftz=false".into(),
-        "--prec-div=true".into(),
-        "--prec-sqrt=true".into(),
-        "--fmad=true".into(),
-        "--ptxas-options=-v".into(),
-    ];
+    let mut opts = vec![format!("--gpu-architecture={sm}"), "--ptxas-options=-v".into()];
+    opts.extend(ACCURACY_FLAGS.map(String::from));
     let prog = nvrtc::create_program(&src, None).map_err(|e| fail(format!("{e:?}")))?;
     // SAFETY: `prog` was created above from `src`, which outlives it, and is
     // destroyed once, after its last use.

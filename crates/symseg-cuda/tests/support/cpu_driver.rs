@@ -17,9 +17,15 @@ use std::sync::OnceLock;
 
 use symseg_cuda::kernels;
 
+#[path = "../../emulator/find_cxx.rs"]
+mod find_cxx;
+
 const SHIM: &str = include_str!("../../emulator/cuda_on_cpu.h");
 const DRIVER: &str = include_str!("../../emulator/cpu_driver.cpp");
 const ENTRY: &str = include_str!("../../emulator/kernel_entry.cpp");
+
+/// The compiler flags of every library of the CPU driver (part of the build's hash).
+const CXX_FLAGS: [&str; 8] = ["-std=c++20", "-O2", "-g", "-shared", "-fPIC", "-pthread", "-x", "c++"];
 
 /// Which driver the GPU tests run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,19 +65,11 @@ pub fn install() -> Result<Driver, String> {
         .clone()
 }
 
-/// A working C++20 compiler: `$CXX`, else `c++`, else `g++`.
-fn compiler() -> Option<String> {
-    let candidates = std::env::var("CXX").into_iter().chain(["c++".to_string(), "g++".to_string()]);
-    candidates
-        .into_iter()
-        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
-}
-
 /// Builds the CPU driver and the kernels' libraries into a folder named by a
-/// hash of their sources and the compiler, reusing an earlier build of the
+/// hash of their sources, the compiler and its flags, reusing an earlier build of the
 /// same; returns the driver library's path.
 fn build() -> Result<PathBuf, String> {
-    let cxx = compiler().ok_or("no C++ compiler (CXX, c++ or g++) to build the CPU driver")?;
+    let cxx = find_cxx::compiler().ok_or("no C++ compiler (CXX, c++ or g++) to build the CPU driver")?;
     let sources: Vec<(String, String)> = kernels::ALL
         .iter()
         .map(|k| {
@@ -84,7 +82,7 @@ fn build() -> Result<PathBuf, String> {
         })
         .collect();
     let mut h = DefaultHasher::new();
-    (&cxx, DRIVER, &sources).hash(&mut h);
+    (&cxx, CXX_FLAGS, DRIVER, &sources).hash(&mut h);
     let dir = std::env::temp_dir().join(format!("symseg-cpu-driver-{:016x}", h.finish()));
     let lib = dir.join("libcuda.so");
     if lib.exists() {
@@ -114,7 +112,7 @@ fn compile(cxx: &str, dir: &Path, name: &str, text: &str, extra: &[&str]) -> Res
     let src = dir.join(format!("{name}.cpp"));
     std::fs::write(&src, text).map_err(|e| format!("writing {}: {e}", src.display()))?;
     let out = Command::new(cxx)
-        .args(["-std=c++20", "-O2", "-g", "-shared", "-fPIC", "-pthread", "-x", "c++"])
+        .args(CXX_FLAGS)
         .arg(&src)
         .args(extra)
         .arg("-o")
