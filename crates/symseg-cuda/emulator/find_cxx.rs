@@ -1,5 +1,5 @@
 //! The C++ compiler that builds the emulators, shared by the emulated kernel
-//! tests (`src/emulated.rs`) and the CPU driver (`tests/support/cpu_driver.rs`).
+//! tests (`src/emulated.rs`) and the CPU driver (`src/cpu_driver.rs`).
 
 use std::process::Command;
 

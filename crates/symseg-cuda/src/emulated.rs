@@ -27,11 +27,9 @@ use symseg_core::testing::{
 use symseg_core::validate::RegionCounts;
 use symseg_core::{LossConfig, SymMode};
 
+use crate::find_cxx;
 use crate::kernels::{self, KernelSource};
 use crate::launch_args::{self, LossArgs, mode_code};
-
-#[path = "../emulator/find_cxx.rs"]
-mod find_cxx;
 
 const SHIM: &str = include_str!("../emulator/cuda_on_cpu.h");
 const DRIVER: &str = include_str!("../emulator/driver.cpp");

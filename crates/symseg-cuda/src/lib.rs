@@ -18,8 +18,11 @@
 
 mod availability;
 mod backend;
+pub mod cpu_driver;
 #[cfg(test)]
 mod emulated;
+#[path = "../emulator/find_cxx.rs"]
+mod find_cxx;
 mod host;
 pub mod kernels;
 mod launch_args;

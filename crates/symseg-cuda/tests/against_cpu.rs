@@ -3,28 +3,29 @@
 //! extreme logits), plus errors, metric counts and symmetrise.
 //!
 //! On a GPU machine these run on the GPU. Where there is no CUDA driver
-//! library (CI), they run on the CPU driver (`support/cpu_driver.rs`): the
+//! library (CI), they run on the CPU driver (`symseg_cuda::cpu_driver`): the
 //! backend's host code as it is, with the kernels emulated on the CPU. Where
 //! neither can be had, every test prints `skipped: <reason>` and passes.
 #![allow(clippy::print_stdout, clippy::expect_used)] // tests report `skipped: <reason>`
-
-#[path = "support/cpu_driver.rs"]
-mod cpu_driver;
 
 use ndarray::Array3;
 use symseg_core::metrics::PredictConfig;
 use symseg_core::testing::{Case, Rng, check_against_reference, random_case, random_draw};
 use symseg_core::{Error, LossConfig, LossInput, Region, Strategy, SymMode, TensorBackend};
 use symseg_cpu::CpuBackend;
+use symseg_cuda::cpu_driver::{self, Driver};
 use symseg_cuda::{CudaBackend, HostInput};
-
-use cpu_driver::Driver;
 
 /// The backend on device 0 and the driver under it, or `None` after saying why not.
 fn backend_on() -> Option<(CudaBackend, Driver)> {
     let driver = match cpu_driver::install() {
         Ok(d) => d,
         Err(reason) => {
+            // CI sets this: there the CPU driver must run, not skip.
+            assert!(
+                std::env::var("SYMSEG_REQUIRE_EMULATOR").is_err(),
+                "SYMSEG_REQUIRE_EMULATOR is set but the CPU driver cannot be had: {reason}"
+            );
             println!("skipped: {reason}");
             return None;
         }
