@@ -5,6 +5,11 @@
 //! other benchmark shapes) in GB/s at 9 bytes per element, as a fraction of
 //! that copy bandwidth, with the CPU backend's time on the same input for the
 //! speed-up. The table comes last. Sized for a few minutes.
+//!
+//! `--cpu-driver` is the dry run for a machine without a GPU: the same steps
+//! on the CPU driver (`symseg::cuda::cpu_driver`) with small shapes and a
+//! small copy, so that the one GPU run is not spent finding a broken step.
+//! Its figures are the CPU's and say nothing about a GPU.
 
 use std::time::{Duration, Instant};
 
@@ -24,7 +29,18 @@ pub struct Args {
     /// Seconds spent timing each benchmark case.
     #[arg(long, default_value_t = 0.5)]
     seconds: f64,
+    /// Without a CUDA driver, a dry run on the CPU driver: every step, small
+    /// shapes, figures that are the CPU's and not a GPU's.
+    #[arg(long)]
+    cpu_driver: bool,
 }
+
+/// The benchmark's `(batch, n)` shapes and copy size (f32 elements) on a GPU.
+const GPU_SHAPES: [(usize, usize); 3] = [(8, 2048), (1, 2048), (32, 256)];
+const GPU_COPY_LEN: usize = 256 << 20; // 1 GiB
+/// The same on the CPU driver: as many shapes, of sizes it runs in seconds.
+const DRY_RUN_SHAPES: [(usize, usize); 3] = [(2, 96), (1, 160), (8, 32)];
+const DRY_RUN_COPY_LEN: usize = 4 << 20; // 16 MiB
 
 /// Median seconds of `f` over repeated runs for about `budget`, after a warm-up.
 fn median_secs(budget: Duration, mut f: impl FnMut() -> symseg::Result<()>) -> symseg::Result<f64> {
@@ -44,10 +60,10 @@ fn dev(e: impl std::fmt::Display) -> symseg::Error {
     symseg::Error::Backend { backend: "cuda", message: e.to_string() }
 }
 
-/// Device-to-device copy bandwidth (bytes read + written per second) of a 1 GiB buffer.
-fn copy_bandwidth(gpu: &CudaBackend, budget: Duration) -> symseg::Result<f64> {
+/// Device-to-device copy bandwidth (bytes read + written per second) of a
+/// buffer of `len` f32 elements.
+fn copy_bandwidth(gpu: &CudaBackend, budget: Duration, len: usize) -> symseg::Result<f64> {
     let s = gpu.stream();
-    let len = 256 << 20; // f32 elements: 1 GiB
     let src = s.alloc_zeros::<f32>(len).map_err(dev)?;
     let mut dst = s.alloc_zeros::<f32>(len).map_err(dev)?;
     let secs = median_secs(budget, || {
@@ -82,12 +98,17 @@ fn call_overhead(gpu: &CudaBackend, budget: Duration) -> symseg::Result<f64> {
     median_secs(budget, || gpu.loss_grad(&input, &cfg, DeviceTensorMut::new(&mut g, shape, &s)?).map(|_| ()))
 }
 
-fn bench(gpu: &CudaBackend, budget: Duration) -> symseg::Result<(f64, Vec<Row>)> {
-    let copy = copy_bandwidth(gpu, budget)?;
+fn bench(
+    gpu: &CudaBackend,
+    budget: Duration,
+    shapes: &[(usize, usize)],
+    copy_len: usize,
+) -> symseg::Result<(f64, Vec<Row>)> {
+    let copy = copy_bandwidth(gpu, budget, copy_len)?;
     let cpu = CpuBackend::new();
     let s = gpu.stream();
     let mut rows = Vec::new();
-    for (b, n) in [(8usize, 2048usize), (1, 2048), (32, 256)] {
+    for &(b, n) in shapes {
         let case = Case::random(&mut Rng::new(7), &CaseSpec::new(b, n));
         let shape = [b, n, n];
         let x = s.clone_htod(&case.logits).map_err(dev)?;
@@ -149,25 +170,33 @@ fn print_kernels(gpu: &CudaBackend) {
     }
 }
 
+/// `12x`, or `0.35x` where the GPU is not the faster (a dry run, or tiny shapes).
+fn speed_up(ratio: f64) -> String {
+    if ratio >= 10.0 { format!("{ratio:.0}x") } else { format!("{ratio:.2}x") }
+}
+
 pub fn run(args: &Args) -> bool {
     let started = Instant::now();
     println!("== cross-backend suite");
-    let suite_ok = test_backends::run(&test_backends::Args::new(args.cases, 1));
-    let gpu = match symseg::cuda::unavailable_reason() {
-        Some(reason) => {
-            println!("== GPU benchmark: skipped: {reason}");
+    let suite_ok = test_backends::run(&test_backends::Args::new(args.cases, 1, args.cpu_driver));
+    let (gpu, dry_run) = match test_backends::start_cuda(args.cpu_driver) {
+        Ok(Some((g, name))) => (g, name == "cuda-on-cpu"),
+        Ok(None) => {
+            println!("== GPU benchmark: skipped (no GPU; `--cpu-driver` makes a dry run of it)");
             return false;
         }
-        None => match CudaBackend::new() {
-            Ok(g) => g,
-            Err(e) => {
-                println!("== GPU benchmark: FAILED: {e}");
-                return false;
-            }
-        },
+        Err(e) => {
+            println!("== GPU benchmark: FAILED: {e}");
+            return false;
+        }
     };
+    let (shapes, copy_len) =
+        if dry_run { (DRY_RUN_SHAPES, DRY_RUN_COPY_LEN) } else { (GPU_SHAPES, GPU_COPY_LEN) };
+    if dry_run {
+        println!("== DRY RUN on the CPU driver: small shapes; every time below is the CPU's, not a GPU's");
+    }
     println!("== GPU benchmark (loss + gradient, float32, focal alpha 0.25 gamma 2, median)");
-    let (copy, rows) = match bench(&gpu, Duration::from_secs_f64(args.seconds)) {
+    let (copy, rows) = match bench(&gpu, Duration::from_secs_f64(args.seconds), &shapes, copy_len) {
         Ok(r) => r,
         Err(e) => {
             println!("GPU benchmark FAILED: {e}");
@@ -192,7 +221,7 @@ pub fn run(args: &Args) -> bool {
     for r in &rows {
         let shape = format!("{}x{}x{}", r.shape[0], r.shape[1], r.shape[2]);
         let (cpu, up) = match r.cpu_ms {
-            Some(c) => (format!("{c:.2}"), format!("{:.0}x", c / r.gpu_ms)),
+            Some(c) => (format!("{c:.2}"), speed_up(c / r.gpu_ms)),
             None => ("-".into(), "-".into()),
         };
         println!(
@@ -207,10 +236,48 @@ pub fn run(args: &Args) -> bool {
             up
         );
     }
+    if dry_run {
+        println!("(a dry run on the CPU driver: these are not GPU figures)");
+    }
     println!(
         "cross-backend suite: {}; gpu-check took {:.0} s",
         if suite_ok { "passed" } else { "FAILED" },
         started.elapsed().as_secs_f64()
     );
     suite_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The whole of `gpu-check`, as a dry run on the CPU driver, so that a
+    /// broken step shows here and not on the GPU machine.
+    #[test]
+    #[allow(clippy::print_stdout)] // reports `skipped: <reason>`
+    fn the_dry_run_completes_every_step() {
+        match symseg::cuda::cpu_driver::install() {
+            Ok(symseg::cuda::cpu_driver::Driver::Cpu) => {}
+            Ok(symseg::cuda::cpu_driver::Driver::System) => {
+                println!("skipped: a CUDA driver is present; run `cargo xtask gpu-check` itself");
+                return;
+            }
+            Err(e) => {
+                assert!(
+                    std::env::var("SYMSEG_REQUIRE_EMULATOR").is_err(),
+                    "SYMSEG_REQUIRE_EMULATOR is set but the CPU driver cannot be had: {e}"
+                );
+                println!("skipped: {e}");
+                return;
+            }
+        }
+        assert!(run(&Args { cases: 40, seconds: 0.01, cpu_driver: true }));
+    }
+
+    #[test]
+    fn speed_ups_keep_two_figures() {
+        assert_eq!(speed_up(37.4), "37x");
+        assert_eq!(speed_up(0.347), "0.35x");
+        assert_eq!(speed_up(2.0), "2.00x");
+    }
 }

@@ -1,5 +1,8 @@
 //! Cross-backend check: the same random cases on every backend this build has,
 //! each compared with the float64 reference and with the CPU backend.
+//! `--cpu-driver` runs the CUDA backend on the CPU driver where the machine
+//! has no CUDA driver (`symseg::cuda::cpu_driver`): its host code as it ships,
+//! its kernels emulated, so the check can be had without a GPU.
 
 use ndarray::Array3;
 use symseg::testing::{Case, check_against_reference, random_draw};
@@ -13,13 +16,39 @@ pub struct Args {
     /// Seed of the first case.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Without a CUDA driver, run the CUDA backend on the CPU driver (slow:
+    /// for checking the backend's host code and kernels without a GPU).
+    #[arg(long)]
+    cpu_driver: bool,
 }
 
 impl Args {
-    /// `cases` random cases from seed `seed`.
-    pub fn new(cases: usize, seed: u64) -> Args {
-        Args { cases, seed }
+    /// `cases` random cases from seed `seed`, on the CPU driver where there is
+    /// no CUDA driver and `cpu_driver` is set.
+    pub fn new(cases: usize, seed: u64, cpu_driver: bool) -> Args {
+        Args { cases, seed, cpu_driver }
     }
+}
+
+/// The CUDA backend and the name it is reported under, `Ok(None)` after
+/// saying why there is none, `Err` when a device is there but fails.
+pub fn start_cuda(cpu_driver: bool) -> Result<Option<(symseg::CudaBackend, &'static str)>, String> {
+    let mut name = "cuda";
+    if cpu_driver {
+        match symseg::cuda::cpu_driver::install() {
+            Ok(symseg::cuda::cpu_driver::Driver::System) => {}
+            Ok(symseg::cuda::cpu_driver::Driver::Cpu) => name = "cuda-on-cpu",
+            Err(e) => return Err(format!("the CPU driver: {e}")),
+        }
+    }
+    if let Some(reason) = symseg::cuda::unavailable_reason() {
+        if name == "cuda-on-cpu" {
+            return Err(format!("the CPU driver is loaded but unusable: {reason}"));
+        }
+        println!("cuda: skipped: {reason}");
+        return Ok(None);
+    }
+    symseg::CudaBackend::new().map(|b| Some((b, name))).map_err(|e| e.to_string())
 }
 
 /// Loss and gradient of `case` on the CPU backend.
@@ -52,24 +81,18 @@ type RunCase<'a> = Box<dyn Fn(&Case, &LossConfig) -> symseg::Result<(f64, Vec<f3
 /// Runs the cross-backend check; `false` when any case fails.
 pub fn run(args: &Args) -> bool {
     println!("cross-backend check: {} random cases per backend, seeds {}..", args.cases, args.seed);
-    let gpu = match symseg::cuda::unavailable_reason() {
-        Some(reason) => {
-            println!("cuda: skipped: {reason}");
-            None
+    let gpu = match start_cuda(args.cpu_driver) {
+        Ok(g) => g,
+        Err(e) => {
+            println!("cuda: FAILED to start: {e}");
+            return false;
         }
-        None => match symseg::CudaBackend::new() {
-            Ok(b) => Some(b),
-            Err(e) => {
-                println!("cuda: FAILED to start: {e}");
-                return false;
-            }
-        },
     };
     let mut backends: Vec<(&str, RunCase<'_>)> = vec![("cpu", Box::new(cpu))];
-    if let Some(g) = &gpu {
-        backends.push(("cuda", Box::new(move |c: &Case, cfg: &LossConfig| cuda(g, c, cfg))));
+    if let Some((g, name)) = &gpu {
+        backends.push((name, Box::new(move |c: &Case, cfg: &LossConfig| cuda(g, c, cfg))));
     }
-    println!("{:<8} {:>7} {:>7} {:>14}", "backend", "cases", "failed", "max loss err");
+    println!("{:<11} {:>7} {:>7} {:>14}", "backend", "cases", "failed", "max loss err");
     let mut ok = true;
     for (name, run_backend) in &backends {
         let (mut failed, mut worst) = (0usize, 0.0f64);
@@ -103,7 +126,7 @@ pub fn run(args: &Args) -> bool {
                 }
             }
         }
-        println!("{name:<8} {:>7} {failed:>7} {worst:>14.3e}", args.cases);
+        println!("{name:<11} {:>7} {failed:>7} {worst:>14.3e}", args.cases);
         ok &= failed == 0;
     }
     println!("{}", if ok { "all backends agree with the reference" } else { "FAILED" });
