@@ -5,11 +5,19 @@
 // there is no GPU, against the CPU backend.
 //
 // A launch runs the kernel's emulator (cuda_on_cpu.h + the kernel's source +
-// kernel_entry.cpp, one shared library per entry point, next to this one) at
-// once, on the calling thread: every stream is always idle, which is a legal
-// (if strict) schedule of CUDA's stream semantics. The device is one "SM" of
-// compute capability 9.0 holding two blocks, so every grid is small and each
-// block strides over many tile pairs.
+// kernel_entry.cpp, one shared library per entry point, next to this one).
+// The device is one "SM" of compute capability 9.0 holding two blocks, so
+// every grid is small and each block strides over many tile pairs.
+//
+// Streams are asynchronous, as on a GPU, and late on purpose. A created
+// stream runs its work on a thread of its own and holds each operation
+// STREAM_LAG before running it. The default (null) stream runs its work at
+// once, on the calling thread, after the blocking streams' work, as the
+// legacy default stream does. So work that reads what another stream writes,
+// ordered by nothing but luck (a missing event wait), reads it before it is
+// written, and the tests see wrong values instead of right ones by chance.
+// Events record a point in a stream; cuStreamWaitEvent holds a stream (or, for
+// the null stream, the caller) until that point is reached.
 //
 // What it checks besides the kernels' values: every copy and memset lies
 // inside one live allocation (CUDA_ERROR_INVALID_VALUE otherwise), a module
@@ -18,13 +26,22 @@
 
 #include <dlfcn.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
+#include <functional>
+#include <future>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <set>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace {
 
@@ -33,7 +50,12 @@ using CUdevice = int;
 using CUdeviceptr = unsigned long long;
 
 constexpr CUresult OK = 0, INVALID_VALUE = 1, OUT_OF_MEMORY = 2, INVALID_DEVICE = 101, INVALID_IMAGE = 200,
-                   INVALID_HANDLE = 400, NOT_FOUND = 500, LAUNCH_FAILED = 719, NOT_SUPPORTED = 801;
+                   INVALID_HANDLE = 400, NOT_FOUND = 500, NOT_READY = 600, LAUNCH_FAILED = 719,
+                   NOT_SUPPORTED = 801;
+
+// How long a created stream holds each operation before it runs it.
+constexpr auto STREAM_LAG = std::chrono::milliseconds(3);
+constexpr unsigned STREAM_NON_BLOCKING = 1;
 
 constexpr int SMS = 1, BLOCKS_PER_SM = 2, CC_MAJOR = 9, CC_MINOR = 0;
 constexpr int ATTR_MAX_THREADS_PER_BLOCK = 1, ATTR_WARP_SIZE = 10, ATTR_MULTIPROCESSOR_COUNT = 16,
@@ -42,18 +64,115 @@ constexpr int ATTR_MAX_THREADS_PER_BLOCK = 1, ATTR_WARP_SIZE = 10, ATTR_MULTIPRO
 struct Context {
     int device = 0;
 };
+using Clock = std::chrono::steady_clock;
+
+// A created stream: a queue of work and the thread that runs it, in order.
 struct Stream {
-    unsigned flags = 0;
+    explicit Stream(unsigned f) : flags(f), worker([this] { run(); }) {}
+    ~Stream() {
+        {
+            std::lock_guard<std::mutex> g(m);
+            stop = true;
+        }
+        cv.notify_all();
+        worker.join();  // after the queue is done: run() leaves only when it is empty
+    }
+    void push(std::function<void()> work) {
+        {
+            std::lock_guard<std::mutex> g(m);
+            queue.push_back(std::move(work));
+        }
+        cv.notify_all();
+    }
+    void drain() {
+        std::unique_lock<std::mutex> l(m);
+        cv.wait(l, [&] { return queue.empty() && !busy; });
+    }
+    bool idle() {
+        std::lock_guard<std::mutex> g(m);
+        return queue.empty() && !busy;
+    }
+
+    const unsigned flags;
+
+   private:
+    void run() {
+        std::unique_lock<std::mutex> l(m);
+        for (;;) {
+            cv.wait(l, [&] { return stop || !queue.empty(); });
+            if (queue.empty()) {
+                return;
+            }
+            std::function<void()> work = std::move(queue.front());
+            queue.pop_front();
+            busy = true;
+            l.unlock();
+            std::this_thread::sleep_for(STREAM_LAG);
+            work();
+            l.lock();
+            busy = false;
+            cv.notify_all();
+        }
+    }
+
+    std::mutex m;
+    std::condition_variable cv;
+    std::deque<std::function<void()>> queue;
+    bool busy = false, stop = false;
+    std::thread worker;  // last: starts once the rest is built
 };
+
+// An event: how many times it has been recorded, and how many of those
+// points its streams have reached (each record is one point).
 struct Event {
-    unsigned flags = 0;
+    void reach(uint64_t point) {
+        {
+            std::lock_guard<std::mutex> g(m);
+            if (point > reached) {
+                reached = point;
+                at = Clock::now();
+            }
+        }
+        cv.notify_all();
+    }
+    void wait(uint64_t point) {
+        std::unique_lock<std::mutex> l(m);
+        cv.wait(l, [&] { return reached >= point; });
+    }
+    uint64_t record() {
+        std::lock_guard<std::mutex> g(m);
+        return ++recorded;
+    }
+    uint64_t last() {
+        std::lock_guard<std::mutex> g(m);
+        return recorded;
+    }
+    // The time the last record was reached, or nothing while it is pending
+    // (or the event was never recorded).
+    bool done_at(Clock::time_point* t) {
+        std::lock_guard<std::mutex> g(m);
+        *t = at;
+        return recorded > 0 && reached >= recorded;
+    }
+    bool done() {
+        std::lock_guard<std::mutex> g(m);
+        return reached >= recorded;
+    }
+
+   private:
+    std::mutex m;
+    std::condition_variable cv;
+    uint64_t recorded = 0, reached = 0;
+    Clock::time_point at{};
 };
 struct Module {
     std::string ptx;
 };
-using Entry = int (*)(unsigned grid, unsigned block, void** params, char* why, size_t why_len);
+using Capture = void* (*)(unsigned grid, unsigned block, void** params, char* why, size_t why_len);
+using Run = void (*)(void* captured);
 struct Function {
-    Entry entry = nullptr;
+    Capture capture = nullptr;
+    Run run = nullptr;
     std::string name;
 };
 
@@ -63,6 +182,77 @@ thread_local Context* current = nullptr;
 
 std::mutex allocations_lock;
 std::map<uintptr_t, size_t> allocations;  // start -> bytes
+
+std::mutex streams_lock;
+std::set<Stream*> streams;  // the live created streams
+
+// Events stay alive while queued work refers to them, even once destroyed.
+std::mutex events_lock;
+std::map<void*, std::shared_ptr<Event>> events;
+
+std::shared_ptr<Event> event_of(void* e) {
+    std::lock_guard<std::mutex> g(events_lock);
+    auto it = events.find(e);
+    return it == events.end() ? nullptr : it->second;
+}
+
+// The null handle and CU_STREAM_LEGACY (1) name the legacy default stream,
+// CU_STREAM_PER_THREAD (2) the per-thread one: both run their work at once.
+bool is_default(void* s) { return reinterpret_cast<uintptr_t>(s) <= 2; }
+
+Stream* stream_of(void* s) {
+    std::lock_guard<std::mutex> g(streams_lock);
+    auto* st = static_cast<Stream*>(s);
+    return streams.count(st) != 0 ? st : nullptr;
+}
+
+// Waits for every created stream's work (all of them, or the blocking ones).
+void drain_streams(bool blocking_only) {
+    std::vector<Stream*> live;
+    {
+        std::lock_guard<std::mutex> g(streams_lock);
+        live.assign(streams.begin(), streams.end());
+    }
+    for (Stream* st : live) {
+        if (!blocking_only || (st->flags & STREAM_NON_BLOCKING) == 0) {
+            st->drain();
+        }
+    }
+}
+
+// Queues `work` on stream `s`: on a created stream, behind its earlier work;
+// on the default stream, now, after the blocking streams' work.
+CUresult enqueue(void* s, std::function<void()> work) {
+    if (is_default(s)) {
+        drain_streams(true);
+        work();
+        return OK;
+    }
+    Stream* st = stream_of(s);
+    if (st == nullptr) {
+        return INVALID_HANDLE;
+    }
+    st->push(std::move(work));
+    return OK;
+}
+
+// Queues `work` on `s` and waits for it (a copy into pageable host memory
+// returns once it is done).
+CUresult run_in_order(void* s, std::function<void()> work) {
+    if (is_default(s)) {
+        return enqueue(s, std::move(work));
+    }
+    auto done = std::make_shared<std::promise<void>>();
+    std::future<void> finished = done->get_future();
+    const CUresult r = enqueue(s, [work = std::move(work), done] {
+        work();
+        done->set_value();
+    });
+    if (r == OK) {
+        finished.wait();
+    }
+    return r;
+}
 
 // Where this library lies: the kernels' libraries are beside it.
 std::string own_dir() {
@@ -87,6 +277,18 @@ bool inside(CUdeviceptr p, size_t len) {
 }
 
 void complain(const char* what) { std::fprintf(stderr, "symseg CPU driver: %s\n", what); }
+
+CUresult free_now(CUdeviceptr p) {
+    std::lock_guard<std::mutex> g(allocations_lock);
+    auto it = allocations.find(static_cast<uintptr_t>(p));
+    if (it == allocations.end()) {
+        complain("cuMemFree of a pointer that is not a live allocation");
+        return INVALID_VALUE;
+    }
+    allocations.erase(it);
+    std::free(reinterpret_cast<void*>(p));
+    return OK;
+}
 
 // Whether a copy or memset of `len` bytes at `p` may go ahead (saying why not).
 bool may_touch(CUdeviceptr p, size_t len, const char* what) {
@@ -208,38 +410,115 @@ CUresult cuCtxGetDevice(CUdevice* d) {
     return OK;
 }
 
-CUresult cuCtxSynchronize() { return OK; }
+CUresult cuCtxSynchronize() {
+    drain_streams(false);
+    return OK;
+}
 
 CUresult cuStreamCreate(void** s, unsigned flags) {
-    *s = new Stream{flags};
+    auto* st = new Stream(flags);
+    std::lock_guard<std::mutex> g(streams_lock);
+    streams.insert(st);
+    *s = st;
     return OK;
 }
 
 CUresult cuStreamDestroy_v2(void* s) {
-    delete static_cast<Stream*>(s);
+    Stream* st = stream_of(s);
+    if (st == nullptr) {
+        return INVALID_HANDLE;
+    }
+    {
+        std::lock_guard<std::mutex> g(streams_lock);
+        streams.erase(st);
+    }
+    delete st;  // runs what is queued first, as CUDA does
     return OK;
 }
 
-CUresult cuStreamSynchronize(void*) { return OK; }
-CUresult cuStreamQuery(void*) { return OK; }
-CUresult cuStreamWaitEvent(void*, void* e, unsigned) { return e == nullptr ? INVALID_HANDLE : OK; }
+CUresult cuStreamSynchronize(void* s) {
+    if (is_default(s)) {
+        drain_streams(true);
+        return OK;
+    }
+    Stream* st = stream_of(s);
+    if (st == nullptr) {
+        return INVALID_HANDLE;
+    }
+    st->drain();
+    return OK;
+}
 
-CUresult cuEventCreate(void** e, unsigned flags) {
-    *e = new Event{flags};
+CUresult cuStreamQuery(void* s) {
+    if (is_default(s)) {
+        return OK;
+    }
+    Stream* st = stream_of(s);
+    if (st == nullptr) {
+        return INVALID_HANDLE;
+    }
+    return st->idle() ? OK : NOT_READY;
+}
+
+CUresult cuStreamWaitEvent(void* s, void* e, unsigned) {
+    auto ev = event_of(e);
+    if (ev == nullptr) {
+        return INVALID_HANDLE;
+    }
+    // The event's latest record at the time of the call, as CUDA waits for.
+    const uint64_t point = ev->last();
+    return enqueue(s, [ev, point] { ev->wait(point); });
+}
+
+CUresult cuEventCreate(void** e, unsigned) {
+    auto ev = std::make_shared<Event>();
+    std::lock_guard<std::mutex> g(events_lock);
+    events[ev.get()] = ev;
+    *e = ev.get();
     return OK;
 }
 
 CUresult cuEventDestroy_v2(void* e) {
-    delete static_cast<Event*>(e);
+    std::lock_guard<std::mutex> g(events_lock);
+    return events.erase(e) == 1 ? OK : INVALID_HANDLE;
+}
+
+CUresult cuEventRecord(void* e, void* s) {
+    auto ev = event_of(e);
+    if (ev == nullptr) {
+        return INVALID_HANDLE;
+    }
+    const uint64_t point = ev->record();
+    return enqueue(s, [ev, point] { ev->reach(point); });
+}
+
+CUresult cuEventSynchronize(void* e) {
+    auto ev = event_of(e);
+    if (ev == nullptr) {
+        return INVALID_HANDLE;
+    }
+    ev->wait(ev->last());
     return OK;
 }
 
-CUresult cuEventRecord(void* e, void*) { return e == nullptr ? INVALID_HANDLE : OK; }
-CUresult cuEventSynchronize(void* e) { return e == nullptr ? INVALID_HANDLE : OK; }
-CUresult cuEventQuery(void* e) { return e == nullptr ? INVALID_HANDLE : OK; }
+CUresult cuEventQuery(void* e) {
+    auto ev = event_of(e);
+    if (ev == nullptr) {
+        return INVALID_HANDLE;
+    }
+    return ev->done() ? OK : NOT_READY;
+}
 
-CUresult cuEventElapsedTime(float* ms, void*, void*) {
-    *ms = 0.0f;  // no clock: every stream is idle when an event is recorded
+CUresult cuEventElapsedTime(float* ms, void* a, void* b) {
+    auto start = event_of(a), end = event_of(b);
+    if (start == nullptr || end == nullptr) {
+        return INVALID_HANDLE;
+    }
+    Clock::time_point t0, t1;
+    if (!start->done_at(&t0) || !end->done_at(&t1)) {
+        return NOT_READY;
+    }
+    *ms = std::chrono::duration<float, std::milli>(t1 - t0).count();
     return OK;
 }
 
@@ -259,21 +538,18 @@ CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t bytes) {
 }
 
 CUresult cuMemFree_v2(CUdeviceptr p) {
-    std::lock_guard<std::mutex> g(allocations_lock);
-    auto it = allocations.find(static_cast<uintptr_t>(p));
-    if (it == allocations.end()) {
-        complain("cuMemFree of a pointer that is not a live allocation");
-        return INVALID_VALUE;
-    }
-    allocations.erase(it);
-    std::free(reinterpret_cast<void*>(p));
-    return OK;
+    // cuMemFree waits for the device: work queued before may still use it.
+    drain_streams(false);
+    return free_now(p);
 }
 
 CUresult cuMemAllocAsync(CUdeviceptr* p, size_t bytes, void*) { return cuMemAlloc_v2(p, bytes); }
-CUresult cuMemFreeAsync(CUdeviceptr p, void*) { return cuMemFree_v2(p); }
+CUresult cuMemFreeAsync(CUdeviceptr p, void* s) {
+    return enqueue(s, [p] { free_now(p); });
+}
 
 CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t bytes) {
+    drain_streams(true);  // on the legacy default stream
     if (!may_touch(dst, bytes, "a host-to-device copy")) {
         return INVALID_VALUE;
     }
@@ -282,6 +558,7 @@ CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t bytes) {
 }
 
 CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t bytes) {
+    drain_streams(true);  // on the legacy default stream
     if (!may_touch(src, bytes, "a device-to-host copy")) {
         return INVALID_VALUE;
     }
@@ -290,6 +567,7 @@ CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t bytes) {
 }
 
 CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
+    drain_streams(true);  // on the legacy default stream
     if (!may_touch(dst, bytes, "a device-to-device copy") || !may_touch(src, bytes, "a device-to-device copy")) {
         return INVALID_VALUE;
     }
@@ -297,17 +575,34 @@ CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
     return OK;
 }
 
-CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t bytes, void*) {
-    return cuMemcpyHtoD_v2(dst, src, bytes);
+// From pageable host memory: the source is staged before the call returns
+// (the caller may reuse it), the device written when the stream gets there.
+CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t bytes, void* s) {
+    if (!may_touch(dst, bytes, "a host-to-device copy")) {
+        return INVALID_VALUE;
+    }
+    const auto* from = static_cast<const unsigned char*>(src);
+    auto staged = std::make_shared<std::vector<unsigned char>>(from, from + bytes);
+    return enqueue(s, [dst, staged] { std::memcpy(reinterpret_cast<void*>(dst), staged->data(), staged->size()); });
 }
-CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t bytes, void*) {
-    return cuMemcpyDtoH_v2(dst, src, bytes);
+// Into pageable host memory: returns once the copy, in stream order, is done.
+CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t bytes, void* s) {
+    if (!may_touch(src, bytes, "a device-to-host copy")) {
+        return INVALID_VALUE;
+    }
+    return run_in_order(s, [dst, src, bytes] { std::memcpy(dst, reinterpret_cast<const void*>(src), bytes); });
 }
-CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes, void*) {
-    return cuMemcpyDtoD_v2(dst, src, bytes);
+CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes, void* s) {
+    if (!may_touch(dst, bytes, "a device-to-device copy") || !may_touch(src, bytes, "a device-to-device copy")) {
+        return INVALID_VALUE;
+    }
+    return enqueue(s, [dst, src, bytes] {
+        std::memmove(reinterpret_cast<void*>(dst), reinterpret_cast<const void*>(src), bytes);
+    });
 }
 
 CUresult cuMemsetD8_v2(CUdeviceptr p, unsigned char v, size_t n) {
+    drain_streams(true);  // on the legacy default stream
     if (!may_touch(p, n, "a memset")) {
         return INVALID_VALUE;
     }
@@ -315,7 +610,12 @@ CUresult cuMemsetD8_v2(CUdeviceptr p, unsigned char v, size_t n) {
     return OK;
 }
 
-CUresult cuMemsetD8Async(CUdeviceptr p, unsigned char v, size_t n, void*) { return cuMemsetD8_v2(p, v, n); }
+CUresult cuMemsetD8Async(CUdeviceptr p, unsigned char v, size_t n, void* s) {
+    if (!may_touch(p, n, "a memset")) {
+        return INVALID_VALUE;
+    }
+    return enqueue(s, [p, v, n] { std::memset(reinterpret_cast<void*>(p), v, n); });
+}
 
 CUresult cuModuleLoadData(void** m, const void* image) {
     if (image == nullptr) {
@@ -346,11 +646,12 @@ CUresult cuModuleGetFunction(void** f, void* m, const char* name) {
         complain(dlerror());
         return NOT_FOUND;
     }
-    auto entry = reinterpret_cast<Entry>(dlsym(lib, "emu_entry"));
-    if (entry == nullptr) {
+    auto capture = reinterpret_cast<Capture>(dlsym(lib, "emu_capture"));
+    auto run = reinterpret_cast<Run>(dlsym(lib, "emu_run"));
+    if (capture == nullptr || run == nullptr) {
         return NOT_FOUND;
     }
-    *f = new Function{entry, name};
+    *f = new Function{capture, run, name};
     return OK;
 }
 
@@ -375,7 +676,7 @@ CUresult cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(int* blocks, void*
 }
 
 CUresult cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
-                        unsigned shared_bytes, void*, void** params, void** extra) {
+                        unsigned shared_bytes, void* s, void** params, void** extra) {
     const auto* fn = static_cast<const Function*>(f);
     if (fn == nullptr) {
         return INVALID_HANDLE;
@@ -387,16 +688,20 @@ CUresult cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned
         complain("cuLaunchKernel: a launch shape symseg's kernels do not take");
         return INVALID_VALUE;
     }
-    // One launch at a time: a kernel's emulator keeps its grid, block index
-    // and __shared__ arrays process-wide, and test threads launch at once.
-    static std::mutex launch_lock;
-    std::lock_guard<std::mutex> one_at_a_time(launch_lock);
     char why[256] = {0};
-    if (fn->entry(gx, bx, params, why, sizeof why) != 0) {
+    void* launch = fn->capture(gx, bx, params, why, sizeof why);
+    if (launch == nullptr) {
         std::fprintf(stderr, "symseg CPU driver: %s: %s\n", fn->name.c_str(), why);
-        return LAUNCH_FAILED;
+        return INVALID_VALUE;
     }
-    return OK;
+    const Run run = fn->run;
+    return enqueue(s, [run, launch] {
+        // One launch at a time: a kernel's emulator keeps its grid, block
+        // index and __shared__ arrays process-wide, and streams run at once.
+        static std::mutex launch_lock;
+        std::lock_guard<std::mutex> one_at_a_time(launch_lock);
+        run(launch);
+    });
 }
 
 }  // extern "C"

@@ -4,25 +4,49 @@
 // per parameter; each is read as the type the kernel's own declaration
 // gives, as the GPU reads it, so a host argument of the wrong width or order
 // reads wrong here too.
+//
+// A launch is captured when it is queued (the argument values copied, as
+// cuLaunchKernel does: the caller may reuse them once it returns) and run
+// when its stream reaches it.
 #include <cstdio>
+#include <functional>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
+namespace {
+
+struct Launch {
+    unsigned grid;
+    std::function<void()> body;
+};
+
 template <typename... A, size_t... I>
-void emu_call(void (*kernel)(A...), void** params, std::index_sequence<I...>) {
-    kernel(*static_cast<std::remove_cv_t<A>*>(params[I])...);
+Launch* emu_capture_args(void (*kernel)(A...), unsigned grid, void** params, std::index_sequence<I...>) {
+    std::tuple<std::remove_cv_t<A>...> args(*static_cast<std::remove_cv_t<A>*>(params[I])...);
+    return new Launch{grid, [kernel, args] { std::apply(kernel, args); }};
 }
 
 template <typename... A>
-void emu_call_all(void (*kernel)(A...), void** params) {
-    emu_call(kernel, params, std::index_sequence_for<A...>{});
+Launch* emu_capture_all(void (*kernel)(A...), unsigned grid, void** params) {
+    return emu_capture_args(kernel, grid, params, std::index_sequence_for<A...>{});
 }
 
-extern "C" int emu_entry(unsigned grid, unsigned block, void** params, char* why, size_t why_len) {
+}  // namespace
+
+// The launch of `grid` blocks with `params`, to run later with emu_run; null
+// (saying why) when the kernel cannot be launched so.
+extern "C" void* emu_capture(unsigned grid, unsigned block, void** params, char* why, size_t why_len) {
     if (block != THREADS) {
         std::snprintf(why, why_len, "a block of %u threads; the kernel is written for %u", block, (unsigned)THREADS);
-        return 1;
+        return nullptr;
     }
-    emu_launch(grid, 1, block, 1, [&] { emu_call_all(&EMU_ENTRY, params); });
-    return 0;
+    return emu_capture_all(&EMU_ENTRY, grid, params);
+}
+
+// Runs a captured launch and frees it.
+extern "C" void emu_run(void* captured) {
+    auto* launch = static_cast<Launch*>(captured);
+    emu_launch(launch->grid, 1, THREADS, 1, launch->body);
+    delete launch;
 }
