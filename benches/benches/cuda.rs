@@ -24,8 +24,8 @@ fn cuda(c: &mut Criterion) {
         let y = s.clone_htod(&case.labels).unwrap();
         let mut g = s.alloc_zeros::<f32>(case.logits.len()).unwrap();
         let input = LossInput::<CudaBackend>::new(
-            DeviceTensor::new(&x, shape, &s).unwrap(),
-            DeviceTensor::new(&y, shape, &s).unwrap(),
+            DeviceTensor::new(&x, shape).unwrap(),
+            DeviceTensor::new(&y, shape).unwrap(),
         );
         let mut group = c.benchmark_group(format!("cuda/{b}x{n}x{n}"));
         group.throughput(Throughput::Bytes((b * n * n * 9) as u64));
@@ -36,7 +36,7 @@ fn cuda(c: &mut Criterion) {
                 let cfg = LossConfig::default().strategy(strategy).penalty(penalty);
                 group.bench_function(BenchmarkId::new("loss_grad", format!("{strategy}+{pname}")), |bench| {
                     bench.iter(|| {
-                        let out = DeviceTensorMut::new(&mut g, shape, &s).unwrap();
+                        let out = DeviceTensorMut::new(&mut g, shape).unwrap();
                         gpu.loss_grad(&input, &cfg, out).unwrap()
                     })
                 });

@@ -92,10 +92,9 @@ fn call_overhead(gpu: &CudaBackend, budget: Duration) -> symseg::Result<f64> {
     let x = s.clone_htod(&case.logits).map_err(dev)?;
     let y = s.clone_htod(&case.labels).map_err(dev)?;
     let mut g = s.alloc_zeros::<f32>(case.logits.len()).map_err(dev)?;
-    let input =
-        LossInput::<CudaBackend>::new(DeviceTensor::new(&x, shape, &s)?, DeviceTensor::new(&y, shape, &s)?);
+    let input = LossInput::<CudaBackend>::new(DeviceTensor::new(&x, shape)?, DeviceTensor::new(&y, shape)?);
     let cfg = LossConfig::default();
-    median_secs(budget, || gpu.loss_grad(&input, &cfg, DeviceTensorMut::new(&mut g, shape, &s)?).map(|_| ()))
+    median_secs(budget, || gpu.loss_grad(&input, &cfg, DeviceTensorMut::new(&mut g, shape)?).map(|_| ()))
 }
 
 fn bench(
@@ -122,11 +121,11 @@ fn bench(
             {
                 let cfg = LossConfig::default().strategy(strategy).penalty(penalty);
                 let input = LossInput::<CudaBackend>::new(
-                    DeviceTensor::new(&x, shape, &s)?,
-                    DeviceTensor::new(&y, shape, &s)?,
+                    DeviceTensor::new(&x, shape)?,
+                    DeviceTensor::new(&y, shape)?,
                 );
                 let gpu_secs = median_secs(budget, || {
-                    gpu.loss_grad(&input, &cfg, DeviceTensorMut::new(&mut g, shape, &s)?).map(|_| ())
+                    gpu.loss_grad(&input, &cfg, DeviceTensorMut::new(&mut g, shape)?).map(|_| ())
                 })?;
                 // The CPU on the same input (penalty-free cases only, to keep this short).
                 let cpu_ms = if penalty.is_none() {

@@ -12,7 +12,7 @@ use crate::availability;
 use crate::kernels::{self, KernelSource};
 use crate::launch_args::{self, LossArgs, LossWords, ScanWords, StatsWords, THREADS, mode_code};
 use crate::scratch::{Scratch, Words};
-use crate::tensor::{DeviceTensor, DeviceTensorMut};
+use crate::tensor::{Bound, DeviceTensor, DeviceTensorMut};
 
 fn dev(e: DriverError) -> Error {
     Error::Backend { backend: "cuda", message: e.to_string() }
@@ -37,6 +37,21 @@ impl Kernel {
     }
 }
 
+/// One operation's inputs, bound on the backend's stream until its last launch.
+struct Operands<'a> {
+    x: Bound<'a>,
+    y: Bound<'a>,
+    m: Option<Bound<'a>>,
+    min_sep: usize,
+}
+
+impl Operands<'_> {
+    /// The mask's address, 0 (the kernels' "no mask") without one.
+    fn m(&self) -> u64 {
+        self.m.as_ref().map_or(0, |b| b.ptr)
+    }
+}
+
 /// The compiled kernels of one context.
 #[derive(Debug)]
 struct Kernels {
@@ -52,7 +67,11 @@ struct Kernels {
 /// backend on one context (one per stream, say) shares them.
 ///
 /// Every operation queues its kernels on the backend's stream; results that
-/// return to the host (the loss, counts) wait for them.
+/// return to the host (the loss, counts) wait for them. Tensors made from
+/// cudarc slices may be written and read on other streams of the context:
+/// each operation waits on its stream for their last writer, and records its
+/// own reads and writes after its kernels, for whoever comes next (cudarc's
+/// event tracking, on once the context has a second stream).
 ///
 /// # Examples
 /// ```no_run
@@ -66,10 +85,10 @@ struct Kernels {
 /// let y = stream.clone_htod(&vec![0u8; b * n * n]).unwrap();
 /// let mut g = stream.alloc_zeros::<f32>(b * n * n).unwrap();
 /// let input = LossInput::<CudaBackend>::new(
-///     DeviceTensor::new(&x, [b, n, n], &stream)?,
-///     DeviceTensor::new(&y, [b, n, n], &stream)?,
+///     DeviceTensor::new(&x, [b, n, n])?,
+///     DeviceTensor::new(&y, [b, n, n])?,
 /// );
-/// let report = backend.loss_grad(&input, &LossConfig::default(), DeviceTensorMut::new(&mut g, [b, n, n], &stream)?)?;
+/// let report = backend.loss_grad(&input, &LossConfig::default(), DeviceTensorMut::new(&mut g, [b, n, n])?)?;
 /// assert!(report.loss > 0.0);
 /// # Ok::<(), symseg_core::Error>(())
 /// ```
@@ -270,6 +289,17 @@ impl CudaBackend {
         Ok((dims, lengths))
     }
 
+    /// The addresses of `input`'s tensors for one operation on the
+    /// backend's stream, ordered after their writers.
+    fn operands<'a>(&'a self, input: &'a LossInput<'_, Self>) -> Operands<'a> {
+        Operands {
+            x: input.logits.bind(&self.stream),
+            y: input.labels.bind(&self.stream),
+            m: input.region.mask.as_ref().map(|t| t.bind(&self.stream)),
+            min_sep: input.region.min_sep,
+        }
+    }
+
     fn read_byte(&self, ptr: u64, k: usize) -> Result<u8> {
         let mut v = [0u8; 1];
         self.stream.synchronize().map_err(dev)?;
@@ -300,15 +330,15 @@ impl CudaBackend {
     /// `w`'s [`ScanWords`], which must hold what [`Self::scan_upload`] gives.
     fn launch_scan(
         &self,
-        input: &LossInput<'_, Self>,
+        ops: &Operands<'_>,
         dims: Dims,
         w: &Words<'_>,
         require_symmetric: bool,
     ) -> Result<()> {
         let k = self.kernels()?;
         let at = ScanWords::new(dims.batch);
-        let (y, m) = (input.labels.ptr, input.region.mask.as_ref().map_or(0, |m| m.ptr));
-        let (batch, n, sep) = (dims.batch as i64, dims.n as i64, input.region.min_sep as i64);
+        let (y, m) = (ops.y.ptr, ops.m());
+        let (batch, n, sep) = (dims.batch as i64, dims.n as i64, ops.min_sep as i64);
         let (wide, sym) = (i32::from(launch_args::wide(dims.n, &[], &[y, m])), i32::from(require_symmetric));
         let (lens, counts, violation) =
             (w.ptr(at.lengths.start), w.ptr(at.counts.start), w.ptr(at.violation));
@@ -326,7 +356,7 @@ impl CudaBackend {
     /// counts), or the error that names its violation.
     fn scan_outcome(
         &self,
-        input: &LossInput<'_, Self>,
+        ops: &Operands<'_>,
         dims: Dims,
         down: &[u64],
         require_symmetric: bool,
@@ -334,9 +364,7 @@ impl CudaBackend {
         let at = ScanWords::new(dims.batch);
         let counts = down.get(..at.counts.len()).unwrap_or_default();
         match down.get(at.violation - at.counts.start) {
-            Some(&key) if key != u64::MAX => {
-                Err(self.violation(input, dims, key as usize, require_symmetric))
-            }
+            Some(&key) if key != u64::MAX => Err(self.violation(ops, dims, key as usize, require_symmetric)),
             Some(_) => Ok(launch_args::region_counts(counts)),
             None => {
                 Err(Error::Backend { backend: "cuda", message: "the scan's words were not read back".into() })
@@ -346,17 +374,11 @@ impl CudaBackend {
 
     /// The error for the violation at upper-triangle flat index `key`, checked
     /// in the order the CPU scan checks a position.
-    fn violation(
-        &self,
-        input: &LossInput<'_, Self>,
-        dims: Dims,
-        key: usize,
-        require_symmetric: bool,
-    ) -> Error {
+    fn violation(&self, ops: &Operands<'_>, dims: Dims, key: usize, require_symmetric: bool) -> Error {
         let (n, m) = (dims.n, dims.map_len());
         let (sample, i, j) = (key / m, key % m / n, key % n);
         let (kij, kji) = (sample * m + i * n + j, sample * m + j * n + i);
-        let y = input.labels.ptr;
+        let y = ops.y.ptr;
         let read = || -> Result<Error> {
             let (a, b) = (self.read_byte(y, kij)?, self.read_byte(y, kji)?);
             let bad = |v: u8| v > 1 && v != 255;
@@ -369,7 +391,7 @@ impl CudaBackend {
             if if require_symmetric { a != b } else { (a == 255) != (b == 255) } {
                 return Ok(Error::AsymmetricLabels { sample, i, j, upper: a, lower: b });
             }
-            let mask = input.region.mask.as_ref().map_or(0, |t| t.ptr);
+            let mask = ops.m();
             let (ma, mb) = (self.read_byte(mask, kij)?, self.read_byte(mask, kji)?);
             Ok(Error::AsymmetricMask { sample, i, j, upper: ma, lower: mb })
         };
@@ -388,11 +410,11 @@ impl CudaBackend {
         &self,
         input: &LossInput<'_, Self>,
         cfg: &LossConfig,
-        grad: Option<&DeviceTensorMut<'_, f32>>,
+        grad: Option<&mut DeviceTensorMut<'_, f32>>,
     ) -> Result<LossReport> {
         cfg.validate()?;
         let (dims, lens) = Self::dims(input)?;
-        if let Some(g) = grad
+        if let Some(g) = &grad
             && g.shape != dims.shape()
         {
             return Err(Error::ShapeMismatch {
@@ -401,6 +423,8 @@ impl CudaBackend {
                 expected: dims.shape().to_vec(),
             });
         }
+        let ops = self.operands(input);
+        let grad = grad.map(|g| g.bind(&self.stream));
         let k = self.kernels()?;
         let scan = ScanWords::new(dims.batch);
         let at = LossWords::new(scan.end, dims.batch, k.loss.blocks(dims) as usize);
@@ -411,7 +435,7 @@ impl CudaBackend {
             *flag = u64::MAX;
         }
         w.upload(0, &up)?;
-        self.launch_scan(input, dims, &w, require_symmetric)?;
+        self.launch_scan(&ops, dims, &w, require_symmetric)?;
 
         // The reduction factors from the counts, on the device: the loss
         // kernel follows without a wait for the host.
@@ -429,10 +453,9 @@ impl CudaBackend {
         let fe = args.elem;
         let (lengths, violation) = (w.ptr(scan.lengths.start), w.ptr(scan.violation));
         let (partial, bad) = (w.ptr(at.partial.start), w.ptr(at.bad));
-        let (x, y) = (input.logits.ptr, input.labels.ptr);
-        let m = input.region.mask.as_ref().map_or(0, |t| t.ptr);
-        let g = grad.map_or(0, |t| t.ptr);
-        let (n, sep) = (dims.n as i64, input.region.min_sep as i64);
+        let (x, y, m) = (ops.x.ptr, ops.y.ptr, ops.m());
+        let g = grad.as_ref().map_or(0, |t| t.ptr);
+        let (n, sep) = (dims.n as i64, ops.min_sep as i64);
         let wide = i32::from(launch_args::wide(dims.n, &[x, g], &[y, m]));
         let mut b = self.stream.launch_builder(&k.loss.function);
         b.arg(&x).arg(&y).arg(&m).arg(&g).arg(&lengths).arg(&batch).arg(&n).arg(&sep).arg(&wide);
@@ -447,7 +470,7 @@ impl CudaBackend {
         // The one wait of the call: counts, flags and partial sums together.
         let down = w.download(scan.counts.start, at.partial.end - scan.counts.start)?;
         drop(w);
-        let counts = self.scan_outcome(input, dims, &down, require_symmetric)?;
+        let counts = self.scan_outcome(&ops, dims, &down, require_symmetric)?;
         let tail = down.get(at.bad - scan.counts.start..).unwrap_or_default();
         if let Some(&k) = tail.first()
             && k != u64::MAX
@@ -472,9 +495,9 @@ impl TensorBackend for CudaBackend {
         &self,
         input: &LossInput<'_, Self>,
         cfg: &LossConfig,
-        grad: Self::ViewMut<'_, f32>,
+        mut grad: Self::ViewMut<'_, f32>,
     ) -> Result<LossReport> {
-        self.run_loss(input, cfg, Some(&grad))
+        self.run_loss(input, cfg, Some(&mut grad))
     }
 
     fn loss(&self, input: &LossInput<'_, Self>, cfg: &LossConfig) -> Result<LossReport> {
@@ -496,14 +519,14 @@ impl TensorBackend for CudaBackend {
             *flag = u64::MAX;
         }
         w.upload(0, &up)?;
-        self.launch_scan(input, dims, &w, true)?;
+        let ops = self.operands(input);
+        self.launch_scan(&ops, dims, &w, true)?;
         let (lengths, violation) = (w.ptr(scan.lengths.start), w.ptr(scan.violation));
         let (confusion, bad, asym) = (w.ptr(at.confusion.start), w.ptr(at.bad), w.ptr(at.asym.start));
-        let (x, y) = (input.logits.ptr, input.labels.ptr);
-        let m = input.region.mask.as_ref().map_or(0, |t| t.ptr);
+        let (x, y, m) = (ops.x.ptr, ops.y.ptr, ops.m());
         // The threshold as the reference's exact bound on the symmetrised logit
         // (as the CPU backend does): no sigmoid per element, and the same counts.
-        let (batch, n, sep) = (dims.batch as i64, dims.n as i64, input.region.min_sep as i64);
+        let (batch, n, sep) = (dims.batch as i64, dims.n as i64, ops.min_sep as i64);
         let wide = i32::from(launch_args::wide(dims.n, &[x], &[y, m]));
         let (mode, z_star) = (mode_code(pred.mode), decision_bound(pred.threshold));
         let mut b = self.stream.launch_builder(&k.stats.function);
@@ -514,7 +537,7 @@ impl TensorBackend for CudaBackend {
         unsafe { b.launch(k.stats.config(dims)) }.map_err(dev)?;
         let down = w.download(scan.counts.start, at.asym.end - scan.counts.start)?;
         drop(w);
-        self.scan_outcome(input, dims, &down, true)?;
+        self.scan_outcome(&ops, dims, &down, true)?;
         let rest = down.get(at.confusion.start - scan.counts.start..).unwrap_or_default();
         let (conf, rest) = rest.split_at(at.confusion.len().min(rest.len()));
         if let Some(&k) = rest.first()
@@ -526,7 +549,12 @@ impl TensorBackend for CudaBackend {
         Ok(launch_args::sample_stats(conf, &asym, blocks))
     }
 
-    fn symmetrise(&self, x: Self::View<'_, f32>, mode: SymMode, out: Self::ViewMut<'_, f32>) -> Result<()> {
+    fn symmetrise(
+        &self,
+        x: Self::View<'_, f32>,
+        mode: SymMode,
+        mut out: Self::ViewMut<'_, f32>,
+    ) -> Result<()> {
         let dims = Dims::from_shape("logits", &x.shape)?;
         if out.shape != x.shape {
             return Err(Error::ShapeMismatch {
@@ -536,7 +564,8 @@ impl TensorBackend for CudaBackend {
             });
         }
         let k = self.kernels()?;
-        let (xp, op, batch, n) = (x.ptr, out.ptr, dims.batch as i64, dims.n as i64);
+        let (xb, ob) = (x.bind(&self.stream), out.bind(&self.stream));
+        let (xp, op, batch, n) = (xb.ptr, ob.ptr, dims.batch as i64, dims.n as i64);
         let (wide, mode) = (i32::from(launch_args::wide(dims.n, &[xp, op], &[])), mode_code(mode));
         let mut b = self.stream.launch_builder(&k.symmetrise.function);
         b.arg(&xp).arg(&batch).arg(&n).arg(&wide).arg(&mode).arg(&op);

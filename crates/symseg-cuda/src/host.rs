@@ -74,14 +74,13 @@ impl CudaBackend {
         })
     }
 
-    fn views<'a>(&self, u: &'a Uploaded, h: &HostInput<'a>) -> Result<LossInput<'a, CudaBackend>> {
-        let s = self.stream();
+    fn views<'a>(u: &'a Uploaded, h: &HostInput<'a>) -> Result<LossInput<'a, CudaBackend>> {
         let region = Region {
             lengths: h.region.lengths,
             min_sep: h.region.min_sep,
-            mask: u.m.as_ref().map(|m| DeviceTensor::new(m, h.shape, &s)).transpose()?,
+            mask: u.m.as_ref().map(|m| DeviceTensor::new(m, h.shape)).transpose()?,
         };
-        Ok(LossInput::new(DeviceTensor::new(&u.x, h.shape, &s)?, DeviceTensor::new(&u.y, h.shape, &s)?)
+        Ok(LossInput::new(DeviceTensor::new(&u.x, h.shape)?, DeviceTensor::new(&u.y, h.shape)?)
             .region(region))
     }
 
@@ -91,10 +90,10 @@ impl CudaBackend {
     /// As [`TensorBackend::loss_grad`], and device errors.
     pub fn loss_grad_host(&self, h: &HostInput<'_>, cfg: &LossConfig) -> Result<(LossReport, Vec<f32>)> {
         let u = self.upload(h)?;
-        let input = self.views(&u, h)?;
+        let input = Self::views(&u, h)?;
         let s = self.stream();
         let mut g = s.alloc_zeros::<f32>(h.logits.len()).map_err(dev)?;
-        let report = self.loss_grad(&input, cfg, DeviceTensorMut::new(&mut g, h.shape, &s)?)?;
+        let report = self.loss_grad(&input, cfg, DeviceTensorMut::new(&mut g, h.shape)?)?;
         let grad = s.clone_dtoh(&g).map_err(dev)?;
         Ok((report, grad))
     }
@@ -105,7 +104,7 @@ impl CudaBackend {
     /// As [`TensorBackend::loss`], and device errors.
     pub fn loss_host(&self, h: &HostInput<'_>, cfg: &LossConfig) -> Result<LossReport> {
         let u = self.upload(h)?;
-        self.loss(&self.views(&u, h)?, cfg)
+        self.loss(&Self::views(&u, h)?, cfg)
     }
 
     /// [`TensorBackend::sample_stats`] on host data.
@@ -114,7 +113,7 @@ impl CudaBackend {
     /// As [`TensorBackend::sample_stats`], and device errors.
     pub fn sample_stats_host(&self, h: &HostInput<'_>, pred: &PredictConfig) -> Result<Vec<SampleStats>> {
         let u = self.upload(h)?;
-        self.sample_stats(&self.views(&u, h)?, pred)
+        self.sample_stats(&Self::views(&u, h)?, pred)
     }
 
     /// [`TensorBackend::symmetrise`] on host data.
@@ -126,11 +125,7 @@ impl CudaBackend {
         let s = self.stream();
         let xd = s.clone_htod(x).map_err(dev)?;
         let mut out = s.alloc_zeros::<f32>(x.len()).map_err(dev)?;
-        self.symmetrise(
-            DeviceTensor::new(&xd, shape, &s)?,
-            mode,
-            DeviceTensorMut::new(&mut out, shape, &s)?,
-        )?;
+        self.symmetrise(DeviceTensor::new(&xd, shape)?, mode, DeviceTensorMut::new(&mut out, shape)?)?;
         s.clone_dtoh(&out).map_err(dev)
     }
 }

@@ -14,7 +14,7 @@ use symseg_core::testing::{Case, Rng, check_against_reference, random_case, rand
 use symseg_core::{Error, LossConfig, LossInput, Region, Strategy, SymMode, TensorBackend};
 use symseg_cpu::CpuBackend;
 use symseg_cuda::cpu_driver::{self, Driver};
-use symseg_cuda::{CudaBackend, HostInput};
+use symseg_cuda::{CudaBackend, DeviceTensor, DeviceTensorMut, HostInput};
 
 /// The backend on device 0 and the driver under it, or `None` after saying why not.
 fn backend_on() -> Option<(CudaBackend, Driver)> {
@@ -240,6 +240,69 @@ impl Placed {
         gpu.sync().expect("sync");
         let grad = s.clone_dtoh(&self.g).expect("download");
         (report.loss, grad[self.offset..].to_vec())
+    }
+}
+
+/// Tensors written on another stream of the backend's context, and the
+/// gradient and the symmetrised map read there afterwards. The backend
+/// orders its kernels after the writes and the readers after its kernels
+/// (cudarc's events, on once a context has a second stream). On the CPU
+/// driver the other stream runs late, so a missing wait reads a buffer
+/// before it is written, or downloads an output before it is.
+#[test]
+fn tensors_written_on_another_stream_are_waited_for() {
+    let Some(gpu) = backend() else { return };
+    let other = gpu.context().new_stream().expect("a second stream");
+    for seed in [5u64, 21, 33, 48] {
+        let (case, cfg) = random_draw(seed);
+        let shape = case.dims.shape();
+        let finite: Vec<f32> = case.logits.iter().map(|v| if v.is_finite() { *v } else { 1.0 }).collect();
+        // First, so that the backend's scratch words already fit this case:
+        // growing them would free memory, and a free waits for the device.
+        let (want, want_grad) = gpu.loss_grad_host(&host(&case), &cfg).expect("valid case");
+        let want_z = gpu.symmetrise_host(&finite, shape, SymMode::Average).expect("valid");
+        // Uploads from the host wait for themselves (cudarc synchronises a
+        // pageable copy), so each tensor is staged, then written by a
+        // device-to-device copy that runs on `other` in its own time. The
+        // staged copies live to the end: freeing one would wait for the device.
+        let staged = (
+            other.clone_htod(&case.logits).expect("upload"),
+            other.clone_htod(&case.labels).expect("upload"),
+            case.mask.as_ref().map(|m| other.clone_htod(m).expect("upload")),
+            other.clone_htod(&finite).expect("upload"),
+        );
+        // The outputs first: waiting for them must not imply the inputs.
+        let mut g = other.alloc_zeros::<f32>(case.logits.len()).expect("alloc");
+        let mut z = other.alloc_zeros::<f32>(finite.len()).expect("alloc");
+        let x = other.clone_dtod(&staged.0).expect("copy");
+        let y = other.clone_dtod(&staged.1).expect("copy");
+        let m = staged.2.as_ref().map(|m| other.clone_dtod(m).expect("copy"));
+        let region = Region {
+            lengths: case.lengths.as_deref(),
+            min_sep: case.min_sep,
+            mask: m.as_ref().map(|m| DeviceTensor::new(m, shape).expect("shape")),
+        };
+        let input = LossInput::new(
+            DeviceTensor::new(&x, shape).expect("shape"),
+            DeviceTensor::new(&y, shape).expect("shape"),
+        )
+        .region(region);
+        let out = DeviceTensorMut::new(&mut g, shape).expect("shape");
+        let report = gpu.loss_grad(&input, &cfg, out).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let grad = other.clone_dtoh(&g).expect("download");
+        assert_eq!(report.loss.to_bits(), want.loss.to_bits(), "seed {seed}");
+        assert_eq!(grad, want_grad, "seed {seed}");
+
+        // symmetrise returns before its kernel is done: the reader must wait.
+        let xs = other.clone_dtod(&staged.3).expect("copy");
+        gpu.symmetrise(
+            DeviceTensor::new(&xs, shape).expect("shape"),
+            SymMode::Average,
+            DeviceTensorMut::new(&mut z, shape).expect("shape"),
+        )
+        .expect("valid");
+        let got = other.clone_dtoh(&z).expect("download");
+        assert_eq!(got, want_z, "seed {seed}: symmetrise");
     }
 }
 
