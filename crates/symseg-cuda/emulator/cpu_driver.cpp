@@ -20,7 +20,8 @@
 // the null stream, the caller) until that point is reached.
 //
 // What it checks besides the kernels' values: every copy and memset lies
-// inside one live allocation (CUDA_ERROR_INVALID_VALUE otherwise), a module
+// inside one live allocation (CUDA_ERROR_INVALID_VALUE otherwise), every
+// pointer a kernel is launched with is null or points into one, a module
 // holds the entry point asked of it (its PTX names it), a launch has the
 // block shape the kernels need, and a freed pointer is not freed again.
 
@@ -168,7 +169,9 @@ struct Event {
 struct Module {
     std::string ptx;
 };
-using Capture = void* (*)(unsigned grid, unsigned block, void** params, char* why, size_t why_len);
+using IsDevice = int (*)(unsigned long long address);
+using Capture = void* (*)(unsigned grid, unsigned block, void** params, IsDevice is_device, char* why,
+                          size_t why_len);
 using Run = void (*)(void* captured);
 struct Function {
     Capture capture = nullptr;
@@ -689,7 +692,8 @@ CUresult cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned
         return INVALID_VALUE;
     }
     char why[256] = {0};
-    void* launch = fn->capture(gx, bx, params, why, sizeof why);
+    const IsDevice is_device = [](unsigned long long p) { return inside(p, 1) ? 1 : 0; };
+    void* launch = fn->capture(gx, bx, params, is_device, why, sizeof why);
     if (launch == nullptr) {
         std::fprintf(stderr, "symseg CPU driver: %s: %s\n", fn->name.c_str(), why);
         return INVALID_VALUE;
