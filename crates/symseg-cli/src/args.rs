@@ -167,28 +167,33 @@ pub struct ElementFlags {
 
 impl ElementFlags {
     /// The element loss these flags describe, with `default_alpha` when `--alpha`
-    /// is not given; flags that do not apply to the chosen loss are usage errors
-    /// rather than silently ignored.
+    /// is not given. Flags that do not apply to the chosen loss are ignored and
+    /// named by [`ElementFlags::ignored`], so one sweep script can pass every flag.
     pub fn element_loss(&self, default_alpha: Option<f64>) -> CliResult<ElementLoss> {
         let loss = match self.loss {
-            LossName::Focal => {
-                if self.pos_weight.is_some() {
-                    return Err(CliError::Usage("--pos-weight applies to --loss bce only".into()));
-                }
-                ElementLoss::Focal {
-                    alpha: self.alpha.map_or(default_alpha, |a| a.0),
-                    gamma: self.gamma.unwrap_or(2.0),
-                }
-            }
-            LossName::Bce => {
-                if self.alpha.is_some() || self.gamma.is_some() {
-                    return Err(CliError::Usage("--alpha and --gamma apply to --loss focal only".into()));
-                }
-                ElementLoss::Bce { pos_weight: self.pos_weight.unwrap_or(1.0) }
-            }
+            LossName::Focal => ElementLoss::Focal {
+                alpha: self.alpha.map_or(default_alpha, |a| a.0),
+                gamma: self.gamma.unwrap_or(2.0),
+            },
+            LossName::Bce => ElementLoss::Bce { pos_weight: self.pos_weight.unwrap_or(1.0) },
         };
         loss.validate()?;
         Ok(loss)
+    }
+
+    /// The given flags that the chosen loss ignores, each with the reason.
+    pub fn ignored(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        match self.loss {
+            LossName::Focal if self.pos_weight.is_some() => {
+                out.push("--pos-weight is ignored: it applies to --loss bce only")
+            }
+            LossName::Bce if self.alpha.is_some() || self.gamma.is_some() => {
+                out.push("--alpha and --gamma are ignored: they apply to --loss focal only")
+            }
+            _ => {}
+        }
+        out
     }
 }
 
@@ -250,7 +255,8 @@ pub struct LossArgs {
 
 impl LossFlags {
     /// The loss configuration these flags describe. Flags that do not apply to the
-    /// chosen loss or penalty are usage errors rather than silently ignored.
+    /// chosen loss or penalty are ignored; [`LossFlags::ignored`] names them so the
+    /// command can warn rather than fail a sweep that passes every flag.
     pub fn config(&self) -> CliResult<LossConfig> {
         self.config_with_alpha(Some(0.25))
     }
@@ -264,14 +270,6 @@ impl LossFlags {
             PenaltyName::L2 => Some(PenaltyKind::L2),
             PenaltyName::Huber => Some(PenaltyKind::Huber { delta: self.huber_delta.unwrap_or(1.0) }),
         };
-        if kind.is_none() && (self.penalty_weight.is_some() || self.penalty_on.is_some()) {
-            return Err(CliError::Usage(
-                "--penalty-weight and --penalty-on need --penalty l1|l2|huber".into(),
-            ));
-        }
-        if self.huber_delta.is_some() && self.penalty != PenaltyName::Huber {
-            return Err(CliError::Usage("--huber-delta applies to --penalty huber only".into()));
-        }
         let penalty = kind.map(|k| {
             Penalty::new(k).weight(self.penalty_weight.unwrap_or(1.0)).on(match self.penalty_on {
                 Some(PenaltyOnName::Probs) => PenaltyOn::Probs,
@@ -298,6 +296,18 @@ impl LossFlags {
             .allow_asymmetric_labels(self.allow_asymmetric_labels);
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The given flags that the chosen loss and penalty ignore, each with the reason.
+    pub fn ignored(&self) -> Vec<&'static str> {
+        let mut out = self.element.ignored();
+        if self.penalty == PenaltyName::None && (self.penalty_weight.is_some() || self.penalty_on.is_some()) {
+            out.push("--penalty-weight and --penalty-on are ignored without --penalty l1|l2|huber");
+        }
+        if self.huber_delta.is_some() && self.penalty != PenaltyName::Huber {
+            out.push("--huber-delta is ignored: it applies to --penalty huber only");
+        }
+        out
     }
 }
 

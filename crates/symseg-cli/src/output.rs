@@ -39,3 +39,11 @@ pub fn usage_error(rendered: &str) {
     let message = message.trim_start_matches("error:").split_whitespace().collect::<Vec<_>>().join(" ");
     let _ = writeln!(std::io::stderr().lock(), "error: {message} (see --help)");
 }
+
+/// Writes `warning: <message>` to stderr for each message (stdout stays pure JSON).
+pub fn warnings<S: AsRef<str>>(messages: &[S]) {
+    let mut err = std::io::stderr().lock();
+    for m in messages {
+        let _ = writeln!(err, "warning: {}", m.as_ref());
+    }
+}

@@ -75,6 +75,7 @@ pub fn run(args: &CompareArgs) -> CliResult<()> {
         ));
     }
     let element = args.element.element_loss(None)?;
+    crate::output::warnings(&args.element.ignored());
     let (train_set, val_set) =
         super::train::load_data(args.data.as_deref(), args.val.as_deref(), args.skip_bad, args.max_len)?;
     let val_set = val_set.ok_or_else(|| CliError::Usage("compare needs validation data".into()))?;

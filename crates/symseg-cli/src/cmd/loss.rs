@@ -98,6 +98,7 @@ struct LossOutput<'a> {
 /// Runs `symseg loss`.
 pub fn run(args: &LossArgs) -> CliResult<()> {
     let cfg = args.flags.config()?;
+    output::warnings(&args.flags.ignored());
     let backend = Engine::new(args.backend, args.threads)?;
     let inputs = Inputs::read(&args.logits, &args.labels, &args.region)?;
     let (report, grad) = backend.loss(&inputs, &cfg, args.grad_out.is_some())?;

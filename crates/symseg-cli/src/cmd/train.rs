@@ -99,6 +99,7 @@ pub fn run(args: &TrainArgs) -> CliResult<()> {
         let _ = rayon::ThreadPoolBuilder::new().num_threads(t).build_global();
     }
     let loss = args.flags.config_with_alpha(None)?;
+    crate::output::warnings(&args.flags.ignored());
     let cfg = TrainConfig {
         loss,
         min_sep: args.min_sep,
