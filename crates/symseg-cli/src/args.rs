@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use symseg::{ElementLoss, LossConfig, Penalty, PenaltyKind, PenaltyOn, Reduction, Strategy};
 
-use crate::error::{CliError, CliResult};
+use crate::error::CliResult;
 
 /// symseg: losses for sparse symmetric binary maps (contact maps, RNA pairing, Hi-C).
 #[derive(Debug, Parser)]
