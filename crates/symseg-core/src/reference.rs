@@ -189,9 +189,20 @@ pub fn loss_grad(bt: &RefBatch<'_>, cfg: &LossConfig) -> RefOutput {
             })
             .collect();
         let rp = factors(cfg.reduction, &pair_counts);
-        let t = |x: f64| match p.on {
-            PenaltyOn::Logits => (x, 1.0),
-            PenaltyOn::Probs => (sigmoid(x), sigmoid(x) * (1.0 - sigmoid(x))),
+        // SPEC's `t(x_ij) - t(x_ji)` and `t'`. On probabilities through
+        // `sigmoid(x) = (1 + tanh(x/2)) / 2`, so the gap is
+        // `sinh((a - b)/2) / (2 cosh(a/2) cosh(b/2))` and the slope `1 / (4 cosh^2(x/2))`:
+        // subtracting rounded probabilities near 1 would give 0 for
+        // `sigmoid(40) - sigmoid(39)` even in f64 (and `a - b` is exact for f32 logits).
+        let gap = |a: f64, b: f64| match p.on {
+            PenaltyOn::Logits => (a - b, 1.0, 1.0),
+            PenaltyOn::Probs => {
+                // Beyond ±600 the probabilities equal those at ±600 to 1e-260,
+                // and sinh / cosh^2 would overflow to inf / inf.
+                let (a, b) = (a.clamp(-600.0, 600.0), b.clamp(-600.0, 600.0));
+                let (ca, cb) = ((a / 2.0).cosh(), (b / 2.0).cosh());
+                (((a - b) / 2.0).sinh() / (2.0 * ca * cb), 1.0 / (4.0 * ca * ca), 1.0 / (4.0 * cb * cb))
+            }
         };
         for b in 0..nb {
             for i in 0..n {
@@ -199,8 +210,8 @@ pub fn loss_grad(bt: &RefBatch<'_>, cfg: &LossConfig) -> RefOutput {
                     if !bt.in_set(b, i, j) {
                         continue;
                     }
-                    let ((ti, dti), (tj, dtj)) = (t(bt.x(b, i, j)), t(bt.x(b, j, i)));
-                    let (v, dv) = rho(p.kind, ti - tj);
+                    let (d, dti, dtj) = gap(bt.x(b, i, j), bt.x(b, j, i));
+                    let (v, dv) = rho(p.kind, d);
                     let w = p.weight * rp[b];
                     penalty += w * v;
                     grad[bt.idx(b, i, j)] += w * dv * dti;

@@ -140,15 +140,30 @@ pub(crate) unsafe fn value_grad<const K: u8>(fe: &FastElem, x: __m512, pos: __mm
     unsafe { finish::<K>(fe, core(x), pos) }
 }
 
-/// `sigmoid(x)`, as the penalty's scalar form.
+/// `(sigmoid(a) - sigmoid(b), p_a q_a, p_b q_b)` without cancellation, as the
+/// penalty's scalar form.
 #[inline(always)]
-unsafe fn sigmoid(x: __m512) -> __m512 {
+unsafe fn sigmoid_gap(a: __m512, b: __m512) -> (__m512, __m512, __m512) {
     // SAFETY: AVX-512F/DQ (module contract).
     unsafe {
-        let e = exp_nonpos(_mm512_or_ps(x, splat(SIGN)));
-        let inv = _mm512_div_ps(splat(1.0), _mm512_add_ps(splat(1.0), e));
-        let nonneg = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, _mm512_setzero_ps());
-        _mm512_mask_blend_ps(nonneg, _mm512_mul_ps(e, inv), inv)
+        let one = splat(1.0);
+        let ea = exp_nonpos(_mm512_or_ps(a, splat(SIGN)));
+        let eb = exp_nonpos(_mm512_or_ps(b, splat(SIGN)));
+        let ia = _mm512_div_ps(one, _mm512_add_ps(one, ea));
+        let ib = _mm512_div_ps(one, _mm512_add_ps(one, eb));
+        let a_nonneg = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(a, _mm512_setzero_ps());
+        let b_nonneg = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(b, _mm512_setzero_ps());
+        // Each case computed as the scalar form does (`ea - eb` is not negated
+        // `eb - ea`: that would turn a +0 gap into -0).
+        let same = _mm512_mask_blend_ps(a_nonneg, _mm512_sub_ps(ea, eb), _mm512_sub_ps(eb, ea));
+        let differ =
+            _mm512_mask_blend_ps(a_nonneg, _mm512_fmsub_ps(ea, eb, one), _mm512_fnmadd_ps(ea, eb, one));
+        let num = _mm512_mask_blend_ps(!(a_nonneg ^ b_nonneg), differ, same);
+        (
+            _mm512_mul_ps(num, _mm512_mul_ps(ia, ib)),
+            _mm512_mul_ps(_mm512_mul_ps(ea, ia), ia),
+            _mm512_mul_ps(_mm512_mul_ps(eb, ib), ib),
+        )
     }
 }
 
@@ -165,12 +180,8 @@ pub(crate) unsafe fn penalty<const ON: u8>(
     unsafe {
         let one = splat(1.0);
         let (d, dta, dtb) = if ON == PEN_PROBS {
-            let (pa, pb) = (sigmoid(xa), sigmoid(xb));
-            (
-                _mm512_sub_ps(pa, pb),
-                Some(_mm512_mul_ps(pa, _mm512_sub_ps(one, pa))),
-                Some(_mm512_mul_ps(pb, _mm512_sub_ps(one, pb))),
-            )
+            let (d, sa, sb) = sigmoid_gap(xa, xb);
+            (d, Some(sa), Some(sb))
         } else {
             (_mm512_sub_ps(xa, xb), None, None)
         };

@@ -2,7 +2,7 @@
 
 use symseg_core::{Penalty, PenaltyKind, PenaltyOn};
 
-use super::fastmath::exp_nonpos;
+use super::fastmath::{exp_nonpos, fma};
 
 /// No penalty (the tile kernels' `P` parameter).
 pub(crate) const PEN_NONE: u8 = 0;
@@ -65,18 +65,21 @@ impl FastPenalty {
         xb: f32,
     ) -> (f32, f32, f32) {
         debug_assert_eq!(KIND, self.kind);
-        let sig = |x: f32| {
-            let e = exp_nonpos::<F>(-x.abs());
-            let inv = 1.0 / (1.0 + e);
-            if x >= 0.0 { inv } else { e * inv }
-        };
-        let (ta, tb, dta, dtb) = if ON == PEN_PROBS {
-            let (pa, pb) = (sig(xa), sig(xb));
-            (pa, pb, pa * (1.0 - pa), pb * (1.0 - pb))
+        // The gap and slopes as `symseg_core::elem::sigmoid_gap` (no cancellation
+        // near p = 1), with the fast `exp`.
+        let (d, dta, dtb) = if ON == PEN_PROBS {
+            let (ea, eb) = (exp_nonpos::<F>(-xa.abs()), exp_nonpos::<F>(-xb.abs()));
+            let (ia, ib) = (1.0 / (1.0 + ea), 1.0 / (1.0 + eb));
+            let num = match (xa >= 0.0, xb >= 0.0) {
+                (true, true) => eb - ea,
+                (false, false) => ea - eb,
+                (true, false) => fma::<F>(-ea, eb, 1.0),
+                (false, true) => fma::<F>(ea, eb, -1.0),
+            };
+            (num * (ia * ib), ea * ia * ia, eb * ib * ib)
         } else {
-            (xa, xb, 1.0, 1.0)
+            (xa - xb, 1.0, 1.0)
         };
-        let d = ta - tb;
         let ad = d.abs();
         // t is increasing, so sign(d) = sign(xa - xb) even where rounded probabilities tie.
         let sign = if xa > xb {

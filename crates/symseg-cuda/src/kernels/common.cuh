@@ -229,12 +229,6 @@ __device__ __forceinline__ void elem_value_grad(const Elem& e, float x, bool pos
     *g = pos ? -mag : mag;
 }
 
-__device__ __forceinline__ float sigmoidf(float x) {
-    float ex = expf(-fabsf(x));
-    float inv = 1.0f / (1.0f + ex);
-    return x >= 0.0f ? inv : ex * inv;
-}
-
 // Penalty kinds (0 = none) and what they compare.
 #define PEN_NONE 0
 #define PEN_L1 1
@@ -244,14 +238,19 @@ __device__ __forceinline__ float sigmoidf(float x) {
 // rho(t(xa) - t(xb)) and its derivatives in xa and xb (SPEC §3).
 __device__ __forceinline__ void penalty_value_grad(int kind, int probs, float delta, float xa, float xb,
                                                    float* rho, float* da, float* db) {
-    float ta = xa, tb = xb, dta = 1.0f, dtb = 1.0f;
+    float d = xa - xb, dta = 1.0f, dtb = 1.0f;
     if (probs) {
-        ta = sigmoidf(xa);
-        tb = sigmoidf(xb);
-        dta = ta * (1.0f - ta);
-        dtb = tb * (1.0f - tb);
+        // sigmoid(xa) - sigmoid(xb) and the slopes p q over the common
+        // denominator (1 + ea)(1 + eb), e = exp(-|x|): subtracting rounded
+        // probabilities near 1, or forming 1 - p there, would lose every digit.
+        float ea = expf(-fabsf(xa)), eb = expf(-fabsf(xb));
+        float ia = 1.0f / (1.0f + ea), ib = 1.0f / (1.0f + eb);
+        bool pa = xa >= 0.0f, pb = xb >= 0.0f;
+        float num = pa == pb ? (pa ? eb - ea : ea - eb) : (pa ? fmaf(-ea, eb, 1.0f) : fmaf(ea, eb, -1.0f));
+        d = num * (ia * ib);
+        dta = ea * ia * ia;
+        dtb = eb * ib * ib;
     }
-    float d = ta - tb;
     float ad = fabsf(d);
     // t is increasing: sign(d) = sign(xa - xb) even where rounded probabilities tie.
     float sign = xa > xb ? 1.0f : (xa < xb ? -1.0f : 0.0f);
