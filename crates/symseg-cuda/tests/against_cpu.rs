@@ -31,7 +31,12 @@ fn backend_on() -> Option<(CudaBackend, Driver)> {
         }
     };
     if let Some(reason) = symseg_cuda::unavailable_reason() {
-        assert_ne!(driver, Driver::Cpu, "the CPU driver is loaded but unusable: {reason}");
+        // Without NVRTC (a fresh machine: `.ci/run` installs it) the CPU driver
+        // has nothing to run; CI requires it, a developer's `cargo test` skips.
+        assert!(
+            driver != Driver::Cpu || std::env::var("SYMSEG_REQUIRE_EMULATOR").is_err(),
+            "SYMSEG_REQUIRE_EMULATOR is set but the CPU driver is unusable: {reason}"
+        );
         println!("skipped: {reason}");
         return None;
     }
