@@ -16,7 +16,8 @@ use crate::error::{Error, Result};
 /// assert_eq!(one_partner(&mut c, 6), vec![(0, 5), (1, 4), (2, 3)]);
 /// ```
 pub fn one_partner(candidates: &mut [(f64, usize, usize)], n: usize) -> Vec<(usize, usize)> {
-    candidates.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then((a.1, a.2).cmp(&(b.1, b.2))));
+    // `+ 0.0` makes -0.0 a +0.0, so equal scores tie by position whatever their sign bit.
+    candidates.sort_unstable_by(|a, b| (b.0 + 0.0).total_cmp(&(a.0 + 0.0)).then((a.1, a.2).cmp(&(b.1, b.2))));
     let mut taken = vec![false; n];
     let mut out = Vec::new();
     for &(_, i, j) in candidates.iter() {
@@ -74,6 +75,14 @@ pub fn best_half(f1_upper: f64, f1_lower: f64) -> SymMode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signed_zero_scores_tie_by_position() {
+        for (a, b) in [(0.0, -0.0), (-0.0, 0.0)] {
+            let mut c = vec![(b, 0, 2), (a, 0, 1)];
+            assert_eq!(one_partner(&mut c, 3), vec![(0, 1)], "({a}, {b})");
+        }
+    }
 
     #[test]
     fn canonical_pairs() {

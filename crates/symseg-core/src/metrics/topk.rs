@@ -63,7 +63,9 @@ impl TopKSums {
     /// `i < j` with separation `>= min_sep`; `len` is the sample's length.
     pub fn add_sample(&mut self, candidates: &mut [(f64, bool, usize, usize)], len: usize) {
         // Highest z first; ties by (i, j) ascending, so the result is deterministic.
-        candidates.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then((a.2, a.3).cmp(&(b.2, b.3))));
+        // `+ 0.0` makes -0.0 a +0.0: `total_cmp` alone would rank 0.0 above -0.0.
+        candidates
+            .sort_unstable_by(|a, b| (b.0 + 0.0).total_cmp(&(a.0 + 0.0)).then((a.2, a.3).cmp(&(b.2, b.3))));
         for (r, range) in RANGES.iter().enumerate() {
             let mut in_range = candidates.iter().filter(|c| (range.lo..=range.hi).contains(&(c.3 - c.2)));
             let ranked: Vec<bool> = in_range.by_ref().map(|c| c.1).collect();
@@ -98,5 +100,25 @@ impl TopKSums {
             TopKRange { l1: m(0), l2: m(1), l5: m(2) }
         };
         TopK { short: get(0), medium: get(1), long: get(2), all: get(3) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Equal scores tie by `(i, j)` whatever their sign bit: -0.0 is 0.0.
+    #[test]
+    fn signed_zeros_tie_by_position() {
+        // len 2 and one candidate in range per call would hide the order; use
+        // len 1 (k = 1) and three candidates at separation 6 (short and all).
+        for (first, second) in [(0.0, -0.0), (-0.0, 0.0)] {
+            let mut sums = TopKSums::default();
+            let mut c = vec![(second, false, 3, 9), (first, true, 0, 6), (-1.0, true, 1, 7)];
+            sums.add_sample(&mut c, 1);
+            let t = sums.finish();
+            assert_eq!(t.short.l1, 1.0, "({first}, {second})");
+            assert_eq!(t.all.l1, 1.0);
+        }
     }
 }
