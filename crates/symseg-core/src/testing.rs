@@ -33,11 +33,22 @@ pub fn random_config(rng: &mut Rng) -> LossConfig {
 
 /// The `seed`-th draw of the cross-backend checks: a [`random_case`] and a
 /// [`random_config`] from one generator, so a seed names a failure on every
-/// backend.
+/// backend; one in ten made confident (see [`CaseSpec::confident`]).
 pub fn random_draw(seed: u64) -> (Case, LossConfig) {
     let mut rng = Rng::new(seed);
-    let case = random_case(&mut rng);
-    (case, random_config(&mut rng))
+    let mut case = random_case(&mut rng);
+    let mut cfg = random_config(&mut rng);
+    // One draw in ten: confident, correct logits, BCE and a penalty on
+    // probabilities, where probabilities round to 1 and the penalty must not
+    // subtract them (BCE, as focal terms there fall below f32's range).
+    if rng.chance(0.1) {
+        case.make_confident(&mut rng);
+        let kind = [PenaltyKind::L1, PenaltyKind::L2, PenaltyKind::Huber { delta: 0.5 }][rng.below(3)];
+        cfg = cfg
+            .loss(ElementLoss::Bce { pos_weight: 1.0 })
+            .penalty(Some(Penalty::new(kind).on(PenaltyOn::Probs).weight(1.0)));
+    }
+    (case, cfg)
 }
 
 /// A random case for the cross-backend checks: sizes around tile and vector
@@ -83,6 +94,11 @@ pub struct CaseSpec {
     pub extreme: f64,
     /// Draw 0/1 labels independently for `(i, j)` and `(j, i)` (ignore marks stay mirrored).
     pub asymmetric_labels: bool,
+    /// Replace the logits by confident, correct ones: `|x|` in 15–75 with the
+    /// sign of the label (random under 255). Probabilities then round to 0 or 1
+    /// and the element loss is tiny, so what a penalty on probabilities does
+    /// near 1 decides the result.
+    pub confident: bool,
 }
 
 impl CaseSpec {
@@ -100,6 +116,7 @@ impl CaseSpec {
             scale: 3.0,
             extreme: 0.0,
             asymmetric_labels: false,
+            confident: false,
         }
     }
 }
@@ -162,7 +179,20 @@ impl Case {
         }
         let lengths =
             spec.lengths.then(|| (0..b).map(|s| if s == 0 { n } else { 1 + rng.below(n) }).collect());
-        Case { dims, logits, labels, mask, lengths, min_sep: spec.min_sep }
+        let mut case = Case { dims, logits, labels, mask, lengths, min_sep: spec.min_sep };
+        if spec.confident {
+            case.make_confident(rng);
+        }
+        case
+    }
+
+    /// Replaces the logits by confident, correct ones (see [`CaseSpec::confident`]).
+    pub fn make_confident(&mut self, rng: &mut Rng) {
+        for (x, &y) in self.logits.iter_mut().zip(&self.labels) {
+            let positive = if y == 255 { rng.chance(0.5) } else { y == 1 };
+            let magnitude = (15.0 + 60.0 * rng.uniform()) as f32;
+            *x = if positive { magnitude } else { -magnitude };
+        }
     }
 
     /// The logits widened to f64, for the reference.
