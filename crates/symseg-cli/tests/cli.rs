@@ -793,3 +793,39 @@ fn compare_smoke_writes_the_table_and_plots() {
     let (code, _) = failure(&["compare", "--data", "synthetic:4", "--epochs", "1"]);
     assert_eq!(code, 2, "compare with --data needs --val");
 }
+
+/// With `--threshold best`, `best-half` compares each half at its own best
+/// threshold: here the lower half ranks every pair perfectly but below 0.5
+/// (F1 0 at 0.5, 1 at its best threshold), while the upper half is right at
+/// 0.5 only in part (F1 between 0 and 1 at any threshold).
+#[test]
+fn best_half_judges_each_half_at_its_best_threshold() {
+    let n = 14;
+    let y = Array2::from_shape_fn((n, n), |(i, j)| u8::from(i != j && (i + j) % 3 == 0));
+    let x = Array2::from_shape_fn((n, n), |(i, j)| {
+        let positive = y[[i, j]] == 1;
+        if i > j {
+            if positive { -1.0f32 } else { -3.0 }
+        } else if positive || (i + j) % 2 == 0 {
+            1.0
+        } else {
+            -3.0
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let (xp, yp) = (dir.path().join("x.npy"), dir.path().join("y.npy"));
+    write_npy(&xp, &x).unwrap();
+    write_npy(&yp, &y).unwrap();
+    let (xs, ys) = (xp.display().to_string(), yp.display().to_string());
+    let base = ["metrics", "--logits", &xs, "--labels", &ys, "--val-logits", &xs, "--val-labels", &ys];
+    let run = |extra: &[&str]| json(&symseg(&[&base[..], extra, &["--json", "--min-sep", "1"]].concat()));
+    let at_half = run(&["--mode", "best-half"]);
+    assert_eq!(at_half["mode"], "upper", "{at_half}");
+    let f1_upper = at_half["f1"].as_f64().unwrap();
+    assert!(f1_upper > 0.0 && f1_upper < 1.0, "{at_half}");
+    let tuned = run(&["--mode", "best-half", "--threshold", "best"]);
+    assert_eq!(tuned["mode"], "lower", "{tuned}");
+    assert_eq!(tuned["f1"], 1.0, "{tuned}");
+    let t = tuned["threshold"].as_f64().unwrap();
+    assert!(t > 1.0 / (1.0 + 3f64.exp()) && t <= 1.0 / (1.0 + 1f64.exp()), "{t}");
+}

@@ -101,29 +101,31 @@ pub fn run(args: &MetricsArgs) -> CliResult<()> {
         Some(ThresholdArg::Fixed(t)) => t,
         _ => 0.5,
     };
-    let mode = match args.mode {
-        ModeName::None => SymMode::None,
-        ModeName::Average => SymMode::Average,
-        ModeName::Upper => SymMode::Upper,
-        ModeName::Lower => SymMode::Lower,
+    let tune = matches!(args.threshold, Some(ThresholdArg::Best));
+    // A mode's validation F1 at the threshold used with it: the given one, or
+    // with `--threshold best` its own best, so `best-half` compares each half
+    // at its best threshold rather than both at 0.5.
+    let judge = |mode: SymMode| -> CliResult<(f64, f64)> {
+        let val = val.as_ref().ok_or_else(|| {
+            CliError::Usage("--mode best-half and --threshold best need validation data".into())
+        })?;
+        let acc = score(&cpu, val, PredictConfig::default().mode(mode).threshold(fixed), false, None)?;
+        Ok(if tune { acc.scores().best_f1_threshold() } else { (fixed, acc.finish().f1) })
+    };
+    let (mode, threshold) = match args.mode {
         ModeName::BestHalf => {
-            let val = val
-                .as_ref()
-                .ok_or_else(|| CliError::Usage("--mode best-half needs validation data".into()))?;
-            let f1 = |mode| -> CliResult<f64> {
-                let pred = PredictConfig::default().mode(mode).threshold(fixed);
-                Ok(score(&cpu, val, pred, false, None)?.finish().f1)
-            };
-            postprocess::best_half(f1(SymMode::Upper)?, f1(SymMode::Lower)?)
+            let (upper, lower) = (judge(SymMode::Upper)?, judge(SymMode::Lower)?);
+            match postprocess::best_half(upper.1, lower.1) {
+                SymMode::Lower => (SymMode::Lower, lower.0),
+                _ => (SymMode::Upper, upper.0),
+            }
         }
+        ModeName::None => (SymMode::None, fixed),
+        ModeName::Average => (SymMode::Average, fixed),
+        ModeName::Upper => (SymMode::Upper, fixed),
+        ModeName::Lower => (SymMode::Lower, fixed),
     };
-    let threshold = match (args.threshold, &val) {
-        (Some(ThresholdArg::Best), Some(val)) => {
-            let acc = score(&cpu, val, PredictConfig::default().mode(mode).threshold(fixed), false, None)?;
-            acc.scores().best_f1_threshold().0
-        }
-        _ => fixed,
-    };
+    let threshold = if tune && args.mode != ModeName::BestHalf { judge(mode)?.0 } else { threshold };
     let dims = symseg::Dims::from_shape("logits", inputs.logits.shape())?;
     let pair_mask = match (&args.pair_mask, &args.sequences) {
         (Some(p), _) => {
