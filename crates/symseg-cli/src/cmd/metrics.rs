@@ -112,6 +112,10 @@ pub fn run(args: &MetricsArgs) -> CliResult<()> {
         let acc = score(&cpu, val, PredictConfig::default().mode(mode).threshold(fixed), false, None)?;
         Ok(if tune { acc.scores().best_f1_threshold() } else { (fixed, acc.finish().f1) })
     };
+    // A named mode keeps the given threshold, or with `--threshold best` its own best.
+    let fixed_mode = |mode: SymMode| -> CliResult<(SymMode, f64)> {
+        Ok((mode, if tune { judge(mode)?.0 } else { fixed }))
+    };
     let (mode, threshold) = match args.mode {
         ModeName::BestHalf => {
             let (upper, lower) = (judge(SymMode::Upper)?, judge(SymMode::Lower)?);
@@ -120,12 +124,11 @@ pub fn run(args: &MetricsArgs) -> CliResult<()> {
                 _ => (SymMode::Upper, upper.0),
             }
         }
-        ModeName::None => (SymMode::None, fixed),
-        ModeName::Average => (SymMode::Average, fixed),
-        ModeName::Upper => (SymMode::Upper, fixed),
-        ModeName::Lower => (SymMode::Lower, fixed),
+        ModeName::None => fixed_mode(SymMode::None)?,
+        ModeName::Average => fixed_mode(SymMode::Average)?,
+        ModeName::Upper => fixed_mode(SymMode::Upper)?,
+        ModeName::Lower => fixed_mode(SymMode::Lower)?,
     };
-    let threshold = if tune && args.mode != ModeName::BestHalf { judge(mode)?.0 } else { threshold };
     let dims = symseg::Dims::from_shape("logits", inputs.logits.shape())?;
     let pair_mask = match (&args.pair_mask, &args.sequences) {
         (Some(p), _) => {
