@@ -1,29 +1,48 @@
 #!/usr/bin/env bash
 # Prepares `cargo xtask gpu-check` for a GPU machine that has no Rust toolchain
-# and no network: builds the xtask binary here (x86-64, release), strips it to
-# about 11 MB and puts it in .gpu/ (ignored by git), next to a runner script
-# that finds the machine's NVRTC 13 and runs the check.
+# and no network: builds the xtask binary and the `symseg` command line (with
+# `--backend cuda`) here (x86-64, release), strips them and puts them in .gpu/
+# (ignored by git) with the command line's cross-check and a runner script
+# that finds the machine's NVRTC 13 and runs both.
 #
 #   bash scripts/gpu-bundle.sh
 #   # then, on the GPU machine, with .gpu carried along:
 #   bash .gpu/run.sh            # same arguments as `cargo xtask gpu-check`
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -p xtask
+cargo build --release -p xtask -p symseg-cli --features symseg-cli/cuda
 mkdir -p .gpu
 strip -o .gpu/xtask target/release/xtask
+strip -o .gpu/symseg target/release/symseg
+cp scripts/gpu_cli_check.py .gpu/
 cat > .gpu/run.sh <<'RUN'
 #!/usr/bin/env bash
-# Runs the prepared gpu-check: finds libnvrtc.so.13 (CUDA toolkit or the
-# nvidia-cuda-nvrtc wheel) and puts its directory on LD_LIBRARY_PATH.
+# Runs the prepared gpu-check, then `symseg loss/metrics --backend cuda`
+# against `--backend cpu`. Finds libnvrtc.so.13, preferring the CUDA
+# toolkit's (it matches the driver; a newer NVRTC's PTX can be refused by
+# an older driver), and puts its directory on LD_LIBRARY_PATH.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-nvrtc="$(find / -xdev -name 'libnvrtc.so.13' 2>/dev/null | head -n 1)"
+nvrtc=""
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-13.0/lib64; do
+    if [ -e "$d/libnvrtc.so.13" ]; then nvrtc="$d/libnvrtc.so.13"; break; fi
+done
+if [ -z "$nvrtc" ]; then
+    nvrtc="$(find / -xdev -name 'libnvrtc.so.13' 2>/dev/null | head -n 1)"
+fi
 if [ -n "$nvrtc" ]; then
+    echo "NVRTC: $(readlink -f "$nvrtc")"
     export LD_LIBRARY_PATH="$(dirname "$nvrtc")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
+for d in /usr/local/nvidia/lib64 /usr/local/nvidia/lib; do
+    [ -d "$d" ] && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$d"
+done
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-exec "$here/xtask" gpu-check "$@"
+"$here/xtask" gpu-check "$@"
+status=$?
+echo "== command line: symseg loss/metrics --backend cuda against --backend cpu"
+python3 "$here/gpu_cli_check.py" "$here/symseg" "${TMPDIR:-/tmp}/symseg-cli-check" || status=1
+exit $status
 RUN
-chmod +x .gpu/run.sh .gpu/xtask
+chmod +x .gpu/run.sh .gpu/xtask .gpu/symseg
 ls -la .gpu
