@@ -44,6 +44,9 @@ static dim3 blockIdx;
 
 using std::isfinite;
 
+// The correctly rounded reciprocal: IEEE 1 / x, as on the GPU.
+inline float __frcp_rn(float x) { return 1.0f / x; }
+
 inline unsigned long long atomicMin(unsigned long long* p, unsigned long long v) {
     std::atomic_ref<unsigned long long> a(*p);
     unsigned long long old = a.load();

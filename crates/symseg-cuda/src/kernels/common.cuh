@@ -29,18 +29,47 @@ typedef unsigned long long u64;
 // The block's flat thread index.
 __device__ __forceinline__ unsigned thread_id() { return threadIdx.x; }
 
-// The batch's work: nt tiles a side, `tiles` tile pairs per sample, `work` in all.
-struct Work {
-    long long nt, tiles, work;
+// A block's walk over the batch's tile pairs: items blockIdx.x, + gridDim.x,
+// ... of the `tiles` pairs of each of `batch` samples, item w being pair
+// p = w % tiles of sample b = w / tiles. The divisions are done once; a step
+// adds the quotient and remainder of gridDim.x, since a 64-bit division per
+// tile pair cost more than the pair's own arithmetic.
+struct Walk {
+    long long nt, tiles, batch, b, p, step_b, step_p;
 };
 
-__device__ __forceinline__ Work work_of(long long n, long long batch) {
-    Work g;
-    g.nt = (n + TILE - 1) / TILE;
-    g.tiles = g.nt * (g.nt + 1) / 2;
-    g.work = g.tiles * batch;
-    return g;
+__device__ __forceinline__ Walk walk_start(long long n, long long batch) {
+    Walk k;
+    k.nt = (n + TILE - 1) / TILE;
+    k.tiles = k.nt * (k.nt + 1) / 2;
+    k.batch = batch;
+    if (k.tiles == 0) {
+        k.b = batch;  // an empty map: nothing to walk
+        k.p = k.step_b = k.step_p = 0;
+        return k;
+    }
+    const long long w = blockIdx.x, step = gridDim.x;
+    k.b = w / k.tiles;
+    k.p = w % k.tiles;
+    k.step_b = step / k.tiles;
+    k.step_p = step % k.tiles;
+    return k;
 }
+
+__device__ __forceinline__ bool walk_more(const Walk& k) { return k.b < k.batch; }
+
+__device__ __forceinline__ void walk_next(Walk& k) {
+    k.p += k.step_p;
+    k.b += k.step_b;
+    if (k.p >= k.tiles) {
+        k.p -= k.tiles;
+        ++k.b;
+    }
+}
+
+// Whether the current item is the block's last of its sample: per-sample
+// sums are flushed there. The same in every thread of the block.
+__device__ __forceinline__ bool last_of_sample(const Walk& k) { return k.step_b > 0 || k.p + k.step_p >= k.tiles; }
 
 // Where one work item lies: sample b at flat offset base, tile pair (ti, tj)
 // with first row i0 and first column j0.
@@ -51,10 +80,10 @@ struct Tile {
 // The first linear index of tile row i among the pairs (i, j >= i).
 __device__ __forceinline__ long long row_start(long long i, long long nt) { return i * nt - i * (i - 1) / 2; }
 
-__device__ __forceinline__ Tile tile_of(long long w, long long n, const Work& g) {
+__device__ __forceinline__ Tile tile_of(const Walk& k, long long n) {
     Tile t;
-    t.b = w / g.tiles;
-    const long long p = w % g.tiles, nt = g.nt;
+    t.b = k.b;
+    const long long p = k.p, nt = k.nt;
     // row_start(i) = p solved for i, then corrected for the root's rounding.
     const double q = 2.0 * (double)nt + 1.0;
     long long i = (long long)((q - sqrt(q * q - 8.0 * (double)p)) / 2.0);
@@ -73,11 +102,12 @@ __device__ __forceinline__ Tile tile_of(long long w, long long n, const Work& g)
     return t;
 }
 
-// Whether item w is the block's last of its sample: per-sample sums are
-// flushed there. The same in every thread of the block.
-__device__ __forceinline__ bool last_of_sample(long long w, const Work& g, const Tile& t) {
-    const long long next = w + (long long)gridDim.x;
-    return next >= g.work || next / g.tiles != t.b;
+// Whether every element of the off-diagonal tile pair t lies inside a sample
+// of length len and at least sep off the diagonal: then an element counts
+// exactly when its label is not ignored and its mask is not 0, and the
+// kernels skip the bounds, length and separation tests.
+__device__ __forceinline__ bool interior(const Tile& t, long long len, long long sep) {
+    return t.ti != t.tj && t.i0 + TILE <= len && t.j0 + TILE <= len && t.j0 - (t.i0 + TILE - 1) >= sep;
 }
 
 // CUDA's 4-element vector type of T, for one access to a strip.
@@ -207,7 +237,9 @@ struct Elem {
 __device__ __forceinline__ void elem_value_grad(const Elem& e, float x, bool pos, float* l, float* g) {
     float z = pos ? -x : x;
     float ex = expf(-fabsf(x));
-    float inv = 1.0f / (1.0f + ex);
+    // __frcp_rn is 1 / x correctly rounded (the same bits) without the
+    // general division's instruction sequence.
+    float inv = __frcp_rn(1.0f + ex);
     float lp = log1pf(ex);
     float s = z >= 0.0f ? inv : ex * inv;
     float t = z >= 0.0f ? ex * inv : inv;
@@ -244,7 +276,7 @@ __device__ __forceinline__ void penalty_value_grad(int kind, int probs, float de
         // denominator (1 + ea)(1 + eb), e = exp(-|x|): subtracting rounded
         // probabilities near 1, or forming 1 - p there, would lose every digit.
         float ea = expf(-fabsf(xa)), eb = expf(-fabsf(xb));
-        float ia = 1.0f / (1.0f + ea), ib = 1.0f / (1.0f + eb);
+        float ia = __frcp_rn(1.0f + ea), ib = __frcp_rn(1.0f + eb);
         bool pa = xa >= 0.0f, pb = xb >= 0.0f;
         float num = pa == pb ? (pa ? eb - ea : ea - eb) : (pa ? fmaf(-ea, eb, 1.0f) : fmaf(ea, eb, -1.0f));
         d = num * (ia * ib);

@@ -13,6 +13,156 @@
 #define STRAT_UPPER 3
 #define STRAT_LOWER 4
 
+// The element terms of one off-diagonal pair (i, j) under strategy S: their
+// sum, and the derivatives in x_ij and x_ji (before the reduction factor).
+// S is uniform across the grid, so its branches never diverge. (Templating
+// the body on S, one copy per strategy behind a switch, spilled 384 bytes:
+// the assembler gave the five copies one register budget.)
+__device__ __forceinline__ float pair_terms(int S, const Elem& e, float xij, float xji, bool pa, bool pb, float* gij,
+                                            float* gji) {
+    float l1, d1, l2, d2;
+    if (S == STRAT_PLAIN) {
+        elem_value_grad(e, xij, pa, &l1, &d1);
+        elem_value_grad(e, xji, pb, &l2, &d2);
+        *gij = d1;
+        *gji = d2;
+        return l1 + l2;
+    } else if (S == STRAT_DUAL) {
+        float l3, d3, l4, d4;
+        elem_value_grad(e, xij, pa, &l1, &d1);
+        elem_value_grad(e, xij, pb, &l2, &d2);
+        elem_value_grad(e, xji, pb, &l3, &d3);
+        elem_value_grad(e, xji, pa, &l4, &d4);
+        *gij = d1 + d2;
+        *gji = d3 + d4;
+        return (l1 + l2) + (l3 + l4);
+    } else if (S == STRAT_AVERAGE) {
+        const float z = 0.5f * xij + 0.5f * xji;
+        elem_value_grad(e, z, pa, &l1, &d1);
+        if (pa == pb) {
+            *gij = *gji = d1;
+            return 2.0f * l1;
+        }
+        elem_value_grad(e, z, pb, &l2, &d2);
+        *gij = *gji = 0.5f * (d1 + d2);
+        return l1 + l2;
+    } else if (S == STRAT_UPPER) {
+        elem_value_grad(e, xij, pa, &l1, &d1);
+        *gij = d1;
+        *gji = 0.0f;
+        return l1;
+    } else {
+        elem_value_grad(e, xji, pb, &l2, &d2);
+        *gij = 0.0f;
+        *gji = d2;
+        return l2;
+    }
+}
+
+// The kernel's body: the grid-stride walk over tile pairs.
+__device__ __forceinline__ void loss_body(int S, const float* __restrict__ x, const u8* __restrict__ y,
+                                          const u8* __restrict__ mask, float* __restrict__ grad,
+                                          const long long* __restrict__ lengths, long long batch, long long n,
+                                          long long sep, int wide, const Elem& e, int pen_kind, int pen_probs,
+                                          float delta, const double* __restrict__ r, const double* __restrict__ wp,
+                                          double* __restrict__ partial, u64* __restrict__ bad, float (*sx)[TILE + 1],
+                                          float (*sg)[TILE + 1], u8 (*sy)[TILE + 4], double* red) {
+    const unsigned il = thread_id() / STRIPS, jl0 = STRIP * (thread_id() % STRIPS);
+    double acc = 0.0, pacc = 0.0;
+    for (Walk k = walk_start(n, batch); walk_more(k); walk_next(k)) {
+        const Tile t = tile_of(k, n);
+        const long long base = t.base, i = t.i0 + il, len = lengths[t.b];
+        const bool diagonal = t.ti == t.tj, inner = interior(t, len, sep);
+        const float rb = (float)r[t.b], wpb = (float)wp[t.b];
+
+        // This thread's strip of the own tile, (i, j0 + jl0 + c), loaded
+        // before the mirror's staging so that both loads are in flight at once.
+        const long long col = t.j0 + jl0, row = base + i * n;
+        const Strip own = load_own(x, y, mask, row + col, col, n, wide, i < n);
+        float gs[STRIP] = {};
+        // The mirror tile (rows J, columns I), staged along its rows.
+        stage_rows(x + base, t.j0, t.i0, n, wide, sx);
+        stage_rows(y + base, t.j0, t.i0, n, wide, sy);
+        __syncthreads();
+        // Sums of at most 16 non-negative f32 terms (error < 1e-6 relative),
+        // then added in f64.
+        float tacc = 0.0f, tpacc = 0.0f;
+        // Unrolled, so that the strips stay in registers (indexed by a
+        // variable they would go to local memory).
+#pragma unroll
+        for (int c = 0; c < STRIP; ++c) {
+            const unsigned jl = jl0 + c;
+            const long long j = col + c;
+            const u8 yij = own.y[c];
+            bool count;
+            if (inner) {
+                count = yij != IGNORE && own.m[c] != 0;
+            } else {
+                if (i >= n || j >= n || (diagonal && i > j)) {
+                    continue;
+                }
+                count = counted(i, j, len, sep, yij, own.m[c]);
+            }
+            const float xij = own.x[c], xji = sx[jl][il];
+            float gij = 0.0f, gji = 0.0f;
+            if (count) {
+                if (!isfinite(xij) || !isfinite(xji)) {
+                    if (!isfinite(xij)) {
+                        atomicMin(bad, (u64)(row + j));
+                    }
+                    if (!isfinite(xji)) {
+                        atomicMin(bad, (u64)(base + j * n + i));
+                    }
+                }
+                const bool pa = yij == 1, pb = sy[jl][il] == 1;
+                if (!inner && i == j) {
+                    float l1, d1;
+                    elem_value_grad(e, xij, pa, &l1, &d1);
+                    const float f = S == STRAT_DUAL ? 2.0f : 1.0f;
+                    tacc += f * l1;
+                    gij = rb * (f * d1);
+                } else {
+                    tacc += pair_terms(S, e, xij, xji, pa, pb, &gij, &gji);
+                    gij *= rb;
+                    gji *= rb;
+                    if (pen_kind != PEN_NONE) {
+                        float rho, da, db;
+                        penalty_value_grad(pen_kind, pen_probs, delta, xij, xji, &rho, &da, &db);
+                        tpacc += rho;
+                        gij += wpb * da;
+                        gji += wpb * db;
+                    }
+                }
+            }
+            if (grad) {
+                gs[c] = gij;
+                sg[jl][il] = gji;
+                // A diagonal tile goes out whole from shared memory (its
+                // strips hold both halves), so its own half goes there too.
+                if (diagonal) {
+                    sg[il][jl] = gij;
+                }
+            }
+        }
+        acc += r[t.b] * (double)tacc;
+        pacc += wp[t.b] * (double)tpacc;
+        if (grad && !diagonal && i < n) {
+            store_strip(grad + row + col, col, n, wide, gs);
+        }
+        __syncthreads();
+        // The mirror gradients (or a diagonal tile's), written along rows of J.
+        if (grad) {
+            unstage_rows(sg, t.j0, t.i0, n, wide, grad + base);
+        }
+    }
+    const double s_elem = block_sum(acc, red);
+    const double s_pen = block_sum(pacc, red);
+    if (thread_id() == 0) {
+        partial[2 * blockIdx.x] = s_elem;
+        partial[2 * blockIdx.x + 1] = s_pen;
+    }
+}
+
 extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss(
     const float* __restrict__ x, const u8* __restrict__ y, const u8* __restrict__ mask,
     float* __restrict__ grad, const long long* __restrict__ lengths, long long batch, long long n, long long sep,
@@ -30,123 +180,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss(
     if (*violation != ~0ull) {
         return;
     }
-    const Work g = work_of(n, batch);
-    const unsigned il = thread_id() / STRIPS, jl0 = STRIP * (thread_id() % STRIPS);
     const Elem e = {w_pos, w_neg, gamma, kind};
-    double acc = 0.0, pacc = 0.0;
-    for (long long w = blockIdx.x; w < g.work; w += gridDim.x) {
-        const Tile t = tile_of(w, n, g);
-        const long long base = t.base, i = t.i0 + il, len = lengths[t.b];
-        const bool diagonal = t.ti == t.tj;
-        const float rb = (float)r[t.b], wpb = (float)wp[t.b];
-
-        // This thread's strip of the own tile, (i, j0 + jl0 + c), loaded
-        // before the mirror's staging so that both loads are in flight at once.
-        const long long col = t.j0 + jl0, row = base + i * n;
-        const Strip own = load_own(x, y, mask, row + col, col, n, wide, i < n);
-        float gs[STRIP] = {};
-        // The mirror tile (rows J, columns I), staged along its rows.
-        stage_rows(x + base, t.j0, t.i0, n, wide, sx);
-        stage_rows(y + base, t.j0, t.i0, n, wide, sy);
-        __syncthreads();
-        double tacc = 0.0, tpacc = 0.0;
-        // Unrolled, so that the strips stay in registers (indexed by a
-        // variable they would go to local memory).
-#pragma unroll
-        for (int c = 0; c < STRIP; ++c) {
-            const unsigned jl = jl0 + c;
-            const long long j = col + c;
-            if (i >= n || j >= n || (diagonal && i > j)) {
-                continue;
-            }
-            const float xij = own.x[c], xji = sx[jl][il];
-            const u8 yij = own.y[c], yji = sy[jl][il];
-            float gij = 0.0f, gji = 0.0f;
-            if (counted(i, j, len, sep, yij, own.m[c])) {
-                if (!isfinite(xij)) {
-                    atomicMin(bad, (u64)(row + j));
-                }
-                if (!isfinite(xji)) {
-                    atomicMin(bad, (u64)(base + j * n + i));
-                }
-                const bool pa = yij == 1, pb = yji == 1;
-                float l1, d1, l2, d2;
-                if (i == j) {
-                    elem_value_grad(e, xij, pa, &l1, &d1);
-                    float f = strategy == STRAT_DUAL ? 2.0f : 1.0f;
-                    tacc += (double)(f * l1);
-                    gij = rb * (f * d1);
-                } else {
-                    if (strategy == STRAT_PLAIN) {
-                        elem_value_grad(e, xij, pa, &l1, &d1);
-                        elem_value_grad(e, xji, pb, &l2, &d2);
-                        tacc += (double)l1 + (double)l2;
-                        gij = rb * d1;
-                        gji = rb * d2;
-                    } else if (strategy == STRAT_DUAL) {
-                        float l3, d3, l4, d4;
-                        elem_value_grad(e, xij, pa, &l1, &d1);
-                        elem_value_grad(e, xij, pb, &l2, &d2);
-                        elem_value_grad(e, xji, pb, &l3, &d3);
-                        elem_value_grad(e, xji, pa, &l4, &d4);
-                        tacc += (double)(l1 + l2) + (double)(l3 + l4);
-                        gij = rb * (d1 + d2);
-                        gji = rb * (d3 + d4);
-                    } else if (strategy == STRAT_AVERAGE) {
-                        const float z = 0.5f * xij + 0.5f * xji;
-                        elem_value_grad(e, z, pa, &l1, &d1);
-                        if (pa == pb) {
-                            tacc += 2.0 * (double)l1;
-                            gij = rb * d1;
-                        } else {
-                            elem_value_grad(e, z, pb, &l2, &d2);
-                            tacc += (double)l1 + (double)l2;
-                            gij = rb * (0.5f * (d1 + d2));
-                        }
-                        gji = gij;
-                    } else if (strategy == STRAT_UPPER) {
-                        elem_value_grad(e, xij, pa, &l1, &d1);
-                        tacc += (double)l1;
-                        gij = rb * d1;
-                    } else {
-                        elem_value_grad(e, xji, pb, &l2, &d2);
-                        tacc += (double)l2;
-                        gji = rb * d2;
-                    }
-                    if (pen_kind != PEN_NONE) {
-                        float rho, da, db;
-                        penalty_value_grad(pen_kind, pen_probs, delta, xij, xji, &rho, &da, &db);
-                        tpacc += (double)rho;
-                        gij += wpb * da;
-                        gji += wpb * db;
-                    }
-                }
-            }
-            if (grad) {
-                gs[c] = gij;
-                sg[jl][il] = gji;
-                // A diagonal tile goes out whole from shared memory (its
-                // strips hold both halves), so its own half goes there too.
-                if (diagonal) {
-                    sg[il][jl] = gij;
-                }
-            }
-        }
-        acc += r[t.b] * tacc;
-        pacc += wp[t.b] * tpacc;
-        if (grad && !diagonal && i < n) {
-            store_strip(grad + row + col, col, n, wide, gs);
-        }
-        __syncthreads();
-        // The mirror gradients (or a diagonal tile's), written along rows of J.
-        if (grad) {
-            unstage_rows(sg, t.j0, t.i0, n, wide, grad + base);
-        }
-    }
-    const double s_elem = block_sum(acc, red);
-    const double s_pen = block_sum(pacc, red);
-    if (thread_id() == 0) {
-        partial[2 * blockIdx.x] = s_elem;
-        partial[2 * blockIdx.x + 1] = s_pen;
-    }
+    loss_body(strategy, x, y, mask, grad, lengths, batch, n, sep, wide, e, pen_kind, pen_probs, delta, r, wp, partial,
+              bad, sx, sg, sy, red);
 }

@@ -13,11 +13,10 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_scan(
     __shared__ u8 sm[TILE][TILE + 4];
     __shared__ unsigned long long red[THREADS];
 
-    const Work g = work_of(n, batch);
     const unsigned il = thread_id() / STRIPS, jl0 = STRIP * (thread_id() % STRIPS);
     unsigned long long pairs = 0, diag = 0;
-    for (long long w = blockIdx.x; w < g.work; w += gridDim.x) {
-        const Tile t = tile_of(w, n, g);
+    for (Walk k = walk_start(n, batch); walk_more(k); walk_next(k)) {
+        const Tile t = tile_of(k, n);
         const long long base = t.base, i = t.i0 + il, len = lengths[t.b];
 
         // The own strip first, so that its loads and the staging's overlap.
@@ -28,10 +27,12 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_scan(
             stage_rows(mask + base, t.j0, t.i0, n, wide, sm);
         }
         __syncthreads();
+        const bool inner = interior(t, len, sep);
+#pragma unroll
         for (int c = 0; c < STRIP; ++c) {
             const unsigned jl = jl0 + c;
             const long long j = col + c;
-            if (i >= len || j >= len || i > j) {
+            if (!inner && (i >= len || j >= len || i > j)) {
                 continue;
             }
             const u8 a = own.y[c], b = sy[jl][il];
@@ -42,7 +43,9 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_scan(
             if (bad_label || asym || asym_mask) {
                 atomicMin(violation, (u64)(row + j));
             }
-            if (counted(i, j, len, sep, a, ma)) {
+            if (inner) {
+                pairs += a != IGNORE && ma != 0;
+            } else if (counted(i, j, len, sep, a, ma)) {
                 if (i == j) {
                     diag += 1;
                 } else {
@@ -50,7 +53,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_scan(
                 }
             }
         }
-        if (last_of_sample(w, g, t)) {
+        if (last_of_sample(k)) {
             // block_sum's barriers also keep the next item's staging after this one's reads.
             const unsigned long long p = block_sum(pairs, red);
             const unsigned long long d = block_sum(diag, red);

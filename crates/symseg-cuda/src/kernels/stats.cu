@@ -30,15 +30,14 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_stats(
     if (*violation != ~0ull) {
         return;
     }
-    const Work g = work_of(n, batch);
     const unsigned il = thread_id() / STRIPS, jl0 = STRIP * (thread_id() % STRIPS);
     // A thread's counts for one sample: at most two per element of its strips
     // over the sample's tile pairs, far inside 32 bits for any map that fits
     // in memory (which 32-bit counters keep this kernel in 64 registers).
     unsigned tp = 0, fp = 0, fn = 0, tn = 0, np = 0;
     double as = 0.0;
-    for (long long w = blockIdx.x; w < g.work; w += gridDim.x) {
-        const Tile t = tile_of(w, n, g);
+    for (Walk k = walk_start(n, batch); walk_more(k); walk_next(k)) {
+        const Tile t = tile_of(k, n);
         const long long base = t.base, i = t.i0 + il, len = lengths[t.b];
 
         // The own strip first, so that its loads and the staging's overlap.
@@ -87,7 +86,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_stats(
                 np += 1;
             }
         }
-        if (last_of_sample(w, g, t)) {
+        if (last_of_sample(k)) {
             // block_sum's barriers also keep the next item's staging after this one's reads.
             const unsigned long long v[5] = {block_sum<unsigned long long>(tp, red),
                                              block_sum<unsigned long long>(fp, red),

@@ -13,10 +13,9 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_symmetr
     __shared__ float sx[TILE][TILE + 1];
     __shared__ float so[TILE][TILE + 1];
 
-    const Work g = work_of(n, batch);
     const unsigned il = thread_id() / STRIPS, jl0 = STRIP * (thread_id() % STRIPS);
-    for (long long w = blockIdx.x; w < g.work; w += gridDim.x) {
-        const Tile t = tile_of(w, n, g);
+    for (Walk k = walk_start(n, batch); walk_more(k); walk_next(k)) {
+        const Tile t = tile_of(k, n);
         const long long base = t.base, i = t.i0 + il;
         const bool diagonal = t.ti == t.tj;
 
