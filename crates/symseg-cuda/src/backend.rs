@@ -57,7 +57,9 @@ impl Operands<'_> {
 struct Kernels {
     scan: Kernel,
     factors: Kernel,
-    loss: Kernel,
+    /// The loss kernel for each strategy code (`kernels::LOSS_BY_STRATEGY`),
+    /// compiled on first use: a call compiles only what it runs.
+    loss: [OnceLock<std::result::Result<Kernel, String>>; 5],
     stats: Kernel,
     symmetrise: Kernel,
 }
@@ -219,7 +221,7 @@ impl CudaBackend {
         Ok(vec![
             (kernels::SCAN.entry, k.scan.resident),
             (kernels::FACTORS.entry, k.factors.resident),
-            (kernels::LOSS.entry, k.loss.resident),
+            (kernels::LOSS.entry, self.loss_kernel(k, 0)?.resident),
             (kernels::STATS.entry, k.stats.resident),
             (kernels::SYMMETRISE.entry, k.symmetrise.resident),
         ])
@@ -256,24 +258,40 @@ impl CudaBackend {
     }
 
     fn load_kernels(&self) -> Result<Kernels> {
+        Ok(Kernels {
+            scan: self.load_kernel(&kernels::SCAN)?,
+            factors: self.load_kernel(&kernels::FACTORS)?,
+            loss: Default::default(),
+            stats: self.load_kernel(&kernels::STATS)?,
+            symmetrise: self.load_kernel(&kernels::SYMMETRISE)?,
+        })
+    }
+
+    /// Compiles `k` for this device, loads it into the context and asks the
+    /// driver how many of its blocks the device keeps resident.
+    fn load_kernel(&self, k: &KernelSource) -> Result<Kernel> {
         let sms =
             self.ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).map_err(dev)?;
         let sms = u32::try_from(sms).unwrap_or(1).max(1);
-        let load = |k: &KernelSource| -> Result<Kernel> {
-            let ptx = kernels::compile(k, self.arch)?;
-            let module = self.ctx.load_module(ptx).map_err(dev)?;
-            let function = module.load_function(k.entry).map_err(dev)?;
-            let per_sm =
-                function.occupancy_max_active_blocks_per_multiprocessor(THREADS, 0, None).map_err(dev)?;
-            Ok(Kernel { function, resident: sms.saturating_mul(per_sm.max(1)) })
-        };
-        Ok(Kernels {
-            scan: load(&kernels::SCAN)?,
-            factors: load(&kernels::FACTORS)?,
-            loss: load(&kernels::LOSS)?,
-            stats: load(&kernels::STATS)?,
-            symmetrise: load(&kernels::SYMMETRISE)?,
-        })
+        let ptx = kernels::compile(k, self.arch)?;
+        let module = self.ctx.load_module(ptx).map_err(dev)?;
+        let function = module.load_function(k.entry).map_err(dev)?;
+        let per_sm =
+            function.occupancy_max_active_blocks_per_multiprocessor(THREADS, 0, None).map_err(dev)?;
+        Ok(Kernel { function, resident: sms.saturating_mul(per_sm.max(1)) })
+    }
+
+    /// The loss kernel for strategy code `code`, compiled on its first use.
+    fn loss_kernel<'k>(&self, k: &'k Kernels, code: i32) -> Result<&'k Kernel> {
+        let i = usize::try_from(code).ok().filter(|&i| i < k.loss.len()).ok_or_else(|| Error::Backend {
+            backend: "cuda",
+            message: format!("no loss kernel for strategy code {code}"),
+        })?;
+        let source = &kernels::LOSS_BY_STRATEGY[i];
+        k.loss[i]
+            .get_or_init(|| self.load_kernel(source).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|m| Error::Backend { backend: "cuda", message: m.clone() })
     }
 
     /// Shapes and lengths of an input (SPEC §1).
@@ -426,8 +444,10 @@ impl CudaBackend {
         let ops = self.operands(input);
         let grad = grad.map(|g| g.bind(&self.stream));
         let k = self.kernels()?;
+        let args = LossArgs::new(cfg);
+        let loss_kernel = self.loss_kernel(k, args.strategy)?;
         let scan = ScanWords::new(dims.batch);
-        let at = LossWords::new(scan.end, dims.batch, k.loss.blocks(dims) as usize);
+        let at = LossWords::new(scan.end, dims.batch, loss_kernel.blocks(dims) as usize);
         let require_symmetric = !cfg.allow_asymmetric_labels;
         let mut w = self.scratch.words(&self.stream, at.partial.end)?;
         let mut up = Self::scan_upload(&lens, &scan, at.bad + 1 - scan.end);
@@ -439,7 +459,6 @@ impl CudaBackend {
 
         // The reduction factors from the counts, on the device: the loss
         // kernel follows without a wait for the host.
-        let args = LossArgs::new(cfg);
         let (counts, r_dev, wp_dev) = (w.ptr(scan.counts.start), w.ptr(at.r.start), w.ptr(at.wp.start));
         let batch = dims.batch as i64;
         let mut b = self.stream.launch_builder(&k.factors.function);
@@ -457,7 +476,7 @@ impl CudaBackend {
         let g = grad.as_ref().map_or(0, |t| t.ptr);
         let (n, sep) = (dims.n as i64, ops.min_sep as i64);
         let wide = i32::from(launch_args::wide(dims.n, &[x, g], &[y, m]));
-        let mut b = self.stream.launch_builder(&k.loss.function);
+        let mut b = self.stream.launch_builder(&loss_kernel.function);
         b.arg(&x).arg(&y).arg(&m).arg(&g).arg(&lengths).arg(&batch).arg(&n).arg(&sep).arg(&wide);
         b.arg(&args.strategy).arg(&fe.w_pos).arg(&fe.w_neg).arg(&fe.gamma).arg(&fe.kind);
         b.arg(&args.pen_kind).arg(&args.pen_probs).arg(&args.delta);
@@ -465,7 +484,7 @@ impl CudaBackend {
         // SAFETY: the arguments match `symseg_loss`'s parameters in order and
         // type; every pointer covers the validated `[B, N, N]` extent, and the
         // scratch words the loss's layout.
-        unsafe { b.launch(k.loss.config(dims)) }.map_err(dev)?;
+        unsafe { b.launch(loss_kernel.config(dims)) }.map_err(dev)?;
 
         // The one wait of the call: counts, flags and partial sums together.
         let down = w.download(scan.counts.start, at.partial.end - scan.counts.start)?;

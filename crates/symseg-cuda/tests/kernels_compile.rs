@@ -28,12 +28,14 @@ fn every_kernel_compiles_to_ptx() {
         return;
     }
     for arch in ARCHS {
-        for k in kernels::ALL {
-            let ptx = kernels::compile(&k, arch).unwrap_or_else(|e| panic!("{} for {arch}: {e}", k.file));
+        // The generic kernels and the loss kernel compiled for each strategy.
+        for k in kernels::ALL.iter().chain(&kernels::LOSS_BY_STRATEGY) {
+            let ptx = kernels::compile(k, arch).unwrap_or_else(|e| panic!("{} for {arch}: {e}", k.file));
             let text = ptx.to_src();
             assert!(text.contains(&format!(".entry {}", k.entry)), "{}: no entry {}", k.file, k.entry);
             // The f64 partial sums must stay f64 (no silent demotion).
-            if k.file == "loss.cu" {
+            let loss = k.file.starts_with("loss.cu");
+            if loss {
                 assert!(text.contains(".f64"), "loss.cu has no f64 arithmetic");
             }
             // Rows are read (and gradients written) 16 bytes of floats or 4 of
@@ -46,7 +48,7 @@ fn every_kernel_compiles_to_ptx() {
             if let Some(w) = wide_reads {
                 assert!(text.contains(w), "{} for {arch}: no {w}", k.file);
             }
-            if k.file == "loss.cu" || k.file == "symmetrise.cu" {
+            if loss || k.file == "symmetrise.cu" {
                 assert!(text.contains("st.global.v4.f32"), "{} for {arch}: no wide stores", k.file);
             }
         }
@@ -75,8 +77,8 @@ fn every_kernel_fits_its_launch_bounds_without_spilling() {
     // 64K 32-bit registers per SM on A100 and H100.
     const REGISTERS_PER_SM: u32 = 65_536;
     for sm in ["sm_80", "sm_90"] {
-        for k in kernels::ALL {
-            let r = kernels::resources(&k, sm).unwrap_or_else(|e| panic!("{sm}: {e}"));
+        for k in kernels::ALL.iter().chain(&kernels::LOSS_BY_STRATEGY) {
+            let r = kernels::resources(k, sm).unwrap_or_else(|e| panic!("{sm}: {e}"));
             println!("{sm} {}: {r:?}", k.file);
             assert_eq!(
                 (r.spill_stores, r.spill_loads, r.stack_bytes),

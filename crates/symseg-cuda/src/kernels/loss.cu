@@ -30,9 +30,18 @@ __device__ __forceinline__ float pair_terms(int S, const Elem& e, float xij, flo
     } else if (S == STRAT_DUAL) {
         float l3, d3, l4, d4;
         elem_value_grad(e, xij, pa, &l1, &d1);
-        elem_value_grad(e, xij, pb, &l2, &d2);
         elem_value_grad(e, xji, pb, &l3, &d3);
-        elem_value_grad(e, xji, pa, &l4, &d4);
+        if (pa == pb) {
+            // Symmetric labels (always, unless asymmetric ones are allowed):
+            // the swapped terms are these, bit for bit.
+            l2 = l1;
+            d2 = d1;
+            l4 = l3;
+            d4 = d3;
+        } else {
+            elem_value_grad(e, xij, pb, &l2, &d2);
+            elem_value_grad(e, xji, pa, &l4, &d4);
+        }
         *gij = d1 + d2;
         *gji = d3 + d4;
         return (l1 + l2) + (l3 + l4);
@@ -181,6 +190,14 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss(
         return;
     }
     const Elem e = {w_pos, w_neg, gamma, kind};
-    loss_body(strategy, x, y, mask, grad, lengths, batch, n, sep, wide, e, pen_kind, pen_probs, delta, r, wp, partial,
+#ifdef SYMSEG_STRATEGY
+    // Compiled for one strategy (`kernels::LOSS_BY_STRATEGY`): a constant,
+    // so its branches fold away; `strategy` then only repeats it.
+    (void)strategy;
+    const int S = SYMSEG_STRATEGY;
+#else
+    const int S = strategy;
+#endif
+    loss_body(S, x, y, mask, grad, lengths, batch, n, sep, wide, e, pen_kind, pen_probs, delta, r, wp, partial,
               bad, sx, sg, sy, red);
 }
