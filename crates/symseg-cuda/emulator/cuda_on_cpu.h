@@ -26,6 +26,9 @@ struct dim3 {
 struct alignas(16) float4 {
     float x, y, z, w;
 };
+struct alignas(16) uint4 {
+    unsigned x, y, z, w;
+};
 struct alignas(4) uchar4 {
     unsigned char x, y, z, w;
 };
@@ -41,6 +44,7 @@ static dim3 blockIdx;
 #define __forceinline__ inline
 #define __launch_bounds__(threads, blocks)
 #define __shared__ static
+#define __align__(n) __attribute__((aligned(n)))
 
 using std::isfinite;
 

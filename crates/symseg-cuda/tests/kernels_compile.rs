@@ -41,8 +41,8 @@ fn every_kernel_compiles_to_ptx() {
             // Rows are read (and gradients written) 16 bytes of floats or 4 of
             // labels per thread where the layout allows it.
             let wide_reads = match k.file {
-                "scan.cu" => Some("ld.global.nc.v4.u8"),
-                "factors.cu" => None, // reads two counts a sample, no rows
+                "scan.cu" => Some("ld.global.nc.v4.u32"), // 16 labels at once
+                "factors.cu" => None,                     // reads two counts a sample, no rows
                 _ => Some("ld.global.nc.v4.f32"),
             };
             if let Some(w) = wide_reads {

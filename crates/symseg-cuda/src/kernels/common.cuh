@@ -38,9 +38,11 @@ struct Walk {
     long long nt, tiles, batch, b, p, step_b, step_p;
 };
 
+// T is the tile side (the scan walks 64-wide tiles, the other kernels TILE).
+template <int T = TILE>
 __device__ __forceinline__ Walk walk_start(long long n, long long batch) {
     Walk k;
-    k.nt = (n + TILE - 1) / TILE;
+    k.nt = (n + T - 1) / T;
     k.tiles = k.nt * (k.nt + 1) / 2;
     k.batch = batch;
     if (k.tiles == 0) {
@@ -80,6 +82,7 @@ struct Tile {
 // The first linear index of tile row i among the pairs (i, j >= i).
 __device__ __forceinline__ long long row_start(long long i, long long nt) { return i * nt - i * (i - 1) / 2; }
 
+template <int T = TILE>
 __device__ __forceinline__ Tile tile_of(const Walk& k, long long n) {
     Tile t;
     t.b = k.b;
@@ -97,8 +100,8 @@ __device__ __forceinline__ Tile tile_of(const Walk& k, long long n) {
     t.ti = i;
     t.tj = i + (p - row_start(i, nt));
     t.base = t.b * n * n;
-    t.i0 = t.ti * TILE;
-    t.j0 = t.tj * TILE;
+    t.i0 = t.ti * T;
+    t.j0 = t.tj * T;
     return t;
 }
 
@@ -106,8 +109,9 @@ __device__ __forceinline__ Tile tile_of(const Walk& k, long long n) {
 // of length len and at least sep off the diagonal: then an element counts
 // exactly when its label is not ignored and its mask is not 0, and the
 // kernels skip the bounds, length and separation tests.
+template <int T = TILE>
 __device__ __forceinline__ bool interior(const Tile& t, long long len, long long sep) {
-    return t.ti != t.tj && t.i0 + TILE <= len && t.j0 + TILE <= len && t.j0 - (t.i0 + TILE - 1) >= sep;
+    return t.ti != t.tj && t.i0 + T <= len && t.j0 + T <= len && t.j0 - (t.i0 + T - 1) >= sep;
 }
 
 // CUDA's 4-element vector type of T, for one access to a strip.

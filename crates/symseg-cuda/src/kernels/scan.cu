@@ -1,42 +1,113 @@
 // Label and mask validation (SPEC §1) and the per-sample counted-set sizes,
 // over the real region of each sample (the grid strides over tile pairs as in
-// `common.cuh`). A violation records the lowest flat index of an offending
-// upper-triangle position (the host reads those few bytes back to name the
-// error); counts go to counts[2b] (pairs i < j) and counts[2b + 1] (diagonal),
-// added once per block and sample (integer atomics: exact in any order).
+// `common.cuh`, here of 64 x 64 tiles). A violation records the lowest flat
+// index of an offending upper-triangle position (the host reads those few
+// bytes back to name the error); counts go to counts[2b] (pairs i < j) and
+// counts[2b + 1] (diagonal), added once per block and sample (integer
+// atomics: exact in any order).
+//
+// The scan reads one or two bytes an element, so its cost is the per-pair
+// work (the walk, the staging, the barriers), not the bytes: a 64-wide tile
+// pair gives each thread a 16-byte strip (16 elements, against 4 in a
+// 32-wide pair) for the same per-pair instructions.
+
+#define SCAN_TILE 64
+#define SCAN_STRIP 16
+#define SCAN_STRIPS (SCAN_TILE / SCAN_STRIP)
+// A row of a staged tile: 4 bytes of padding, so that the column reads of a
+// warp (4 strips of 8 rows) meet at most two to a bank.
+#define SCAN_ROW (SCAN_TILE + 4)
+
+// SCAN_STRIP bytes of a row from column col of n into 4 words, zero beyond
+// the row: one 16-byte load when `wide16`, 4-byte loads when `wide` (n a
+// multiple of 4, so that a word is all inside the row or all outside),
+// otherwise byte by byte.
+__device__ __forceinline__ void load_strip16(const u8* p, long long col, long long n, bool wide16, bool wide,
+                                             unsigned* w) {
+    w[0] = w[1] = w[2] = w[3] = 0u;
+    if (wide16) {
+        if (col < n) {
+            const uint4 q = *reinterpret_cast<const uint4*>(p);
+            w[0] = q.x;
+            w[1] = q.y;
+            w[2] = q.z;
+            w[3] = q.w;
+        }
+    } else if (wide) {
+        for (int s = 0; s < 4; ++s) {
+            if (col + 4 * s < n) {
+                w[s] = *reinterpret_cast<const unsigned*>(p + 4 * s);
+            }
+        }
+    } else {
+        for (int c = 0; c < SCAN_STRIP; ++c) {
+            if (col + c < n) {
+                w[c / 4] |= (unsigned)p[c] << (8 * (c % 4));
+            }
+        }
+    }
+}
+
+__device__ __forceinline__ u8 byte_of(const unsigned* w, int c) { return (u8)(w[c / 4] >> (8 * (c % 4))); }
+
+// This thread's strip of the tile at rows row0.., columns col0.. of the
+// sample at `src`, into row t / SCAN_STRIPS of the shared tile (word stores:
+// a row of SCAN_ROW bytes keeps 4-byte alignment).
+__device__ __forceinline__ void stage16(const u8* src, long long row0, long long col0, long long n, bool wide16,
+                                        bool wide, u8 (*dst)[SCAN_ROW]) {
+    const unsigned r = thread_id() / SCAN_STRIPS, c0 = SCAN_STRIP * (thread_id() % SCAN_STRIPS);
+    const long long row = row0 + r, col = col0 + c0;
+    unsigned w[4] = {0u, 0u, 0u, 0u};
+    if (row < n) {
+        load_strip16(src + row * n + col, col, n, wide16, wide, w);
+    }
+    for (int s = 0; s < 4; ++s) {
+        *reinterpret_cast<unsigned*>(&dst[r][c0 + 4 * s]) = w[s];
+    }
+}
 
 extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_scan(
     const u8* __restrict__ y, const u8* __restrict__ mask, const long long* __restrict__ lengths,
     long long batch, long long n, long long sep, int wide, int require_symmetric,
     u64* __restrict__ counts, u64* __restrict__ violation) {
-    __shared__ u8 sy[TILE][TILE + 4];
-    __shared__ u8 sm[TILE][TILE + 4];
+    __shared__ __align__(16) u8 sy[SCAN_TILE][SCAN_ROW];
+    __shared__ __align__(16) u8 sm[SCAN_TILE][SCAN_ROW];
     __shared__ unsigned long long red[THREADS];
 
-    const unsigned il = thread_id() / STRIPS, jl0 = STRIP * (thread_id() % STRIPS);
+    // 16-byte rows need n a multiple of 16 and 16-byte aligned buffers (the
+    // host's `wide` promises 4).
+    const bool wide16 = wide && n % SCAN_STRIP == 0 && (unsigned long long)y % 16 == 0 &&
+                        (unsigned long long)mask % 16 == 0;
+    const unsigned il = thread_id() / SCAN_STRIPS, jl0 = SCAN_STRIP * (thread_id() % SCAN_STRIPS);
     unsigned long long pairs = 0, diag = 0;
-    for (Walk k = walk_start(n, batch); walk_more(k); walk_next(k)) {
-        const Tile t = tile_of(k, n);
+    for (Walk k = walk_start<SCAN_TILE>(n, batch); walk_more(k); walk_next(k)) {
+        const Tile t = tile_of<SCAN_TILE>(k, n);
         const long long base = t.base, i = t.i0 + il, len = lengths[t.b];
 
         // The own strip first, so that its loads and the staging's overlap.
         const long long col = t.j0 + jl0, row = base + i * n;
-        const Strip own = load_own(nullptr, y, mask, row + col, col, n, wide, i < n);
-        stage_rows(y + base, t.j0, t.i0, n, wide, sy);
+        unsigned oy[4] = {0u, 0u, 0u, 0u}, om[4] = {~0u, ~0u, ~0u, ~0u};
+        if (i < n) {
+            load_strip16(y + row + col, col, n, wide16, wide, oy);
+            if (mask) {
+                load_strip16(mask + row + col, col, n, wide16, wide, om);
+            }
+        }
+        stage16(y + base, t.j0, t.i0, n, wide16, wide, sy);
         if (mask) {
-            stage_rows(mask + base, t.j0, t.i0, n, wide, sm);
+            stage16(mask + base, t.j0, t.i0, n, wide16, wide, sm);
         }
         __syncthreads();
-        const bool inner = interior(t, len, sep);
+        const bool inner = interior<SCAN_TILE>(t, len, sep);
 #pragma unroll
-        for (int c = 0; c < STRIP; ++c) {
+        for (int c = 0; c < SCAN_STRIP; ++c) {
             const unsigned jl = jl0 + c;
             const long long j = col + c;
             if (!inner && (i >= len || j >= len || i > j)) {
                 continue;
             }
-            const u8 a = own.y[c], b = sy[jl][il];
-            const u8 ma = own.m[c], mb = mask ? sm[jl][il] : (u8)1;
+            const u8 a = byte_of(oy, c), b = sy[jl][il];
+            const u8 ma = byte_of(om, c), mb = mask ? sm[jl][il] : (u8)1;
             const bool bad_label = (a > 1 && a != IGNORE) || (b > 1 && b != IGNORE);
             const bool asym = require_symmetric ? a != b : (a == IGNORE) != (b == IGNORE);
             const bool asym_mask = (ma != 0) != (mb != 0);
