@@ -48,9 +48,6 @@ static dim3 blockIdx;
 
 using std::isfinite;
 
-// The GPU's fast division (within two ulp there); here the exact one.
-inline float __fdividef(float a, float b) { return a / b; }
-
 inline unsigned long long atomicMin(unsigned long long* p, unsigned long long v) {
     std::atomic_ref<unsigned long long> a(*p);
     unsigned long long old = a.load();

@@ -87,9 +87,10 @@ __device__ __forceinline__ Tile tile_of(const Walk& k, long long n) {
     Tile t;
     t.b = k.b;
     const long long p = k.p, nt = k.nt;
-    // row_start(i) = p solved for i, then corrected for the root's rounding.
-    const double q = 2.0 * (double)nt + 1.0;
-    long long i = (long long)((q - sqrt(q * q - 8.0 * (double)p)) / 2.0);
+    // row_start(i) = p solved for i, in f32 (f64 conversions and roots cost
+    // more than the whole estimate), then corrected for its rounding.
+    const float q = 2.0f * (float)nt + 1.0f;
+    long long i = (long long)((q - sqrtf(fmaxf(q * q - 8.0f * (float)p, 0.0f))) * 0.5f);
     i = i < 0 ? 0 : (i > nt - 1 ? nt - 1 : i);
     while (i > 0 && row_start(i, nt) > p) {
         --i;
@@ -236,9 +237,19 @@ struct Elem {
     int kind;
 };
 
-// 1 / u for u in [1, 3]: the hardware reciprocal (within an ulp there), not
-// the correctly rounded division's longer sequence; SPEC §4 allows 1e-5.
-__device__ __forceinline__ float recip_unit(float u) { return __fdividef(1.0f, u); }
+// 1 / u for u in [1, 3]: the hardware reciprocal alone (within an ulp
+// there), without the correctly rounded division's sequence or
+// __fdividef's range tests, which such u never needs; SPEC §4 allows 1e-5.
+// (The CPU emulation divides.)
+__device__ __forceinline__ float recip_unit(float u) {
+#ifdef __CUDA_ARCH__
+    float r;
+    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(u));
+    return r;
+#else
+    return 1.0f / u;
+#endif
+}
 
 // log(1 + e) for e in [0, 1], as 2 atanh(s) with s = e / (2 + e) in [0, 1/3]:
 // its odd series to s^15 (the rest is below 3e-9 relative), a few ulp in all,
@@ -267,14 +278,9 @@ __device__ __forceinline__ void elem_value_grad(const Elem& e, float x, bool pos
     float t = z >= 0.0f ? ex * inv : inv;
     float sp = fmaxf(z, 0.0f) + lp;
     float w = pos ? e.w_pos : e.w_neg;
-    float pw;
-    if (e.kind == 0) {
-        pw = 1.0f;
-    } else if (e.kind == 1) {
-        pw = s;
-    } else if (e.kind == 2) {
-        pw = s * s;
-    } else {
+    // s^gamma: selects for gamma 0, 1, 2 (one branch, not three), exp otherwise.
+    float pw = e.kind == 0 ? 1.0f : (e.kind == 1 ? s : s * s);
+    if (e.kind == 3) {
         pw = expf(-e.gamma * (fmaxf(-z, 0.0f) + lp));
     }
     float wp = w * pw;
