@@ -50,6 +50,9 @@ __device__ __forceinline__ void load_strip16(const u8* p, long long col, long lo
 
 __device__ __forceinline__ u8 byte_of(const unsigned* w, int c) { return (u8)(w[c / 4] >> (8 * (c % 4))); }
 
+// Whether a byte of w is 0 (exact as a yes or no; the classic bit trick).
+__device__ __forceinline__ bool has_zero_byte(unsigned w) { return ((w - 0x01010101u) & ~w & 0x80808080u) != 0; }
+
 // This thread's strip of the tile at rows row0.., columns col0.. of the
 // sample at `src`, into row t / SCAN_STRIPS of the shared tile (word stores:
 // a row of SCAN_ROW bytes keeps 4-byte alignment).
@@ -100,27 +103,49 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_scan(
         __syncthreads();
         const bool inner = interior<SCAN_TILE>(t, len, sep);
 #pragma unroll
-        for (int c = 0; c < SCAN_STRIP; ++c) {
-            const unsigned jl = jl0 + c;
-            const long long j = col + c;
-            if (!inner && (i >= len || j >= len || i > j)) {
-                continue;
-            }
-            const u8 a = byte_of(oy, c), b = sy[jl][il];
-            const u8 ma = byte_of(om, c), mb = mask ? sm[jl][il] : (u8)1;
-            const bool bad_label = (a > 1 && a != IGNORE) || (b > 1 && b != IGNORE);
-            const bool asym = require_symmetric ? a != b : (a == IGNORE) != (b == IGNORE);
-            const bool asym_mask = (ma != 0) != (mb != 0);
-            if (bad_label || asym || asym_mask) {
-                atomicMin(violation, (u64)(row + j));
-            }
+        for (int q = 0; q < SCAN_STRIP / 4; ++q) {
+            // Four columns at once where they are plainly valid: labels 0 or
+            // 1 on both sides (and equal where symmetry is required), masks
+            // non-zero on both sides; then all four count. Otherwise (an
+            // ignore label, a zero mask, a violation, the tile's edge) one by one.
             if (inner) {
-                pairs += a != IGNORE && ma != 0;
-            } else if (counted(i, j, len, sep, a, ma)) {
-                if (i == j) {
-                    diag += 1;
-                } else {
-                    pairs += 1;
+                const unsigned jq = jl0 + 4 * q;
+                const unsigned bw = (unsigned)sy[jq][il] | (unsigned)sy[jq + 1][il] << 8 |
+                                    (unsigned)sy[jq + 2][il] << 16 | (unsigned)sy[jq + 3][il] << 24;
+                bool plain = ((oy[q] | bw) & 0xFEFEFEFEu) == 0 && (!require_symmetric || oy[q] == bw);
+                if (mask) {
+                    const unsigned mbw = (unsigned)sm[jq][il] | (unsigned)sm[jq + 1][il] << 8 |
+                                         (unsigned)sm[jq + 2][il] << 16 | (unsigned)sm[jq + 3][il] << 24;
+                    plain = plain && !has_zero_byte(om[q]) && !has_zero_byte(mbw);
+                }
+                if (plain) {
+                    pairs += 4;
+                    continue;
+                }
+            }
+#pragma unroll
+            for (int c = 4 * q; c < 4 * q + 4; ++c) {
+                const unsigned jl = jl0 + c;
+                const long long j = col + c;
+                if (!inner && (i >= len || j >= len || i > j)) {
+                    continue;
+                }
+                const u8 a = byte_of(oy, c), b = sy[jl][il];
+                const u8 ma = byte_of(om, c), mb = mask ? sm[jl][il] : (u8)1;
+                const bool bad_label = (a > 1 && a != IGNORE) || (b > 1 && b != IGNORE);
+                const bool asym = require_symmetric ? a != b : (a == IGNORE) != (b == IGNORE);
+                const bool asym_mask = (ma != 0) != (mb != 0);
+                if (bad_label || asym || asym_mask) {
+                    atomicMin(violation, (u64)(row + j));
+                }
+                if (inner) {
+                    pairs += a != IGNORE && ma != 0;
+                } else if (counted(i, j, len, sep, a, ma)) {
+                    if (i == j) {
+                        diag += 1;
+                    } else {
+                        pairs += 1;
+                    }
                 }
             }
         }
