@@ -79,8 +79,10 @@ pub fn full_source(k: &KernelSource) -> String {
 
 /// NVRTC's flags for SPEC §4's accuracy: no flush-to-zero, IEEE division and
 /// square roots; fused multiply-adds stay on (they only make results closer).
-/// Both [`compile`] and [`resources`] pass these, so the registers counted are
-/// those of the code that runs.
+/// (The element loss asks for the hardware reciprocal of `1 + e` explicitly,
+/// within an ulp there; docs/cuda.md says why.) Both [`compile`] and
+/// [`resources`] pass these, so the registers counted are those of the code
+/// that runs.
 const ACCURACY_FLAGS: [&str; 4] = ["--ftz=false", "--prec-div=true", "--prec-sqrt=true", "--fmad=true"];
 
 /// Compiles `k` to PTX for `arch` (e.g. `"compute_90"`), with IEEE division
