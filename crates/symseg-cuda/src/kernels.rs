@@ -185,6 +185,26 @@ mod tests {
         assert_eq!(defined("MIN_BLOCKS"), MIN_BLOCKS as usize);
     }
 
+    /// Each strategy's code (the host's) names its specialised kernel, whose
+    /// `SYMSEG_STRATEGY` is the same code and `loss.cu`'s `STRAT_` constant.
+    #[test]
+    fn each_strategy_launches_the_loss_kernel_compiled_for_it() {
+        use symseg_core::{LossConfig, Strategy};
+        for strategy in Strategy::ALL {
+            let code = crate::launch_args::LossArgs::new(&LossConfig::default().strategy(strategy)).strategy;
+            let name = format!("{strategy:?}").to_uppercase();
+            let want = format!("#define STRAT_{name} {code}\n");
+            assert!(super::LOSS.source.contains(&want), "loss.cu lacks {want:?}");
+            let k = &super::LOSS_BY_STRATEGY[usize::try_from(code).expect("a code")];
+            if k.file == super::LOSS.file {
+                continue; // the generic kernel (dual): the strategy is its argument
+            }
+            assert!(k.source.starts_with(&format!("#define SYMSEG_STRATEGY {code}\n")), "{}", k.file);
+            assert_eq!(k.file, format!("loss.cu[{}]", strategy.as_str()));
+            assert_eq!(k.entry, super::LOSS.entry);
+        }
+    }
+
     #[test]
     fn figures_are_read_from_the_assemblers_report() {
         let log = "ptxas info    : Function properties for symseg_loss\n\
