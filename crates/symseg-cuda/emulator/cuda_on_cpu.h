@@ -7,8 +7,8 @@
 // missing __syncthreads), or, with EMU_FIBERS (the CPU driver), fibers on
 // the launching thread, many times faster. What this cannot check:
 // warp-level timing, races between blocks (blocks never overlap here), and
-// the GPU's own math library (expf and log1pf here are the host's, within an
-// ulp or two of CUDA's).
+// the GPU's own math (expf here is the host's, within an ulp or two of
+// CUDA's; the hardware reciprocal `rcp.approx` is an exact division here).
 
 #include <math.h>
 
