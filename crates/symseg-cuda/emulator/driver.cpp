@@ -65,7 +65,7 @@ int main() {
     });
     put(counts);
     put(violation);
-#elif defined(EMU_LOSS)
+#elif defined(EMU_LOSS) || defined(EMU_LOSS_ROWS)
     const long long sep = get<long long>();
     const int strategy = get<int>();
     const float w_pos = get<float>(), w_neg = get<float>(), gamma = get<float>();
@@ -83,10 +83,15 @@ int main() {
     std::vector<float> grad(has_grad ? len : 0, 1234.5f);
     std::vector<double> partial(2 * (size_t)blocks, NAN);
     std::vector<u64> bad(1, ~0ull);
+#ifdef EMU_LOSS_ROWS
+    auto* kernel = &symseg_loss_rows;  // the same parameters as symseg_loss
+#else
+    auto* kernel = &symseg_loss;
+#endif
     launch([&] {
-        symseg_loss(x.data(), y.data(), or_null(mask, has_mask), or_null(grad, has_grad), lengths.data(), batch,
-                    n, sep, wide, strategy, w_pos, w_neg, gamma, kind, pen_kind, pen_probs, delta, r.data(),
-                    wp.data(), violation.data(), partial.data(), bad.data());
+        kernel(x.data(), y.data(), or_null(mask, has_mask), or_null(grad, has_grad), lengths.data(), batch, n,
+               sep, wide, strategy, w_pos, w_neg, gamma, kind, pen_kind, pen_probs, delta, r.data(), wp.data(),
+               violation.data(), partial.data(), bad.data());
     });
     put(grad);
     put(partial);
@@ -126,7 +131,7 @@ int main() {
     launch([&] { symseg_symmetrise(x.data(), batch, n, wide, mode, out.data()); });
     put(out);
 #else
-#error "define one of EMU_SCAN, EMU_FACTORS, EMU_LOSS, EMU_STATS, EMU_SYMMETRISE"
+#error "define one of EMU_SCAN, EMU_FACTORS, EMU_LOSS, EMU_LOSS_ROWS, EMU_STATS, EMU_SYMMETRISE"
 #endif
     return std::fflush(stdout) == 0 ? 0 : 3;
 }

@@ -37,6 +37,27 @@ impl Kernel {
     }
 }
 
+/// The loss kernel a call launches: the tile kernel (`loss.cu`) or the row
+/// kernel (`loss_rows.cu`), which strides over quads and not tile pairs.
+struct LossKernel<'k> {
+    kernel: &'k Kernel,
+    rows: bool,
+}
+
+impl LossKernel<'_> {
+    fn blocks(&self, dims: Dims) -> u32 {
+        if self.rows {
+            launch_args::row_blocks(dims.batch, dims.n, self.kernel.resident)
+        } else {
+            self.kernel.blocks(dims)
+        }
+    }
+
+    fn config(&self, dims: Dims) -> LaunchConfig {
+        LaunchConfig { grid_dim: (self.blocks(dims), 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 }
+    }
+}
+
 /// One operation's inputs, bound on the backend's stream until its last launch.
 struct Operands<'a> {
     x: Bound<'a>,
@@ -60,6 +81,8 @@ struct Kernels {
     /// The loss kernel for each strategy code (`kernels::LOSS_BY_STRATEGY`),
     /// compiled on first use: a call compiles only what it runs.
     loss: [OnceLock<std::result::Result<Kernel, String>>; 5],
+    /// The row kernel for each strategy code it serves (`kernels::LOSS_ROWS_BY_STRATEGY`).
+    loss_rows: [OnceLock<std::result::Result<Kernel, String>>; 5],
     stats: Kernel,
     symmetrise: Kernel,
 }
@@ -221,7 +244,8 @@ impl CudaBackend {
         Ok(vec![
             (kernels::SCAN.entry, k.scan.resident),
             (kernels::FACTORS.entry, k.factors.resident),
-            (kernels::LOSS.entry, self.loss_kernel(k, 0)?.resident),
+            (kernels::LOSS.entry, self.loss_kernel_of(k, 0, false)?.kernel.resident),
+            (kernels::LOSS_ROWS.entry, self.loss_kernel_of(k, 0, true)?.kernel.resident),
             (kernels::STATS.entry, k.stats.resident),
             (kernels::SYMMETRISE.entry, k.symmetrise.resident),
         ])
@@ -262,6 +286,7 @@ impl CudaBackend {
             scan: self.load_kernel(&kernels::SCAN)?,
             factors: self.load_kernel(&kernels::FACTORS)?,
             loss: Default::default(),
+            loss_rows: Default::default(),
             stats: self.load_kernel(&kernels::STATS)?,
             symmetrise: self.load_kernel(&kernels::SYMMETRISE)?,
         })
@@ -281,17 +306,37 @@ impl CudaBackend {
         Ok(Kernel { function, resident: sms.saturating_mul(per_sm.max(1)) })
     }
 
-    /// The loss kernel for strategy code `code`, compiled on its first use.
-    fn loss_kernel<'k>(&self, k: &'k Kernels, code: i32) -> Result<&'k Kernel> {
+    /// The loss kernel for `args`, compiled on its first use: the row kernel
+    /// where it applies (`kernels::rows_apply`), else the tile kernel.
+    fn loss_kernel<'k>(
+        &self,
+        k: &'k Kernels,
+        args: &LossArgs,
+        dims: Dims,
+        require_symmetric: bool,
+    ) -> Result<LossKernel<'k>> {
+        // The row kernel indexes rows and columns in 32 bits.
+        let rows = kernels::rows_apply(args.strategy, args.pen_kind, require_symmetric)
+            && i32::try_from(dims.n).is_ok();
+        self.loss_kernel_of(k, args.strategy, rows)
+    }
+
+    /// The tile kernel for strategy code `code`, or its row kernel (`rows`)
+    /// where there is one.
+    fn loss_kernel_of<'k>(&self, k: &'k Kernels, code: i32, rows: bool) -> Result<LossKernel<'k>> {
         let i = usize::try_from(code).ok().filter(|&i| i < k.loss.len()).ok_or_else(|| Error::Backend {
             backend: "cuda",
             message: format!("no loss kernel for strategy code {code}"),
         })?;
-        let source = &kernels::LOSS_BY_STRATEGY[i];
-        k.loss[i]
+        let (cell, source, rows) = match kernels::LOSS_ROWS_BY_STRATEGY[i] {
+            Some(ref source) if rows => (&k.loss_rows[i], source, true),
+            _ => (&k.loss[i], &kernels::LOSS_BY_STRATEGY[i], false),
+        };
+        let kernel = cell
             .get_or_init(|| self.load_kernel(source).map_err(|e| e.to_string()))
             .as_ref()
-            .map_err(|m| Error::Backend { backend: "cuda", message: m.clone() })
+            .map_err(|m| Error::Backend { backend: "cuda", message: m.clone() })?;
+        Ok(LossKernel { kernel, rows })
     }
 
     /// Shapes and lengths of an input (SPEC §1).
@@ -445,10 +490,10 @@ impl CudaBackend {
         let grad = grad.map(|g| g.bind(&self.stream));
         let k = self.kernels()?;
         let args = LossArgs::new(cfg);
-        let loss_kernel = self.loss_kernel(k, args.strategy)?;
+        let require_symmetric = !cfg.allow_asymmetric_labels;
+        let loss_kernel = self.loss_kernel(k, &args, dims, require_symmetric)?;
         let scan = ScanWords::new(dims.batch);
         let at = LossWords::new(scan.end, dims.batch, loss_kernel.blocks(dims) as usize);
-        let require_symmetric = !cfg.allow_asymmetric_labels;
         let mut w = self.scratch.words(&self.stream, at.partial.end)?;
         let mut up = Self::scan_upload(&lens, &scan, at.bad + 1 - scan.end);
         if let Some(flag) = up.get_mut(at.bad) {
@@ -476,12 +521,13 @@ impl CudaBackend {
         let g = grad.as_ref().map_or(0, |t| t.ptr);
         let (n, sep) = (dims.n as i64, ops.min_sep as i64);
         let wide = i32::from(launch_args::wide(dims.n, &[x, g], &[y, m]));
-        let mut b = self.stream.launch_builder(&loss_kernel.function);
+        let mut b = self.stream.launch_builder(&loss_kernel.kernel.function);
         b.arg(&x).arg(&y).arg(&m).arg(&g).arg(&lengths).arg(&batch).arg(&n).arg(&sep).arg(&wide);
         b.arg(&args.strategy).arg(&fe.w_pos).arg(&fe.w_neg).arg(&fe.gamma).arg(&fe.kind);
         b.arg(&args.pen_kind).arg(&args.pen_probs).arg(&args.delta);
         b.arg(&r_dev).arg(&wp_dev).arg(&violation).arg(&partial).arg(&bad);
-        // SAFETY: the arguments match `symseg_loss`'s parameters in order and
+        // SAFETY: the arguments match `symseg_loss`'s parameters (and
+        // `symseg_loss_rows`'s, the same list) in order and
         // type; every pointer covers the validated `[B, N, N]` extent, and the
         // scratch words the loss's layout.
         unsafe { b.launch(loss_kernel.config(dims)) }.map_err(dev)?;

@@ -39,6 +39,7 @@ struct Emulators {
     scan: PathBuf,
     factors: PathBuf,
     loss: PathBuf,
+    loss_rows: PathBuf,
     stats: PathBuf,
     symmetrise: PathBuf,
 }
@@ -126,6 +127,7 @@ fn emulators_for(check: Check) -> Option<&'static Emulators> {
             scan: build(&kernels::SCAN, "EMU_SCAN")?,
             factors: build(&kernels::FACTORS, "EMU_FACTORS")?,
             loss: build(&kernels::LOSS, "EMU_LOSS")?,
+            loss_rows: build(&kernels::LOSS_ROWS, "EMU_LOSS_ROWS")?,
             stats: build(&kernels::STATS, "EMU_STATS")?,
             symmetrise: build(&kernels::SYMMETRISE, "EMU_SYMMETRISE")?,
         })
@@ -153,6 +155,9 @@ fn emulators() -> Option<&'static Emulators> {
 struct Grid {
     blocks: u32,
     wide: bool,
+    /// The device's resident blocks it was made for: the row kernel's grid
+    /// (`launch_args::row_blocks`) follows from it.
+    resident: u32,
 }
 
 impl Grid {
@@ -161,7 +166,8 @@ impl Grid {
     /// buffers are 16-byte aligned) and `wide` asks for them.
     fn new(case: &Case, resident: u32, wide: bool) -> Grid {
         let (b, n) = (case.dims.batch, case.dims.n);
-        Grid { blocks: launch_args::blocks(b, n, resident), wide: wide && launch_args::wide(n, &[0], &[0]) }
+        let wide = wide && launch_args::wide(n, &[0], &[0]);
+        Grid { blocks: launch_args::blocks(b, n, resident), wide, resident }
     }
 
     /// A grid that varies with `seed`: one block (which then strides over
@@ -313,7 +319,19 @@ fn loss(
     loss_after_scan(emu, case, grid, cfg, counts, grad, u64::MAX)
 }
 
-/// `symseg_loss` after a scan that left `violation` (`u64::MAX`: none).
+/// Which loss kernel a launch runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LossKernel {
+    /// The backend's choice (`kernels::rows_apply`).
+    Chosen,
+    /// `symseg_loss` (tiles).
+    Tiles,
+    /// `symseg_loss_rows`.
+    Rows,
+}
+
+/// `symseg_loss` or `symseg_loss_rows`, as the backend would choose, after a
+/// scan that left `violation` (`u64::MAX`: none).
 fn loss_after_scan(
     emu: &Emulators,
     case: &Case,
@@ -323,8 +341,29 @@ fn loss_after_scan(
     grad: bool,
     violation: u64,
 ) -> LossOut {
+    loss_on(emu, LossKernel::Chosen, case, grid, cfg, counts, grad, violation)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn loss_on(
+    emu: &Emulators,
+    kernel: LossKernel,
+    case: &Case,
+    grid: Grid,
+    cfg: &LossConfig,
+    counts: &[RegionCounts],
+    grad: bool,
+    violation: u64,
+) -> LossOut {
     let (b, n) = (case.dims.batch, case.dims.n);
     let la = LossArgs::new(cfg);
+    let rows = match kernel {
+        LossKernel::Chosen => kernels::rows_apply(la.strategy, la.pen_kind, !cfg.allow_asymmetric_labels),
+        LossKernel::Tiles => false,
+        LossKernel::Rows => true,
+    };
+    let grid =
+        if rows { Grid { blocks: launch_args::row_blocks(b, n, grid.resident), ..grid } } else { grid };
     let (r, wp) = launch_args::host_factors(cfg, counts);
     let e = la.elem;
     let mut a = Args::launch(case, grid);
@@ -333,7 +372,7 @@ fn loss_after_scan(
     a.i32(i32::from(case.mask.is_some())).i32(i32::from(grad));
     a.f32s(&case.logits).bytes(&case.labels).bytes(case.mask.as_deref().unwrap_or(&[]));
     a.lengths(case).f64s(&r).f64s(&wp).u64(violation);
-    let mut out = launch(&emu.loss, &a);
+    let mut out = launch(if rows { &emu.loss_rows } else { &emu.loss }, &a);
     let g = grad.then(|| out.f32s(b * n * n));
     let partial = out.f64s(2 * grid.blocks as usize);
     let bad = out.u64s(1)[0];
@@ -497,6 +536,68 @@ fn loss_and_gradient_match_the_reference() {
                 "seed {seed}: wide rows change the gradient"
             );
         }
+    }
+}
+
+/// The row kernel on every strategy it serves, without a penalty: against
+/// the float64 reference, and against the tile kernel, which must give the
+/// same gradient bit for bit (the same element arithmetic) and the same loss
+/// up to the order of its sums. Random cases (odd sizes, lengths, `min_sep`,
+/// masks, ignore labels, extreme logits) and rows of 2 to 260 columns, on
+/// grids of one block up to one per 256 quads, wide and element-wise.
+#[test]
+fn the_row_kernel_matches_the_reference_and_the_tile_kernel() {
+    use symseg_core::Strategy;
+    let Some(emu) = emulators() else { return };
+    let mut rng = Rng::new(909);
+    for round in 0..48u64 {
+        let (case, cfg) = if round % 3 == 2 {
+            // A larger map, past a warp's 128 columns a row.
+            let (case, cfg) = (large_scan_case(&mut rng, round as usize), random_config(&mut rng));
+            (case, cfg.allow_asymmetric_labels(false))
+        } else {
+            random_draw(5000 + round)
+        };
+        if case_is_asymmetric(round as usize) && round % 3 == 2 {
+            continue; // asymmetric labels: the row kernel never sees them
+        }
+        let strategy =
+            [Strategy::Plain, Strategy::Dual, Strategy::Upper, Strategy::Lower][round as usize % 4];
+        let cfg = cfg.strategy(strategy).penalty(None);
+        let la = LossArgs::new(&cfg);
+        assert!(kernels::rows_apply(la.strategy, la.pen_kind, true), "{cfg:?}");
+        let x64 = case.logits_f64();
+        let rb = case.ref_batch(&x64);
+        let reference = symseg_core::reference::loss_grad(&rb, &cfg);
+        let grid = Grid::varied(&case, round);
+        let counts =
+            scan(emu, &case, grid, true).unwrap_or_else(|k| panic!("round {round}: violation at {k}"));
+        let rows = loss_on(emu, LossKernel::Rows, &case, grid, &cfg, &counts, true, u64::MAX);
+        assert_eq!(rows.bad, u64::MAX, "round {round}");
+        let grad = rows.grad.expect("asked for the gradient");
+        let report = RegionCounts::report(&counts, cfg.strategy, rows.sums.0, rows.sums.1);
+        let what = format!("round {round} ({cfg:?}, n {}, {grid:?})", case.dims.n);
+        check_against_reference(report.loss, Some(&grad), &reference, &rb)
+            .unwrap_or_else(|m| panic!("{what}: {m}"));
+        assert_eq!(rows.sums.1, 0.0, "{what}: a penalty sum without a penalty");
+        let tiles = loss_on(emu, LossKernel::Tiles, &case, grid, &cfg, &counts, true, u64::MAX);
+        let tile_grad = tiles.grad.expect("asked for the gradient");
+        if let Some(k) = (0..grad.len()).find(|&k| grad[k].to_bits() != tile_grad[k].to_bits()) {
+            panic!("{what}: element {k}: rows {} tiles {}", grad[k], tile_grad[k]);
+        }
+        let (a, b) = (rows.sums.0, tiles.sums.0);
+        assert!((a - b).abs() <= 1e-6 * a.abs().max(b.abs()) + 1e-300, "{what}: loss rows {a} tiles {b}");
+        let narrow = loss_on(
+            emu,
+            LossKernel::Rows,
+            &case,
+            Grid { wide: false, ..grid },
+            &cfg,
+            &counts,
+            false,
+            u64::MAX,
+        );
+        assert_eq!(narrow.sums.0.to_bits(), rows.sums.0.to_bits(), "{what}: element-wise rows differ");
     }
 }
 
@@ -687,6 +788,10 @@ fn no_two_threads_of_a_block_race() {
         let counts = scan(emu, &case, grid, true).expect("valid labels");
         let out = loss(emu, &case, grid, &cfg, &counts, true);
         assert_eq!(out.bad, u64::MAX);
+        // The row kernel (shared memory only in its final block sum).
+        let plain = LossConfig::default();
+        assert!(kernels::rows_apply(LossArgs::new(&plain).strategy, 0, true));
+        assert_eq!(loss(emu, &case, grid, &plain, &counts, true).bad, u64::MAX);
         let mut a = Args::launch(&case, grid);
         a.i64(case.min_sep as i64).i32(mode_code(SymMode::Average)).f64(decision_bound(0.5));
         a.i32(1).f32s(&case.logits).bytes(&case.labels).bytes(case.mask.as_deref().unwrap_or(&[]));

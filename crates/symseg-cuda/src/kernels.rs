@@ -36,6 +36,13 @@ pub const SCAN: KernelSource =
 /// The fused loss and gradient pass (SPEC §2–4).
 pub const LOSS: KernelSource =
     KernelSource { file: "loss.cu", entry: "symseg_loss", source: include_str!("kernels/loss.cu") };
+/// The loss and gradient streamed along rows, for the strategies whose terms
+/// need no transposed element (see [`rows_apply`]).
+pub const LOSS_ROWS: KernelSource = KernelSource {
+    file: "loss_rows.cu",
+    entry: "symseg_loss_rows",
+    source: include_str!("kernels/loss_rows.cu"),
+};
 /// Confusion counts and asymmetry (SPEC §5–6).
 pub const STATS: KernelSource =
     KernelSource { file: "stats.cu", entry: "symseg_stats", source: include_str!("kernels/stats.cu") };
@@ -52,7 +59,7 @@ pub const FACTORS: KernelSource =
 
 /// Every kernel source, each with its strategy a launch argument (what the
 /// CPU emulation and the CPU driver run).
-pub const ALL: [KernelSource; 5] = [SCAN, FACTORS, LOSS, STATS, SYMMETRISE];
+pub const ALL: [KernelSource; 6] = [SCAN, FACTORS, LOSS, LOSS_ROWS, STATS, SYMMETRISE];
 
 /// The loss kernel compiled for one strategy (`SYMSEG_STRATEGY`, the
 /// `strategy` code of `launch_args::LossArgs`): its branches fold away and it
@@ -70,6 +77,45 @@ pub const LOSS_BY_STRATEGY: [KernelSource; 5] = [
 
 const fn loss_for(file: &'static str, source: &'static str) -> KernelSource {
     KernelSource { file, entry: LOSS.entry, source }
+}
+
+/// [`LOSS_ROWS`] compiled for each strategy it serves (`None`: `average`,
+/// which always takes the tile kernel).
+pub const LOSS_ROWS_BY_STRATEGY: [Option<KernelSource>; 5] = [
+    Some(rows_for(
+        "loss_rows.cu[plain]",
+        concat!("#define SYMSEG_STRATEGY 0\n", include_str!("kernels/loss_rows.cu")),
+    )),
+    Some(rows_for(
+        "loss_rows.cu[dual]",
+        concat!("#define SYMSEG_STRATEGY 1\n", include_str!("kernels/loss_rows.cu")),
+    )),
+    None,
+    Some(rows_for(
+        "loss_rows.cu[upper]",
+        concat!("#define SYMSEG_STRATEGY 3\n", include_str!("kernels/loss_rows.cu")),
+    )),
+    Some(rows_for(
+        "loss_rows.cu[lower]",
+        concat!("#define SYMSEG_STRATEGY 4\n", include_str!("kernels/loss_rows.cu")),
+    )),
+];
+
+const fn rows_for(file: &'static str, source: &'static str) -> KernelSource {
+    KernelSource { file, entry: LOSS_ROWS.entry, source }
+}
+
+/// Whether a loss call may take [`LOSS_ROWS`] (strategy code `strategy`,
+/// `pen_kind` 0 for no penalty): no penalty, and a strategy whose terms are
+/// the element's own — `plain`, `upper`, `lower`, and `dual` when the labels
+/// are required symmetric (its swapped terms are then its own).
+pub fn rows_apply(strategy: i32, pen_kind: i32, require_symmetric: bool) -> bool {
+    let own_terms = match strategy {
+        0 | 3 | 4 => true,
+        1 => require_symmetric,
+        _ => false,
+    };
+    pen_kind == 0 && own_terms
 }
 
 /// The full text NVRTC compiles for `k`.

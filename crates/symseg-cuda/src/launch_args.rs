@@ -31,6 +31,14 @@ pub(crate) fn blocks(batch: usize, n: usize, resident: u32) -> u32 {
     u32::try_from(work).unwrap_or(u32::MAX).min(resident).max(1)
 }
 
+/// The grid of `symseg_loss_rows`, which gives each thread a quad (`STRIP`
+/// columns of a row) at a time: as many blocks as the device keeps resident,
+/// or as many as the batch's quads fill where that is fewer.
+pub(crate) fn row_blocks(batch: usize, n: usize, resident: u32) -> u32 {
+    let quads = batch.saturating_mul(n).saturating_mul(n.div_ceil(STRIP));
+    u32::try_from(quads.div_ceil(THREADS as usize)).unwrap_or(u32::MAX).min(resident).max(1)
+}
+
 /// Whether the kernels may read and write rows `STRIP` elements at a time:
 /// rows a whole number of strips long, and every buffer (device addresses;
 /// 0 for an absent one) aligned to a strip, 16 bytes for `f32`, 4 for bytes.
@@ -238,7 +246,7 @@ pub(crate) fn region_counts(counts: &[u64]) -> Vec<RegionCounts> {
 
 #[cfg(test)]
 mod tests {
-    use super::{LossWords, ScanWords, StatsWords, blocks, tile_pairs, wide};
+    use super::{LossWords, ScanWords, StatsWords, blocks, row_blocks, tile_pairs, wide};
 
     #[test]
     fn the_scratch_words_tile_without_gaps_or_overlap() {
@@ -263,6 +271,17 @@ mod tests {
         // More work than a u32 counts is still capped by the device.
         assert_eq!(blocks(usize::MAX, 2048, 528), 528);
         assert_eq!(blocks(1, 1, 0), 1);
+    }
+
+    #[test]
+    fn the_row_grid_is_the_resident_blocks_or_one_per_256_quads() {
+        // 8 x 2048^2: 8 * 2048 * 512 quads, far more than 132 * 4 blocks hold.
+        assert_eq!(row_blocks(8, 2048, 132 * 4), 528);
+        // 2 x 33^2: 9 quads a row (the last one partial), 594 quads, 3 blocks.
+        assert_eq!(row_blocks(2, 33, 528), 3);
+        assert_eq!(row_blocks(1, 1, 528), 1);
+        assert_eq!(row_blocks(usize::MAX, 2048, 528), 528);
+        assert_eq!(row_blocks(1, 1, 0), 1);
     }
 
     #[test]
