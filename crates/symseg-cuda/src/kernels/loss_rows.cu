@@ -99,6 +99,10 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss_ro
     // 32-bit rows and columns (the host sends n < 2^31 here); a separation of
     // n or more leaves no pair, as does n itself.
     const int nn = (int)n, k = sep < n ? (int)sep : nn;
+    // |d| >= k for an integer d is (unsigned)(d + kb) >= kw: for k >= 1,
+    // d + k - 1 outside [0, 2k - 2]; for k = 0, always (kw = 0).
+    const int kb = k > 0 ? k - 1 : 0;
+    const unsigned kw = k > 0 ? 2u * (unsigned)k - 1u : 0u;
     double acc = 0.0;
     QuadWalk w;
     QuadStep s;
@@ -112,28 +116,44 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss_ro
             Strip own = load_own(x, y, mask, w.at, j0, n, wide, true);
             const double rd = r[w.b];
             const float rb = (float)rd;
-            float tacc = 0.0f;
+            // |i - j| >= k as one unsigned comparison: j - i + kb >= kw.
+            const int off = j0 - i;
+            bool count[STRIP];
+            bool any = false;
 #pragma unroll
             for (int c = 0; c < STRIP; ++c) {
-                const int j = j0 + c, d = i > j ? i - j : j - i;
-                bool count = j < len && d >= k && own.y[c] != IGNORE && own.m[c] != 0;
+                bool in = (unsigned)(off + c + kb) >= kw && j0 + c < len;
                 if (S == STRAT_UPPER) {
-                    count = count && i <= j;
+                    in = in && off + c >= 0;
                 } else if (S == STRAT_LOWER) {
-                    count = count && i >= j;
+                    in = in && off + c <= 0;
                 }
-                if (count) {
-                    const float xij = own.x[c];
-                    if (!isfinite(xij)) {
-                        atomicMin(bad, (u64)(w.at + c));
-                    }
-                    float l, g;
-                    elem_value_grad(e, xij, own.y[c] == 1, &l, &g);
-                    tacc += twice * l;
-                    gs[c] = rb * (twice * g);
-                }
+                count[c] = in && own.y[c] != IGNORE && own.m[c] != 0;
+                any = any || count[c];
             }
-            acc = fma(rd, (double)tacc, acc);
+            if (any) {
+                // All four evaluated, the uncounted ones discarded by
+                // selects (their logits may be anything, NaN included):
+                // cheaper than a branch around each, and no divergence.
+                float tacc = 0.0f;
+                bool nonfinite = false;
+#pragma unroll
+                for (int c = 0; c < STRIP; ++c) {
+                    float l, g;
+                    elem_value_grad(e, own.x[c], own.y[c] == 1, &l, &g);
+                    tacc += count[c] ? twice * l : 0.0f;
+                    gs[c] = count[c] ? rb * (twice * g) : 0.0f;
+                    nonfinite = nonfinite || (count[c] && !isfinite(own.x[c]));
+                }
+                if (nonfinite) {
+                    for (int c = 0; c < STRIP; ++c) {
+                        if (count[c] && !isfinite(own.x[c])) {
+                            atomicMin(bad, (u64)(w.at + c));
+                        }
+                    }
+                }
+                acc = fma(rd, (double)tacc, acc);
+            }
         }
         if (grad) {
             store_strip(grad + w.at, j0, n, wide, gs);
