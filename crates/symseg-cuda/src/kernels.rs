@@ -15,8 +15,9 @@ const COMMON: &str = include_str!("kernels/common.cuh");
 
 /// Threads per block (`THREADS` of `common.cuh`).
 pub const THREADS: u32 = 256;
-/// Blocks of `THREADS` that each kernel's `__launch_bounds__` asks an SM to
-/// hold at once (`MIN_BLOCKS` of `common.cuh`).
+/// Blocks of `THREADS` that the kernels' `__launch_bounds__` ask an SM to
+/// hold at once (`MIN_BLOCKS` of `common.cuh`), unless a kernel names its own
+/// bound (see [`min_blocks`]).
 pub const MIN_BLOCKS: u32 = 4;
 
 /// One kernel: its module source (without the common header) and entry point.
@@ -116,6 +117,20 @@ pub fn rows_apply(strategy: i32, pen_kind: i32, require_symmetric: bool) -> bool
         _ => false,
     };
     pen_kind == 0 && own_terms
+}
+
+/// The blocks an SM must hold at once by `k`'s `__launch_bounds__(THREADS, B)`:
+/// `B` a number or a name `#define`d in the source or the common header.
+/// `None` when the source declares no such bound.
+pub fn min_blocks(k: &KernelSource) -> Option<u32> {
+    let text = full_source(k);
+    let at = text.find("__launch_bounds__(THREADS,")? + "__launch_bounds__(THREADS,".len();
+    let name = text[at..].split(')').next()?.trim();
+    if let Ok(v) = name.parse() {
+        return Some(v);
+    }
+    let define = format!("#define {name} ");
+    text.lines().find_map(|l| l.strip_prefix(&define)).and_then(|v| v.trim().parse().ok())
 }
 
 /// The full text NVRTC compiles for `k`.
@@ -249,6 +264,20 @@ mod tests {
             assert_eq!(k.file, format!("loss.cu[{}]", strategy.as_str()));
             assert_eq!(k.entry, super::LOSS.entry);
         }
+    }
+
+    #[test]
+    fn each_kernel_declares_its_launch_bound() {
+        for k in super::ALL {
+            let want = match k.entry {
+                "symseg_scan" => 3,
+                "symseg_factors" => 1, // one block in all
+                _ => MIN_BLOCKS,
+            };
+            assert_eq!(super::min_blocks(&k), Some(want), "{}", k.file);
+        }
+        let bare = super::KernelSource { file: "x.cu", entry: "x", source: "__global__ void x() {}" };
+        assert_eq!(super::min_blocks(&bare), None);
     }
 
     #[test]
