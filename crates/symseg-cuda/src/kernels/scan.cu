@@ -58,19 +58,48 @@ __device__ __forceinline__ u8 byte_of(const unsigned* w, int c) { return (u8)(w[
 // Whether a byte of w is 0 (exact as a yes or no; the classic bit trick).
 __device__ __forceinline__ bool has_zero_byte(unsigned w) { return ((w - 0x01010101u) & ~w & 0x80808080u) != 0; }
 
-// This thread's strip of the tile at rows row0.., columns col0.. of the
-// sample at `src`, into row t / SCAN_STRIPS of the shared tile (word stores:
-// a row of SCAN_ROW bytes keeps 4-byte alignment).
-__device__ __forceinline__ void stage16(const u8* src, long long row0, long long col0, long long n, bool wide16,
-                                        bool wide, u8 (*dst)[SCAN_ROW]) {
+// One tile pair's loads, for this thread: its strip of the own tile (row
+// i0 + t / SCAN_STRIPS, columns j0 + SCAN_STRIP * (t % SCAN_STRIPS) ..) and its
+// strip of the mirror tile (rows J, columns I), labels and mask (all ones
+// without one). Zero beyond the map.
+struct PairLoad {
+    unsigned oy[4], om[4], my[4], mm[4];
+};
+
+__device__ __forceinline__ void load_pair(const u8* y, const u8* mask, const Tile& t, long long n, bool wide16,
+                                          bool wide, PairLoad* p) {
     const unsigned r = thread_id() / SCAN_STRIPS, c0 = SCAN_STRIP * (thread_id() % SCAN_STRIPS);
-    const long long row = row0 + r, col = col0 + c0;
-    unsigned w[4] = {0u, 0u, 0u, 0u};
-    if (row < n) {
-        load_strip16(src + row * n + col, col, n, wide16, wide, w);
-    }
     for (int s = 0; s < 4; ++s) {
-        *reinterpret_cast<unsigned*>(&dst[r][c0 + 4 * s]) = w[s];
+        p->oy[s] = p->my[s] = 0u;
+        p->om[s] = p->mm[s] = ~0u;
+    }
+    const long long i = t.i0 + r, j = t.j0 + r;
+    if (i < n) {
+        const long long at = t.base + i * n + t.j0 + c0;
+        load_strip16(y + at, t.j0 + c0, n, wide16, wide, p->oy);
+        if (mask) {
+            load_strip16(mask + at, t.j0 + c0, n, wide16, wide, p->om);
+        }
+    }
+    if (j < n) {
+        const long long at = t.base + j * n + t.i0 + c0;
+        load_strip16(y + at, t.i0 + c0, n, wide16, wide, p->my);
+        if (mask) {
+            load_strip16(mask + at, t.i0 + c0, n, wide16, wide, p->mm);
+        }
+    }
+}
+
+// The mirror strips into row t / SCAN_STRIPS of the shared tiles (word
+// stores: a row of SCAN_ROW bytes keeps 4-byte alignment).
+__device__ __forceinline__ void stage_pair(const PairLoad& p, bool masked, u8 (*sy)[SCAN_ROW],
+                                           u8 (*sm)[SCAN_ROW]) {
+    const unsigned r = thread_id() / SCAN_STRIPS, c0 = SCAN_STRIP * (thread_id() % SCAN_STRIPS);
+    for (int s = 0; s < 4; ++s) {
+        *reinterpret_cast<unsigned*>(&sy[r][c0 + 4 * s]) = p.my[s];
+        if (masked) {
+            *reinterpret_cast<unsigned*>(&sm[r][c0 + 4 * s]) = p.mm[s];
+        }
     }
 }
 
@@ -78,8 +107,11 @@ extern "C" __global__ void __launch_bounds__(THREADS, SCAN_MIN_BLOCKS) symseg_sc
     const u8* __restrict__ y, const u8* __restrict__ mask, const long long* __restrict__ lengths,
     long long batch, long long n, long long sep, int wide, int require_symmetric,
     u64* __restrict__ counts, u64* __restrict__ violation) {
-    __shared__ __align__(16) u8 sy[SCAN_TILE][SCAN_ROW];
-    __shared__ __align__(16) u8 sm[SCAN_TILE][SCAN_ROW];
+    // Two staging buffers: pair k is checked from one while pair k + 1's
+    // mirror goes into the other, so one barrier a pair suffices, and pair
+    // k + 1's loads are in flight while pair k is checked.
+    __shared__ __align__(16) u8 sy[2][SCAN_TILE][SCAN_ROW];
+    __shared__ __align__(16) u8 sm[2][SCAN_TILE][SCAN_ROW];
     __shared__ unsigned long long red[THREADS];
 
     // 16-byte rows need n a multiple of 16 and 16-byte aligned buffers (the
@@ -88,25 +120,33 @@ extern "C" __global__ void __launch_bounds__(THREADS, SCAN_MIN_BLOCKS) symseg_sc
                         (unsigned long long)mask % 16 == 0;
     const unsigned il = thread_id() / SCAN_STRIPS, jl0 = SCAN_STRIP * (thread_id() % SCAN_STRIPS);
     unsigned long long pairs = 0, diag = 0;
-    for (Walk k = walk_start<SCAN_TILE>(n, batch); walk_more(k); walk_next(k)) {
-        const Tile t = tile_of<SCAN_TILE>(k, n);
-        const long long base = t.base, i = t.i0 + il, len = lengths[t.b];
+    Walk k = walk_start<SCAN_TILE>(n, batch);
+    Tile t = {};
+    PairLoad cur;
+    if (walk_more(k)) {
+        t = tile_of<SCAN_TILE>(k, n);
+        load_pair(y, mask, t, n, wide16, wide, &cur);
+        stage_pair(cur, mask != nullptr, sy[0], sm[0]);
+    }
+    __syncthreads();
+    for (int buf = 0; walk_more(k); buf ^= 1) {
+        // The next pair's loads first, so that they arrive while this one is checked.
+        Walk kn = k;
+        walk_next(kn);
+        Tile tn = {};
+        PairLoad next;
+        if (walk_more(kn)) {
+            tn = tile_of<SCAN_TILE>(kn, n);
+            load_pair(y, mask, tn, n, wide16, wide, &next);
+        } else {
+            next = cur;  // unused: the walk ends here
+        }
 
-        // The own strip first, so that its loads and the staging's overlap.
-        const long long col = t.j0 + jl0, row = base + i * n;
-        unsigned oy[4] = {0u, 0u, 0u, 0u}, om[4] = {~0u, ~0u, ~0u, ~0u};
-        if (i < n) {
-            load_strip16(y + row + col, col, n, wide16, wide, oy);
-            if (mask) {
-                load_strip16(mask + row + col, col, n, wide16, wide, om);
-            }
-        }
-        stage16(y + base, t.j0, t.i0, n, wide16, wide, sy);
-        if (mask) {
-            stage16(mask + base, t.j0, t.i0, n, wide16, wide, sm);
-        }
-        __syncthreads();
+        const long long i = t.i0 + il, len = lengths[t.b];
+        const long long col = t.j0 + jl0, row = t.base + i * n;
         const bool inner = interior<SCAN_TILE>(t, len, sep);
+        const u8(*const my)[SCAN_ROW] = sy[buf];
+        const u8(*const mm)[SCAN_ROW] = sm[buf];
 #pragma unroll
         for (int q = 0; q < SCAN_STRIP / 4; ++q) {
             // Four columns at once where they are plainly valid: labels 0 or
@@ -115,13 +155,13 @@ extern "C" __global__ void __launch_bounds__(THREADS, SCAN_MIN_BLOCKS) symseg_sc
             // ignore label, a zero mask, a violation, the tile's edge) one by one.
             if (inner) {
                 const unsigned jq = jl0 + 4 * q;
-                const unsigned bw = (unsigned)sy[jq][il] | (unsigned)sy[jq + 1][il] << 8 |
-                                    (unsigned)sy[jq + 2][il] << 16 | (unsigned)sy[jq + 3][il] << 24;
-                bool plain = ((oy[q] | bw) & 0xFEFEFEFEu) == 0 && (!require_symmetric || oy[q] == bw);
+                const unsigned bw = (unsigned)my[jq][il] | (unsigned)my[jq + 1][il] << 8 |
+                                    (unsigned)my[jq + 2][il] << 16 | (unsigned)my[jq + 3][il] << 24;
+                bool plain = ((cur.oy[q] | bw) & 0xFEFEFEFEu) == 0 && (!require_symmetric || cur.oy[q] == bw);
                 if (mask) {
-                    const unsigned mbw = (unsigned)sm[jq][il] | (unsigned)sm[jq + 1][il] << 8 |
-                                         (unsigned)sm[jq + 2][il] << 16 | (unsigned)sm[jq + 3][il] << 24;
-                    plain = plain && !has_zero_byte(om[q]) && !has_zero_byte(mbw);
+                    const unsigned mbw = (unsigned)mm[jq][il] | (unsigned)mm[jq + 1][il] << 8 |
+                                         (unsigned)mm[jq + 2][il] << 16 | (unsigned)mm[jq + 3][il] << 24;
+                    plain = plain && !has_zero_byte(cur.om[q]) && !has_zero_byte(mbw);
                 }
                 if (plain) {
                     pairs += 4;
@@ -135,8 +175,8 @@ extern "C" __global__ void __launch_bounds__(THREADS, SCAN_MIN_BLOCKS) symseg_sc
                 if (!inner && (i >= len || j >= len || i > j)) {
                     continue;
                 }
-                const u8 a = byte_of(oy, c), b = sy[jl][il];
-                const u8 ma = byte_of(om, c), mb = mask ? sm[jl][il] : (u8)1;
+                const u8 a = byte_of(cur.oy, c), b = my[jl][il];
+                const u8 ma = byte_of(cur.om, c), mb = mask ? mm[jl][il] : (u8)1;
                 const bool bad_label = (a > 1 && a != IGNORE) || (b > 1 && b != IGNORE);
                 const bool asym = require_symmetric ? a != b : (a == IGNORE) != (b == IGNORE);
                 const bool asym_mask = (ma != 0) != (mb != 0);
@@ -154,8 +194,13 @@ extern "C" __global__ void __launch_bounds__(THREADS, SCAN_MIN_BLOCKS) symseg_sc
                 }
             }
         }
+        // The next mirror into the other buffer, whose last reads (two pairs
+        // back) ended before the previous barrier.
+        if (walk_more(kn)) {
+            stage_pair(next, mask != nullptr, sy[buf ^ 1], sm[buf ^ 1]);
+        }
         if (last_of_sample(k)) {
-            // block_sum's barriers also keep the next item's staging after this one's reads.
+            // block_sum's barriers also order the staging above before the next pair's reads.
             const unsigned long long p = block_sum(pairs, red);
             const unsigned long long d = block_sum(diag, red);
             if (thread_id() == 0) {
@@ -171,5 +216,8 @@ extern "C" __global__ void __launch_bounds__(THREADS, SCAN_MIN_BLOCKS) symseg_sc
         } else {
             __syncthreads();
         }
+        k = kn;
+        t = tn;
+        cur = next;
     }
 }
