@@ -107,15 +107,25 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss_ro
     QuadWalk w;
     QuadStep s;
     quad_walk_start(batch, nn, &w, &s);
+    // The current sample's length and reduction factor, read again only
+    // when the walk enters another sample.
+    long long cb = -1;
+    int len = 0;
+    double rd = 0.0;
+    float rb = 0.0f;
     for (; w.b < batch; quad_walk_next(&w, s)) {
-        const int len = (int)lengths[w.b], i = w.i, j0 = STRIP * w.q;
+        if (w.b != cb) {
+            cb = w.b;
+            len = (int)lengths[cb];
+            rd = r[cb];
+            rb = (float)rd;
+        }
+        const int i = w.i, j0 = STRIP * w.q;
         float gs[STRIP] = {};
         // Rows and quads wholly outside the sample's length are padding:
         // their gradient is zero and their inputs need not be read.
         if (i < len && j0 < len) {
             Strip own = load_own(x, y, mask, w.at, j0, n, wide, true);
-            const double rd = r[w.b];
-            const float rb = (float)rd;
             // |i - j| >= k as one unsigned comparison: j - i + kb >= kw.
             const int off = j0 - i;
             bool count[STRIP];
