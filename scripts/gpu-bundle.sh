@@ -8,6 +8,9 @@
 #   bash scripts/gpu-bundle.sh
 #   # then, on the GPU machine, with .gpu carried along:
 #   bash .gpu/run.sh            # same arguments as `cargo xtask gpu-check`
+#   SYMSEG_PROFILE=1 bash .gpu/run.sh --cases 0 --seconds 0.05
+#                               # then Nsight Compute on the scan and loss
+#                               # kernels of plain and average at 8x2048^2
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p xtask -p symseg-cli --features symseg-cli/cuda
@@ -42,6 +45,24 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader ||
 status=$?
 echo "== command line: symseg loss/metrics --backend cuda against --backend cpu"
 python3 "$here/gpu_cli_check.py" "$here/symseg" "${TMPDIR:-/tmp}/symseg-cli-check" || status=1
+if [ "${SYMSEG_PROFILE:-0}" = 1 ]; then
+    # Each kernel's time, throughput, registers and occupancy, for the two
+    # strategies of the bandwidth target: the scan and loss kernels of the
+    # first two calls (the warm-up and one timed).
+    ncu="$(command -v ncu || true)"
+    [ -z "$ncu" ] && [ -x /usr/local/cuda/bin/ncu ] && ncu=/usr/local/cuda/bin/ncu
+    if [ -z "$ncu" ]; then
+        echo "== profile: skipped (no ncu)"
+    else
+        for s in plain average; do
+            echo "== profile: $s at 8x2048^2 (ncu --clock-control none)"
+            "$ncu" --clock-control none -k 'regex:symseg_(scan|loss)' -c 4 \
+                --section SpeedOfLight --section Occupancy --section LaunchStats \
+                "$here/xtask" gpu-check --cases 0 --seconds 0 --only "$s" --shape 8x2048 2>&1 |
+                grep -E '^  symseg_|Duration|DRAM Throughput|Compute \(SM\) Throughput|Registers Per|Achieved Occupancy|Grid Size' || status=1
+        done
+    fi
+fi
 exit $status
 RUN
 chmod +x .gpu/run.sh .gpu/xtask .gpu/symseg

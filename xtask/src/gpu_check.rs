@@ -33,6 +33,33 @@ pub struct Args {
     /// shapes, figures that are the CPU's and not a GPU's.
     #[arg(long)]
     cpu_driver: bool,
+    /// Benchmark only this strategy (repeatable; every strategy by default),
+    /// e.g. to profile one under Nsight Compute (`.gpu/run.sh` with
+    /// `SYMSEG_PROFILE=1`).
+    #[arg(long = "only", value_name = "STRATEGY")]
+    only: Vec<Strategy>,
+    /// Benchmark only this shape, `BxN` (repeatable; by default 8x2048,
+    /// 1x2048 and 32x256, or the dry run's small shapes).
+    #[arg(long = "shape", value_name = "BxN", value_parser = parse_shape)]
+    shapes: Vec<(usize, usize)>,
+}
+
+impl Args {
+    /// Every step, with `cases` random cases and `seconds` a benchmark case.
+    #[cfg(test)]
+    fn new(cases: usize, seconds: f64, cpu_driver: bool) -> Args {
+        Args { cases, seconds, cpu_driver, only: Vec::new(), shapes: Vec::new() }
+    }
+}
+
+/// `8x2048` as `(8, 2048)`.
+fn parse_shape(s: &str) -> Result<(usize, usize), String> {
+    let (b, n) = s.split_once('x').ok_or_else(|| format!("expected BxN, e.g. 8x2048, not {s:?}"))?;
+    let dim = |v: &str| v.trim().parse::<usize>().ok().filter(|&d| d > 0);
+    match (dim(b), dim(n)) {
+        (Some(b), Some(n)) => Ok((b, n)),
+        _ => Err(format!("expected BxN with positive B and N, e.g. 8x2048, not {s:?}")),
+    }
 }
 
 /// The benchmark's `(batch, n)` shapes and copy size (f32 elements) on a GPU.
@@ -101,6 +128,7 @@ fn bench(
     gpu: &CudaBackend,
     budget: Duration,
     shapes: &[(usize, usize)],
+    strategies: &[Strategy],
     copy_len: usize,
 ) -> symseg::Result<(f64, Vec<Row>)> {
     let copy = copy_bandwidth(gpu, budget, copy_len)?;
@@ -116,7 +144,7 @@ fn bench(
         let xh = ndarray::Array3::from_shape_vec((b, n, n), case.logits.clone()).map_err(dev)?;
         let yh = ndarray::Array3::from_shape_vec((b, n, n), case.labels.clone()).map_err(dev)?;
         let mut gh = ndarray::Array3::<f32>::zeros((b, n, n));
-        for strategy in Strategy::ALL {
+        for &strategy in strategies {
             for (pname, penalty) in [("none", None), ("l2", Some(Penalty::new(PenaltyKind::L2).weight(0.1)))]
             {
                 let cfg = LossConfig::default().strategy(strategy).penalty(penalty);
@@ -189,19 +217,22 @@ pub fn run(args: &Args) -> bool {
             return false;
         }
     };
-    let (shapes, copy_len) =
+    let (default_shapes, copy_len) =
         if dry_run { (DRY_RUN_SHAPES, DRY_RUN_COPY_LEN) } else { (GPU_SHAPES, GPU_COPY_LEN) };
+    let shapes = if args.shapes.is_empty() { default_shapes.to_vec() } else { args.shapes.clone() };
+    let strategies = if args.only.is_empty() { Strategy::ALL.to_vec() } else { args.only.clone() };
     if dry_run {
         println!("== DRY RUN on the CPU driver: small shapes; every time below is the CPU's, not a GPU's");
     }
     println!("== GPU benchmark (loss + gradient, float32, focal alpha 0.25 gamma 2, median)");
-    let (copy, rows) = match bench(&gpu, Duration::from_secs_f64(args.seconds), &shapes, copy_len) {
-        Ok(r) => r,
-        Err(e) => {
-            println!("GPU benchmark FAILED: {e}");
-            return false;
-        }
-    };
+    let (copy, rows) =
+        match bench(&gpu, Duration::from_secs_f64(args.seconds), &shapes, &strategies, copy_len) {
+            Ok(r) => r,
+            Err(e) => {
+                println!("GPU benchmark FAILED: {e}");
+                return false;
+            }
+        };
     let copy_gbs = copy / 1e9;
     let name = gpu.device_name().unwrap_or_else(|_| "?".into());
     print_kernels(&gpu);
@@ -279,7 +310,15 @@ mod tests {
             println!("skipped: {reason}");
             return;
         }
-        assert!(run(&Args { cases: 40, seconds: 0.01, cpu_driver: true }));
+        assert!(run(&Args::new(40, 0.01, true)));
+    }
+
+    #[test]
+    fn shapes_are_read_as_b_by_n() {
+        assert_eq!(parse_shape("8x2048"), Ok((8, 2048)));
+        assert!(parse_shape("8x0").is_err());
+        assert!(parse_shape("2048").is_err());
+        assert!(parse_shape("ax3").is_err());
     }
 
     #[test]
