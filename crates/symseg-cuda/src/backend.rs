@@ -312,12 +312,9 @@ impl CudaBackend {
         &self,
         k: &'k Kernels,
         args: &LossArgs,
-        dims: Dims,
         require_symmetric: bool,
     ) -> Result<LossKernel<'k>> {
-        // The row kernel indexes rows and columns in 32 bits.
-        let rows = kernels::rows_apply(args.strategy, args.pen_kind, require_symmetric)
-            && i32::try_from(dims.n).is_ok();
+        let rows = kernels::rows_apply(args.strategy, args.pen_kind, require_symmetric);
         self.loss_kernel_of(k, args.strategy, rows)
     }
 
@@ -348,6 +345,7 @@ impl CudaBackend {
             input.region.mask.as_ref().map(|m| &m.shape[..]),
             input.region.lengths,
         )?;
+        launch_args::check_width(dims.n)?;
         let lengths = input.region.lengths.map_or_else(|| vec![dims.n; dims.batch], <[usize]>::to_vec);
         Ok((dims, lengths))
     }
@@ -491,7 +489,7 @@ impl CudaBackend {
         let k = self.kernels()?;
         let args = LossArgs::new(cfg);
         let require_symmetric = !cfg.allow_asymmetric_labels;
-        let loss_kernel = self.loss_kernel(k, &args, dims, require_symmetric)?;
+        let loss_kernel = self.loss_kernel(k, &args, require_symmetric)?;
         let scan = ScanWords::new(dims.batch);
         let at = LossWords::new(scan.end, dims.batch, loss_kernel.blocks(dims) as usize);
         let mut w = self.scratch.words(&self.stream, at.partial.end)?;
@@ -621,6 +619,7 @@ impl TensorBackend for CudaBackend {
         mut out: Self::ViewMut<'_, f32>,
     ) -> Result<()> {
         let dims = Dims::from_shape("logits", &x.shape)?;
+        launch_args::check_width(dims.n)?;
         if out.shape != x.shape {
             return Err(Error::ShapeMismatch {
                 what: "out",

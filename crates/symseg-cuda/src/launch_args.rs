@@ -16,6 +16,22 @@ pub(crate) use crate::kernels::THREADS;
 pub(crate) const TILE: usize = 32;
 pub(crate) const STRIP: usize = 4;
 
+/// The widest map the kernels index: rows, columns and a sample's tile
+/// pairs are counted in 32 bits (`common.cuh`). A map this wide holds
+/// 2^40 elements, 4 TiB of logits, so no map that fits on a device is refused.
+pub(crate) const MAX_N: usize = 1 << 20;
+
+/// [`MAX_N`] as a check.
+pub(crate) fn check_width(n: usize) -> symseg_core::Result<()> {
+    if n > MAX_N {
+        return Err(symseg_core::Error::Backend {
+            backend: "cuda",
+            message: format!("maps of N = {n} are wider than the CUDA kernels index (N <= {MAX_N})"),
+        });
+    }
+    Ok(())
+}
+
 /// Tile pairs `(I, J)`, `I <= J`, of one `n x n` sample.
 pub(crate) fn tile_pairs(n: usize) -> usize {
     let nt = n.div_ceil(TILE);
@@ -271,6 +287,13 @@ mod tests {
         // More work than a u32 counts is still capped by the device.
         assert_eq!(blocks(usize::MAX, 2048, 528), 528);
         assert_eq!(blocks(1, 1, 0), 1);
+    }
+
+    #[test]
+    fn maps_wider_than_the_kernels_index_are_refused() {
+        assert!(super::check_width(super::MAX_N).is_ok());
+        let e = super::check_width(super::MAX_N + 1).expect_err("too wide");
+        assert!(e.to_string().contains("wider than the CUDA kernels index"), "{e}");
     }
 
     #[test]

@@ -33,28 +33,32 @@ __device__ __forceinline__ unsigned thread_id() { return threadIdx.x; }
 // ... of the `tiles` pairs of each of `batch` samples, item w being pair
 // p = w % tiles of sample b = w / tiles. The divisions are done once; a step
 // adds the quotient and remainder of gridDim.x, since a 64-bit division per
-// tile pair cost more than the pair's own arithmetic.
+// tile pair cost more than the pair's own arithmetic. A sample's pairs are
+// counted in 32 bits: the host sends n <= 2^20 (a map of 4 TiB), so that
+// fewer than 2^31 pairs of 32-wide tiles make a sample.
 struct Walk {
-    long long nt, tiles, batch, b, p, step_b, step_p;
+    long long batch, b, step_b;
+    int nt, tiles, p, step_p;
 };
 
 // T is the tile side (the scan walks 64-wide tiles, the other kernels TILE).
 template <int T = TILE>
 __device__ __forceinline__ Walk walk_start(long long n, long long batch) {
     Walk k;
-    k.nt = (n + T - 1) / T;
-    k.tiles = k.nt * (k.nt + 1) / 2;
+    k.nt = (int)((n + T - 1) / T);
+    k.tiles = (int)((long long)k.nt * (k.nt + 1) / 2);
     k.batch = batch;
     if (k.tiles == 0) {
         k.b = batch;  // an empty map: nothing to walk
-        k.p = k.step_b = k.step_p = 0;
+        k.p = k.step_p = 0;
+        k.step_b = 0;
         return k;
     }
     const long long w = blockIdx.x, step = gridDim.x;
     k.b = w / k.tiles;
-    k.p = w % k.tiles;
+    k.p = (int)(w % k.tiles);
     k.step_b = step / k.tiles;
-    k.step_p = step % k.tiles;
+    k.step_p = (int)(step % k.tiles);
     return k;
 }
 
@@ -76,21 +80,23 @@ __device__ __forceinline__ bool last_of_sample(const Walk& k) { return k.step_b 
 // Where one work item lies: sample b at flat offset base, tile pair (ti, tj)
 // with first row i0 and first column j0.
 struct Tile {
-    long long b, base, ti, tj, i0, j0;
+    long long b, base;
+    int ti, tj, i0, j0;
 };
 
-// The first linear index of tile row i among the pairs (i, j >= i).
-__device__ __forceinline__ long long row_start(long long i, long long nt) { return i * nt - i * (i - 1) / 2; }
+// The first linear index of tile row i among the pairs (i, j >= i), below
+// 2^31 for every row of a sample's pairs.
+__device__ __forceinline__ int row_start(int i, int nt) { return i * nt - i * (i - 1) / 2; }
 
 template <int T = TILE>
 __device__ __forceinline__ Tile tile_of(const Walk& k, long long n) {
     Tile t;
     t.b = k.b;
-    const long long p = k.p, nt = k.nt;
+    const int p = k.p, nt = k.nt;
     // row_start(i) = p solved for i, in f32 (f64 conversions and roots cost
     // more than the whole estimate), then corrected for its rounding.
     const float q = 2.0f * (float)nt + 1.0f;
-    long long i = (long long)((q - sqrtf(fmaxf(q * q - 8.0f * (float)p, 0.0f))) * 0.5f);
+    int i = (int)((q - sqrtf(fmaxf(q * q - 8.0f * (float)p, 0.0f))) * 0.5f);
     i = i < 0 ? 0 : (i > nt - 1 ? nt - 1 : i);
     while (i > 0 && row_start(i, nt) > p) {
         --i;
@@ -110,8 +116,8 @@ __device__ __forceinline__ Tile tile_of(const Walk& k, long long n) {
 // of length len and at least sep off the diagonal: then an element counts
 // exactly when its label is not ignored and its mask is not 0, and the
 // kernels skip the bounds, length and separation tests.
-template <int T = TILE>
-__device__ __forceinline__ bool interior(const Tile& t, long long len, long long sep) {
+template <int T = TILE, typename I>
+__device__ __forceinline__ bool interior(const Tile& t, I len, I sep) {
     return t.ti != t.tj && t.i0 + T <= len && t.j0 + T <= len && t.j0 - (t.i0 + T - 1) >= sep;
 }
 
@@ -132,8 +138,8 @@ struct Quad<u8> {
 // only when n % STRIP == 0 and the buffers are aligned to it, so that a strip
 // is then entirely inside the row or entirely outside. Elements outside the
 // row are left as they are.
-template <typename T>
-__device__ __forceinline__ void load_strip(const T* p, long long col, long long n, bool wide, T* v) {
+template <typename T, typename I>
+__device__ __forceinline__ void load_strip(const T* p, I col, I n, bool wide, T* v) {
     if (wide) {
         if (col < n) {
             const typename Quad<T>::type q = *reinterpret_cast<const typename Quad<T>::type*>(p);
@@ -161,8 +167,9 @@ struct Strip {
 
 // The strip at flat offset `at` (column col of n), or zeros when the row is
 // outside the sample (`in_row` false). Without `x`, only labels and mask.
-__device__ __forceinline__ Strip load_own(const float* x, const u8* y, const u8* mask, long long at, long long col,
-                                          long long n, bool wide, bool in_row) {
+template <typename I>
+__device__ __forceinline__ Strip load_own(const float* x, const u8* y, const u8* mask, long long at, I col, I n,
+                                          bool wide, bool in_row) {
     Strip s = {{}, {}, {1, 1, 1, 1}};
     if (in_row) {
         if (x) {
@@ -176,7 +183,8 @@ __device__ __forceinline__ Strip load_own(const float* x, const u8* y, const u8*
     return s;
 }
 
-__device__ __forceinline__ void store_strip(float* p, long long col, long long n, bool wide, const float* v) {
+template <typename I>
+__device__ __forceinline__ void store_strip(float* p, I col, I n, bool wide, const float* v) {
     if (wide) {
         if (col < n) {
             *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
@@ -190,41 +198,57 @@ __device__ __forceinline__ void store_strip(float* p, long long col, long long n
     }
 }
 
-// This thread's strip of the tile at rows row0.., columns col0.. of an n x n
-// sample at `src`, into row (t / STRIPS) of the shared tile `dst`.
-template <typename T, int W>
-__device__ __forceinline__ void stage_rows(const T* src, long long row0, long long col0, long long n, bool wide,
-                                           T (*dst)[W]) {
+// This thread's strip at `p` (column col of a row of n; none where the row
+// is outside the map, `in_row` false) into row (t / STRIPS) of the shared
+// tile `dst`.
+template <typename T, int W, typename I>
+__device__ __forceinline__ void stage_strip(const T* p, bool in_row, I col, I n, bool wide, T (*dst)[W]) {
     const unsigned r = thread_id() / STRIPS, c0 = STRIP * (thread_id() % STRIPS);
-    const long long row = row0 + r, col = col0 + c0;
-    if (row < n) {
+    if (in_row) {
         T v[STRIP] = {};
-        load_strip(src + row * n + col, col, n, wide, v);
+        load_strip(p, col, n, wide, v);
         for (int c = 0; c < STRIP; ++c) {
             dst[r][c0 + c] = v[c];
         }
     }
 }
 
-// The inverse: row (t / STRIPS) of the shared tile `src` to this thread's
-// strip of rows row0.., columns col0.. of the sample at `dst`.
-__device__ __forceinline__ void unstage_rows(const float (*src)[TILE + 1], long long row0, long long col0,
-                                             long long n, bool wide, float* dst) {
+// The inverse: row (t / STRIPS) of the shared tile `src` to this thread's strip at `p`.
+template <typename I>
+__device__ __forceinline__ void unstage_strip(const float (*src)[TILE + 1], float* p, bool in_row, I col, I n,
+                                              bool wide) {
     const unsigned r = thread_id() / STRIPS, c0 = STRIP * (thread_id() % STRIPS);
-    const long long row = row0 + r, col = col0 + c0;
-    if (row < n) {
+    if (in_row) {
         float v[STRIP];
         for (int c = 0; c < STRIP; ++c) {
             v[c] = src[r][c0 + c];
         }
-        store_strip(dst + row * n + col, col, n, wide, v);
+        store_strip(p, col, n, wide, v);
     }
+}
+
+// This thread's strip of the tile at rows row0.., columns col0.. of an n x n
+// sample at `src`, into row (t / STRIPS) of the shared tile `dst`.
+template <typename T, int W>
+__device__ __forceinline__ void stage_rows(const T* src, long long row0, long long col0, long long n, bool wide,
+                                           T (*dst)[W]) {
+    const long long row = row0 + thread_id() / STRIPS, col = col0 + STRIP * (thread_id() % STRIPS);
+    stage_strip(src + row * n + col, row < n, col, n, wide, dst);
+}
+
+// The inverse: row (t / STRIPS) of the shared tile `src` to this thread's
+// strip of rows row0.., columns col0.. of the sample at `dst`.
+__device__ __forceinline__ void unstage_rows(const float (*src)[TILE + 1], long long row0, long long col0,
+                                             long long n, bool wide, float* dst) {
+    const long long row = row0 + thread_id() / STRIPS, col = col0 + STRIP * (thread_id() % STRIPS);
+    unstage_strip(src, dst + row * n + col, row < n, col, n, wide);
 }
 
 // Whether (i, j) of a sample of length len counts, given its label and mask
 // (SPEC §1; the mask pointer may be null).
-__device__ __forceinline__ bool counted(long long i, long long j, long long len, long long sep, u8 y, u8 m) {
-    long long d = i > j ? i - j : j - i;
+template <typename I>
+__device__ __forceinline__ bool counted(I i, I j, I len, I sep, u8 y, u8 m) {
+    I d = i > j ? i - j : j - i;
     return i < len && j < len && d >= sep && y != IGNORE && m != 0;
 }
 

@@ -68,7 +68,9 @@ __device__ __forceinline__ float pair_terms(int S, const Elem& e, float xij, flo
     }
 }
 
-// The kernel's body: the grid-stride walk over tile pairs.
+// The kernel's body: the grid-stride walk over tile pairs. Rows, columns,
+// lengths and the separation are 32-bit (the host sends n <= 2^20); flat
+// offsets, 64-bit, are formed once a row.
 __device__ __forceinline__ void loss_body(int S, const float* __restrict__ x, const u8* __restrict__ y,
                                           const u8* __restrict__ mask, float* __restrict__ grad,
                                           const long long* __restrict__ lengths, long long batch, long long n,
@@ -76,22 +78,41 @@ __device__ __forceinline__ void loss_body(int S, const float* __restrict__ x, co
                                           float delta, const double* __restrict__ r, const double* __restrict__ wp,
                                           double* __restrict__ partial, u64* __restrict__ bad, float (*sx)[TILE + 1],
                                           float (*sg)[TILE + 1], u8 (*sy)[TILE + 4], double* red) {
-    const unsigned il = thread_id() / STRIPS, jl0 = STRIP * (thread_id() % STRIPS);
+    const int nn = (int)n, k = sep < n ? (int)sep : nn;
+    const int il = (int)(thread_id() / STRIPS), jl0 = STRIP * (int)(thread_id() % STRIPS);
     double acc = 0.0, pacc = 0.0;
-    for (Walk k = walk_start(n, batch); walk_more(k); walk_next(k)) {
-        const Tile t = tile_of(k, n);
-        const long long base = t.base, i = t.i0 + il, len = lengths[t.b];
-        const bool diagonal = t.ti == t.tj, inner = interior(t, len, sep);
-        const float rb = (float)r[t.b], wpb = (float)wp[t.b];
+    // The current sample's length and factors, read again only when the
+    // walk enters another sample.
+    long long cb = -1;
+    int len = 0;
+    double rd = 0.0, wpd = 0.0;
+    float rb = 0.0f, wpb = 0.0f;
+    for (Walk w = walk_start(n, batch); walk_more(w); walk_next(w)) {
+        const Tile t = tile_of(w, n);
+        if (t.b != cb) {
+            cb = t.b;
+            len = (int)lengths[cb];
+            rd = r[cb];
+            wpd = wp[cb];
+            rb = (float)rd;
+            wpb = (float)wpd;
+        }
+        const int i0 = (int)t.i0, j0 = (int)t.j0, i = i0 + il, col = j0 + jl0;
+        const bool diagonal = t.ti == t.tj;
+        // Every element inside the sample and at least k off the diagonal:
+        // then an element counts exactly when its label and mask let it.
+        const bool inner = !diagonal && j0 + TILE <= len && i0 + TILE <= len && j0 - (i0 + TILE - 1) >= k;
 
-        // This thread's strip of the own tile, (i, j0 + jl0 + c), loaded
-        // before the mirror's staging so that both loads are in flight at once.
-        const long long col = t.j0 + jl0, row = base + i * n;
-        const Strip own = load_own(x, y, mask, row + col, col, n, wide, i < n);
+        // This thread's strip of the own tile, (i, col + c), loaded before
+        // the mirror's staging so that both loads are in flight at once.
+        const long long own_at = t.base + (long long)i * nn + col;
+        const Strip own = load_own(x, y, mask, own_at, col, nn, wide, i < nn);
         float gs[STRIP] = {};
         // The mirror tile (rows J, columns I), staged along its rows.
-        stage_rows(x + base, t.j0, t.i0, n, wide, sx);
-        stage_rows(y + base, t.j0, t.i0, n, wide, sy);
+        const int mrow = j0 + il, mcol = i0 + jl0;
+        const long long mir_at = t.base + (long long)mrow * nn + mcol;
+        stage_strip(x + mir_at, mrow < nn, mcol, nn, wide, sx);
+        stage_strip(y + mir_at, mrow < nn, mcol, nn, wide, sy);
         __syncthreads();
         // Sums of at most 16 non-negative f32 terms (error < 1e-6 relative),
         // then added in f64.
@@ -100,27 +121,26 @@ __device__ __forceinline__ void loss_body(int S, const float* __restrict__ x, co
         // variable they would go to local memory).
 #pragma unroll
         for (int c = 0; c < STRIP; ++c) {
-            const unsigned jl = jl0 + c;
-            const long long j = col + c;
+            const int jl = jl0 + c, j = col + c;
             const u8 yij = own.y[c];
             bool count;
             if (inner) {
                 count = yij != IGNORE && own.m[c] != 0;
             } else {
-                if (i >= n || j >= n || (diagonal && i > j)) {
+                if (i >= nn || j >= nn || (diagonal && i > j)) {
                     continue;
                 }
-                count = counted(i, j, len, sep, yij, own.m[c]);
+                count = counted(i, j, len, k, yij, own.m[c]);
             }
             const float xij = own.x[c], xji = sx[jl][il];
             float gij = 0.0f, gji = 0.0f;
             if (count) {
                 if (!isfinite(xij) || !isfinite(xji)) {
                     if (!isfinite(xij)) {
-                        atomicMin(bad, (u64)(row + j));
+                        atomicMin(bad, (u64)(own_at + c));
                     }
                     if (!isfinite(xji)) {
-                        atomicMin(bad, (u64)(base + j * n + i));
+                        atomicMin(bad, (u64)(t.base + (long long)j * nn + i));
                     }
                 }
                 const bool pa = yij == 1, pb = sy[jl][il] == 1;
@@ -153,15 +173,15 @@ __device__ __forceinline__ void loss_body(int S, const float* __restrict__ x, co
                 }
             }
         }
-        acc += r[t.b] * (double)tacc;
-        pacc += wp[t.b] * (double)tpacc;
-        if (grad && !diagonal && i < n) {
-            store_strip(grad + row + col, col, n, wide, gs);
+        acc += rd * (double)tacc;
+        pacc += wpd * (double)tpacc;
+        if (grad && !diagonal && i < nn) {
+            store_strip(grad + own_at, col, nn, wide, gs);
         }
         __syncthreads();
         // The mirror gradients (or a diagonal tile's), written along rows of J.
         if (grad) {
-            unstage_rows(sg, t.j0, t.i0, n, wide, grad + base);
+            unstage_strip(sg, grad + mir_at, mrow < nn, mcol, nn, wide);
         }
     }
     const double s_elem = block_sum(acc, red);

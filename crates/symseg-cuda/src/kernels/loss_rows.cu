@@ -96,8 +96,8 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss_ro
     // `dual` on symmetric labels: l(x_ij, y_ij) + l(x_ij, y_ji) is twice
     // the first, bit for bit, as is its derivative.
     const float twice = S == STRAT_DUAL ? 2.0f : 1.0f;
-    // 32-bit rows and columns (the host sends n < 2^31 here); a separation of
-    // n or more leaves no pair, as does n itself.
+    // 32-bit rows and columns (the host sends n <= 2^20); a separation of n
+    // or more leaves no pair, as does n itself.
     const int nn = (int)n, k = sep < n ? (int)sep : nn;
     // |d| >= k for an integer d is (unsigned)(d + kb) >= kw: for k >= 1,
     // d + k - 1 outside [0, 2k - 2]; for k = 0, always (kw = 0).
@@ -125,7 +125,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss_ro
         // Rows and quads wholly outside the sample's length are padding:
         // their gradient is zero and their inputs need not be read.
         if (i < len && j0 < len) {
-            Strip own = load_own(x, y, mask, w.at, j0, n, wide, true);
+            Strip own = load_own(x, y, mask, w.at, j0, nn, wide, true);
             // |i - j| >= k as one unsigned comparison: j - i + kb >= kw.
             const int off = j0 - i;
             bool count[STRIP];
@@ -166,7 +166,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss_ro
             }
         }
         if (grad) {
-            store_strip(grad + w.at, j0, n, wide, gs);
+            store_strip(grad + w.at, j0, nn, wide, gs);
         }
     }
     const double sum = block_sum(acc, red);
