@@ -126,20 +126,42 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss_ro
         // their gradient is zero and their inputs need not be read.
         if (i < len && j0 < len) {
             Strip own = load_own(x, y, mask, w.at, j0, nn, wide, true);
-            // |i - j| >= k as one unsigned comparison: j - i + kb >= kw.
-            const int off = j0 - i;
+            // Whether the quad lies wholly inside the sample, off the band
+            // |i - j| < k and on the strategy's side of the diagonal (most
+            // quads of a large map): then an element counts exactly when its
+            // label and mask let it, and the tests per column are skipped.
+            // (j - i runs over off .. last; k >= 0, so a quad clear of the
+            // band lies wholly on one side of the diagonal.)
+            const int off = j0 - i, last = off + STRIP - 1;
+            bool inner = j0 + STRIP <= len;
+            if (S == STRAT_UPPER) {
+                inner = inner && off >= k;
+            } else if (S == STRAT_LOWER) {
+                inner = inner && last <= -k;
+            } else {
+                inner = inner && (off >= k || last <= -k);
+            }
             bool count[STRIP];
             bool any = false;
+            if (inner) {
 #pragma unroll
-            for (int c = 0; c < STRIP; ++c) {
-                bool in = (unsigned)(off + c + kb) >= kw && j0 + c < len;
-                if (S == STRAT_UPPER) {
-                    in = in && off + c >= 0;
-                } else if (S == STRAT_LOWER) {
-                    in = in && off + c <= 0;
+                for (int c = 0; c < STRIP; ++c) {
+                    count[c] = own.y[c] != IGNORE && own.m[c] != 0;
+                    any = any || count[c];
                 }
-                count[c] = in && own.y[c] != IGNORE && own.m[c] != 0;
-                any = any || count[c];
+            } else {
+#pragma unroll
+                for (int c = 0; c < STRIP; ++c) {
+                    // |i - j| >= k as one unsigned comparison: j - i + kb >= kw.
+                    bool in = (unsigned)(off + c + kb) >= kw && j0 + c < len;
+                    if (S == STRAT_UPPER) {
+                        in = in && off + c >= 0;
+                    } else if (S == STRAT_LOWER) {
+                        in = in && off + c <= 0;
+                    }
+                    count[c] = in && own.y[c] != IGNORE && own.m[c] != 0;
+                    any = any || count[c];
+                }
             }
             if (any) {
                 // All four evaluated, the uncounted ones discarded by
