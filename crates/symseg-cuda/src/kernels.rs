@@ -64,13 +64,11 @@ pub const ALL: [KernelSource; 6] = [SCAN, FACTORS, LOSS, LOSS_ROWS, STATS, SYMME
 
 /// The loss kernel compiled for one strategy (`SYMSEG_STRATEGY`, the
 /// `strategy` code of `launch_args::LossArgs`): its branches fold away and it
-/// gets its own register budget (all but `dual`'s). On a GPU the backend launches these,
+/// gets its own register budget. On a GPU the backend launches these,
 /// compiling each on its first use; their source is [`LOSS`]'s.
 pub const LOSS_BY_STRATEGY: [KernelSource; 5] = [
     loss_for("loss.cu[plain]", concat!("#define SYMSEG_STRATEGY 0\n", include_str!("kernels/loss.cu"))),
-    // `dual` evaluates up to four terms a pair: compiled for it alone, the
-    // assembler spills 4 bytes on sm_80, so it keeps the generic kernel.
-    LOSS,
+    loss_for("loss.cu[dual]", concat!("#define SYMSEG_STRATEGY 1\n", include_str!("kernels/loss.cu"))),
     loss_for("loss.cu[average]", concat!("#define SYMSEG_STRATEGY 2\n", include_str!("kernels/loss.cu"))),
     loss_for("loss.cu[upper]", concat!("#define SYMSEG_STRATEGY 3\n", include_str!("kernels/loss.cu"))),
     loss_for("loss.cu[lower]", concat!("#define SYMSEG_STRATEGY 4\n", include_str!("kernels/loss.cu"))),
