@@ -213,6 +213,30 @@ __device__ __forceinline__ void stage_strip(const T* p, bool in_row, I col, I n,
     }
 }
 
+// Labels: as above (zeros beyond the row), the strip's four bytes stored as
+// one word. `dst` must be 4-byte aligned; a row of `W` bytes, W a multiple
+// of 4, keeps every strip so.
+template <int W, typename I>
+__device__ __forceinline__ void stage_strip(const u8* p, bool in_row, I col, I n, bool wide, u8 (*dst)[W]) {
+    static_assert(W % 4 == 0, "label rows must keep 4-byte alignment");
+    const unsigned r = thread_id() / STRIPS, c0 = STRIP * (thread_id() % STRIPS);
+    if (in_row) {
+        unsigned word = 0u;
+        if (wide) {
+            if (col < n) {
+                word = *reinterpret_cast<const unsigned*>(p);
+            }
+        } else {
+            for (int c = 0; c < STRIP; ++c) {
+                if (col + c < n) {
+                    word |= (unsigned)p[c] << (8 * c);
+                }
+            }
+        }
+        *reinterpret_cast<unsigned*>(&dst[r][c0]) = word;
+    }
+}
+
 // The inverse: row (t / STRIPS) of the shared tile `src` to this thread's strip at `p`.
 template <typename I>
 __device__ __forceinline__ void unstage_strip(const float (*src)[TILE + 1], float* p, bool in_row, I col, I n,

@@ -201,7 +201,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss(
     double* __restrict__ partial, u64* __restrict__ bad) {
     __shared__ float sx[TILE][TILE + 1];
     __shared__ float sg[TILE][TILE + 1];
-    __shared__ u8 sy[TILE][TILE + 4];
+    __shared__ __align__(16) u8 sy[TILE][TILE + 4];
     __shared__ double red[THREADS];
 
     // Invalid labels or mask (the scan, queued before): touch nothing, so the
