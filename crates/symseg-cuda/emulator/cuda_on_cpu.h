@@ -60,6 +60,8 @@ inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v)
     return std::atomic_ref<unsigned long long>(*p).fetch_add(v);
 }
 
+inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+
 #if defined(EMU_FIBERS)
 // A block's threads as fibers on the launching thread (the CPU driver's
 // mode): __syncthreads switches to the next fiber, so a barrier costs a few

@@ -65,6 +65,19 @@ int main() {
     });
     put(counts);
     put(violation);
+#elif defined(EMU_SCAN_ROWS)
+    const long long sep = get<long long>();
+    const int require_symmetric = get<int>(), band = get<int>();
+    auto y = get_vec<u8>(len);
+    auto lengths = get_vec<long long>(samples);
+    std::vector<u64> counts(2 * (size_t)samples, 0), violation(1, ~0ull), tally(2, 0);
+    launch([&] {
+        symseg_scan_rows(y.data(), lengths.data(), batch, n, sep, wide, require_symmetric, band, counts.data(),
+                         violation.data(), tally.data());
+    });
+    put(counts);
+    put(violation);
+    put(tally);
 #elif defined(EMU_LOSS) || defined(EMU_LOSS_ROWS)
     const long long sep = get<long long>();
     const int strategy = get<int>();
@@ -131,7 +144,7 @@ int main() {
     launch([&] { symseg_symmetrise(x.data(), batch, n, wide, mode, out.data()); });
     put(out);
 #else
-#error "define one of EMU_SCAN, EMU_FACTORS, EMU_LOSS, EMU_LOSS_ROWS, EMU_STATS, EMU_SYMMETRISE"
+#error "define one of EMU_SCAN, EMU_SCAN_ROWS, EMU_FACTORS, EMU_LOSS, EMU_LOSS_ROWS, EMU_STATS, EMU_SYMMETRISE"
 #endif
     return std::fflush(stdout) == 0 ? 0 : 3;
 }

@@ -58,6 +58,23 @@ impl LossKernel<'_> {
     }
 }
 
+/// Which kernel validates a call's labels and counts its counted set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scan {
+    /// `scan.cu`, over transposed tile pairs: any call, and the one that
+    /// names the lowest violation.
+    Tiles,
+    /// `scan_rows.cu`, along rows: calls without a mask.
+    Rows,
+}
+
+/// Whether `SYMSEG_CUDA_SCAN=tiles` asks every call to take the tile scan
+/// (read once; for comparing the two scans' speed on a GPU).
+fn tile_scan_forced() -> bool {
+    static FORCED: OnceLock<bool> = OnceLock::new();
+    *FORCED.get_or_init(|| std::env::var("SYMSEG_CUDA_SCAN").is_ok_and(|v| v == "tiles"))
+}
+
 /// One operation's inputs, bound on the backend's stream until its last launch.
 struct Operands<'a> {
     x: Bound<'a>,
@@ -77,6 +94,7 @@ impl Operands<'_> {
 #[derive(Debug)]
 struct Kernels {
     scan: Kernel,
+    scan_rows: Kernel,
     factors: Kernel,
     /// The loss kernel for each strategy code (`kernels::LOSS_BY_STRATEGY`),
     /// compiled on first use: a call compiles only what it runs.
@@ -243,6 +261,7 @@ impl CudaBackend {
         let k = self.kernels()?;
         Ok(vec![
             (kernels::SCAN.entry, k.scan.resident),
+            (kernels::SCAN_ROWS.entry, k.scan_rows.resident),
             (kernels::FACTORS.entry, k.factors.resident),
             (kernels::LOSS.entry, self.loss_kernel_of(k, 0, false)?.kernel.resident),
             (kernels::LOSS_ROWS.entry, self.loss_kernel_of(k, 0, true)?.kernel.resident),
@@ -284,6 +303,7 @@ impl CudaBackend {
     fn load_kernels(&self) -> Result<Kernels> {
         Ok(Kernels {
             scan: self.load_kernel(&kernels::SCAN)?,
+            scan_rows: self.load_kernel(&kernels::SCAN_ROWS)?,
             factors: self.load_kernel(&kernels::FACTORS)?,
             loss: Default::default(),
             loss_rows: Default::default(),
@@ -387,7 +407,13 @@ impl CudaBackend {
         up
     }
 
-    /// Queues the scan (SPEC §1's validation and each sample's counts) over
+    /// The scan for `ops`: along rows where there is no mask (the row scan
+    /// reads no mask), unless `SYMSEG_CUDA_SCAN=tiles`.
+    fn scan_for(ops: &Operands<'_>) -> Scan {
+        if ops.m.is_none() && !tile_scan_forced() { Scan::Rows } else { Scan::Tiles }
+    }
+
+    /// Queues `scan` (SPEC §1's validation and each sample's counts) over
     /// `w`'s [`ScanWords`], which must hold what [`Self::scan_upload`] gives.
     fn launch_scan(
         &self,
@@ -395,6 +421,7 @@ impl CudaBackend {
         dims: Dims,
         w: &Words<'_>,
         require_symmetric: bool,
+        scan: Scan,
     ) -> Result<()> {
         let k = self.kernels()?;
         let at = ScanWords::new(dims.batch);
@@ -403,34 +430,83 @@ impl CudaBackend {
         let (wide, sym) = (i32::from(launch_args::wide(dims.n, &[], &[y, m])), i32::from(require_symmetric));
         let (lens, counts, violation) =
             (w.ptr(at.lengths.start), w.ptr(at.counts.start), w.ptr(at.violation));
-        let mut b = self.stream.launch_builder(&k.scan.function);
-        b.arg(&y).arg(&m).arg(&lens).arg(&batch).arg(&n).arg(&sep).arg(&wide).arg(&sym);
-        b.arg(&counts).arg(&violation);
-        // SAFETY: the arguments match `symseg_scan`'s parameters in order and
-        // type; every pointer covers the validated `[B, N, N]` extent, and the
-        // scratch words the scan's layout.
-        unsafe { b.launch(k.scan.config(dims)) }.map_err(dev)?;
+        match scan {
+            Scan::Tiles => {
+                let mut b = self.stream.launch_builder(&k.scan.function);
+                b.arg(&y).arg(&m).arg(&lens).arg(&batch).arg(&n).arg(&sep).arg(&wide).arg(&sym);
+                b.arg(&counts).arg(&violation);
+                // SAFETY: the arguments match `symseg_scan`'s parameters in order and
+                // type; every pointer covers the validated `[B, N, N]` extent, and the
+                // scratch words the scan's layout.
+                unsafe { b.launch(k.scan.config(dims)) }.map_err(dev)?;
+            }
+            Scan::Rows => {
+                let band = launch_args::scan_band(dims.n);
+                let tally = w.ptr(at.tally.start);
+                let grid = launch_args::scan_row_blocks(dims.batch, dims.n, band, k.scan_rows.resident);
+                let mut b = self.stream.launch_builder(&k.scan_rows.function);
+                b.arg(&y).arg(&lens).arg(&batch).arg(&n).arg(&sep).arg(&wide).arg(&sym).arg(&band);
+                b.arg(&counts).arg(&violation).arg(&tally);
+                let cfg =
+                    LaunchConfig { grid_dim: (grid, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
+                // SAFETY: the arguments match `symseg_scan_rows`'s parameters in
+                // order and type; the labels and lengths cover the validated
+                // extent, and the scratch words (tally zeroed) the scan's layout.
+                unsafe { b.launch(cfg) }.map_err(dev)?;
+            }
+        }
         Ok(())
     }
 
     /// The scan's counts from its downloaded words (`down` starts at its
-    /// counts), or the error that names its violation.
+    /// counts), or the error that names its violation: the row scan says
+    /// only that there is one, so the tile scan then runs to find the lowest.
     fn scan_outcome(
         &self,
         ops: &Operands<'_>,
         dims: Dims,
+        lens: &[usize],
         down: &[u64],
         require_symmetric: bool,
+        scan: Scan,
     ) -> Result<Vec<RegionCounts>> {
         let at = ScanWords::new(dims.batch);
         let counts = down.get(..at.counts.len()).unwrap_or_default();
         match down.get(at.violation - at.counts.start) {
-            Some(&key) if key != u64::MAX => Err(self.violation(ops, dims, key as usize, require_symmetric)),
+            Some(&key) if key != u64::MAX => {
+                let key = match scan {
+                    Scan::Tiles => key,
+                    Scan::Rows => self.lowest_violation(ops, dims, lens, require_symmetric)?,
+                };
+                Err(self.violation(ops, dims, key as usize, require_symmetric))
+            }
             Some(_) => Ok(launch_args::region_counts(counts)),
             None => {
                 Err(Error::Backend { backend: "cuda", message: "the scan's words were not read back".into() })
             }
         }
+    }
+
+    /// The tile scan's lowest violation of labels the row scan found invalid.
+    fn lowest_violation(
+        &self,
+        ops: &Operands<'_>,
+        dims: Dims,
+        lens: &[usize],
+        require_symmetric: bool,
+    ) -> Result<u64> {
+        let at = ScanWords::new(dims.batch);
+        let mut w = self.scratch.words(&self.stream, at.end)?;
+        w.upload(0, &Self::scan_upload(lens, &at, 0))?;
+        self.launch_scan(ops, dims, &w, require_symmetric, Scan::Tiles)?;
+        let key = w.download(at.violation, 1)?.first().copied().unwrap_or(u64::MAX);
+        if key == u64::MAX {
+            return Err(Error::Backend {
+                backend: "cuda",
+                message: "the row scan found invalid labels that the tile scan did not".into(),
+            });
+        }
+        Ok(key)
     }
 
     /// The error for the violation at upper-triangle flat index `key`, checked
@@ -498,7 +574,8 @@ impl CudaBackend {
             *flag = u64::MAX;
         }
         w.upload(0, &up)?;
-        self.launch_scan(&ops, dims, &w, require_symmetric)?;
+        let scan_kind = Self::scan_for(&ops);
+        self.launch_scan(&ops, dims, &w, require_symmetric, scan_kind)?;
 
         // The reduction factors from the counts, on the device: the loss
         // kernel follows without a wait for the host.
@@ -533,7 +610,7 @@ impl CudaBackend {
         // The one wait of the call: counts, flags and partial sums together.
         let down = w.download(scan.counts.start, at.partial.end - scan.counts.start)?;
         drop(w);
-        let counts = self.scan_outcome(&ops, dims, &down, require_symmetric)?;
+        let counts = self.scan_outcome(&ops, dims, &lens, &down, require_symmetric, scan_kind)?;
         let tail = down.get(at.bad - scan.counts.start..).unwrap_or_default();
         if let Some(&k) = tail.first()
             && k != u64::MAX
@@ -583,7 +660,8 @@ impl TensorBackend for CudaBackend {
         }
         w.upload(0, &up)?;
         let ops = self.operands(input);
-        self.launch_scan(&ops, dims, &w, true)?;
+        let scan_kind = Self::scan_for(&ops);
+        self.launch_scan(&ops, dims, &w, true, scan_kind)?;
         let (lengths, violation) = (w.ptr(scan.lengths.start), w.ptr(scan.violation));
         let (confusion, bad, asym) = (w.ptr(at.confusion.start), w.ptr(at.bad), w.ptr(at.asym.start));
         let (x, y, m) = (ops.x.ptr, ops.y.ptr, ops.m());
@@ -600,7 +678,7 @@ impl TensorBackend for CudaBackend {
         unsafe { b.launch(k.stats.config(dims)) }.map_err(dev)?;
         let down = w.download(scan.counts.start, at.asym.end - scan.counts.start)?;
         drop(w);
-        self.scan_outcome(&ops, dims, &down, true)?;
+        self.scan_outcome(&ops, dims, &lens, &down, true, scan_kind)?;
         let rest = down.get(at.confusion.start - scan.counts.start..).unwrap_or_default();
         let (conf, rest) = rest.split_at(at.confusion.len().min(rest.len()));
         if let Some(&k) = rest.first()

@@ -37,6 +37,7 @@ const DRIVER: &str = include_str!("../emulator/driver.cpp");
 /// The emulator executables of one build flavour.
 struct Emulators {
     scan: PathBuf,
+    scan_rows: PathBuf,
     factors: PathBuf,
     loss: PathBuf,
     loss_rows: PathBuf,
@@ -125,6 +126,7 @@ fn emulators_for(check: Check) -> Option<&'static Emulators> {
         };
         Ok(Emulators {
             scan: build(&kernels::SCAN, "EMU_SCAN")?,
+            scan_rows: build(&kernels::SCAN_ROWS, "EMU_SCAN_ROWS")?,
             factors: build(&kernels::FACTORS, "EMU_FACTORS")?,
             loss: build(&kernels::LOSS, "EMU_LOSS")?,
             loss_rows: build(&kernels::LOSS_ROWS, "EMU_LOSS_ROWS")?,
@@ -300,6 +302,30 @@ fn scan(emu: &Emulators, case: &Case, grid: Grid, require_symmetric: bool) -> Re
     if violation == u64::MAX { Ok(launch_args::region_counts(&counts)) } else { Err(violation) }
 }
 
+/// `symseg_scan_rows` with bands of `band` rows (on the grid the backend
+/// would launch for `grid`'s device): per-sample counts, or the violation word.
+fn scan_rows(
+    emu: &Emulators,
+    case: &Case,
+    grid: Grid,
+    require_symmetric: bool,
+    band: i32,
+) -> Result<Vec<RegionCounts>, u64> {
+    assert!(case.mask.is_none(), "the row scan reads no mask");
+    let (b, n) = (case.dims.batch, case.dims.n);
+    let grid = Grid { blocks: launch_args::scan_row_blocks(b, n, band, grid.resident), ..grid };
+    let mut a = Args::launch(case, grid);
+    a.i64(case.min_sep as i64).i32(i32::from(require_symmetric)).i32(band);
+    a.bytes(&case.labels).lengths(case);
+    let mut out = launch(&emu.scan_rows, &a);
+    let counts = out.u64s(2 * b);
+    let violation = out.u64s(1)[0];
+    let tally = out.u64s(2);
+    out.done();
+    assert_eq!(tally[1], u64::from(grid.blocks), "every block counts itself done once");
+    if violation == u64::MAX { Ok(launch_args::region_counts(&counts)) } else { Err(violation) }
+}
+
 /// What `symseg_loss` returns: the gradient (when asked for), the host's
 /// block-ordered `(element, penalty)` sums and the non-finite index.
 struct LossOut {
@@ -385,16 +411,41 @@ fn scan_counts_match_the_reference() {
     let Some(emu) = emulators() else { return };
     for seed in 1..=40u64 {
         let case = random_case(&mut Rng::new(seed));
-        check_scan_counts(emu, &case, Grid::varied(&case, seed), true, &format!("seed {seed}"));
+        let counts = scan(emu, &case, Grid::varied(&case, seed), true);
+        check_scan_counts(&case, counts, &format!("seed {seed}"));
     }
 }
 
-/// The scan's counts of `case` against SPEC §1's counted set, sample by sample.
-fn check_scan_counts(emu: &Emulators, case: &Case, grid: Grid, require_symmetric: bool, what: &str) {
+/// A band for the row scan that varies with `seed`: the backend's, one row,
+/// or a few (so that a band's strips take one round or several, and bands
+/// end inside and outside a sample's length).
+fn varied_band(n: usize, seed: u64) -> i32 {
+    [launch_args::scan_band(n), 1, 3, 7][(seed % 4) as usize]
+}
+
+#[test]
+fn row_scan_counts_match_the_reference() {
+    let Some(emu) = emulators() else { return };
+    let mut rng = Rng::new(808);
+    for seed in 1..=40u64 {
+        let mut case = if seed % 2 == 0 {
+            random_case(&mut Rng::new(seed))
+        } else {
+            large_scan_case(&mut rng, seed as usize)
+        };
+        case.mask = None;
+        let require_symmetric = seed % 2 == 0 || !case_is_asymmetric(seed as usize);
+        let band = varied_band(case.dims.n, seed);
+        let counts = scan_rows(emu, &case, Grid::varied(&case, seed), require_symmetric, band);
+        check_scan_counts(&case, counts, &format!("seed {seed}, band {band}"));
+    }
+}
+
+/// A scan's counts of `case` against SPEC §1's counted set, sample by sample.
+fn check_scan_counts(case: &Case, counts: Result<Vec<RegionCounts>, u64>, what: &str) {
     let x64 = case.logits_f64();
     let rb = case.ref_batch(&x64);
-    let counts =
-        scan(emu, case, grid, require_symmetric).unwrap_or_else(|k| panic!("{what}: violation at {k}"));
+    let counts = counts.unwrap_or_else(|k| panic!("{what}: violation at {k}"));
     let n = case.dims.n;
     for (s, c) in counts.iter().enumerate() {
         let pairs = (0..n).flat_map(|i| (i + 1..n).map(move |j| (i, j))).filter(|&(i, j)| rb.in_set(s, i, j));
@@ -432,13 +483,8 @@ fn scan_counts_match_the_reference_on_large_maps() {
     for round in 0..12 {
         let case = large_scan_case(&mut rng, round);
         let require_symmetric = !case_is_asymmetric(round);
-        check_scan_counts(
-            emu,
-            &case,
-            Grid::varied(&case, round as u64),
-            require_symmetric,
-            &format!("round {round}"),
-        );
+        let counts = scan(emu, &case, Grid::varied(&case, round as u64), require_symmetric);
+        check_scan_counts(&case, counts, &format!("round {round}"));
     }
 }
 
@@ -473,6 +519,79 @@ fn scan_reports_the_lowest_violation_on_large_maps() {
         let want = *keys.iter().min().unwrap() as u64;
         let grid = Grid::varied(&case, round as u64);
         assert_eq!(scan(emu, &case, grid, !asymmetric).err(), Some(want), "round {round} ({grid:?})");
+    }
+}
+
+/// Labels made invalid in the ways the row scan must catch, each in its own
+/// way: a value outside {0, 1, 255} in either triangle; a pair whose labels
+/// differ where both are non-zero, or where only the upper one is (its
+/// mirror test finds those), or where only the lower one is (only the count
+/// of non-zero labels per triangle finds those); an ignore mark on one side
+/// only (invalid even where symmetry is not required). Or a change the scan
+/// must not flag: labels of padding, outside the sample's length.
+fn spoil(rng: &mut Rng, case: &mut Case, require_symmetric: bool) -> &'static str {
+    let (b, n) = (case.dims.batch, case.dims.n);
+    let s = rng.below(b);
+    let len = case.lengths.as_ref().map_or(n, |l| l[s]);
+    let at = |i: usize, j: usize| (s * n + i) * n + j;
+    let (i, j) = (rng.below(len), rng.below(len));
+    let (lo, hi) = (i.min(j), i.max(j));
+    match rng.below(6) {
+        0 => {
+            case.labels[at(i, j)] = [2, 7, 128, 254][rng.below(4)];
+            "a bad value"
+        }
+        1 if require_symmetric && lo != hi => {
+            case.labels[at(lo, hi)] = 1;
+            case.labels[at(hi, lo)] = if rng.chance(0.5) { 0 } else { 255 };
+            "upper 1, lower another"
+        }
+        2 if require_symmetric && lo != hi => {
+            case.labels[at(lo, hi)] = 0;
+            case.labels[at(hi, lo)] = 1;
+            "lower 1 over an upper 0"
+        }
+        3 if lo != hi => {
+            let (a, z) = if rng.chance(0.5) { (at(lo, hi), at(hi, lo)) } else { (at(hi, lo), at(lo, hi)) };
+            case.labels[a] = 255;
+            case.labels[z] = rng.below(2) as u8;
+            "an ignore mark on one side"
+        }
+        4 if len < n => {
+            let (p, q) = (len + rng.below(n - len), rng.below(n));
+            case.labels[if rng.chance(0.5) { at(p, q) } else { at(q, p) }] = 7;
+            "padding (valid)"
+        }
+        _ => "nothing (valid)",
+    }
+}
+
+#[test]
+fn the_row_scan_flags_exactly_what_the_tile_scan_does() {
+    let Some(emu) = emulators() else { return };
+    let mut rng = Rng::new(1212);
+    for round in 0..60usize {
+        let mut case = if round % 3 == 0 {
+            let spec =
+                CaseSpec { lengths: true, ..CaseSpec::new(1 + rng.below(3), [5, 33, 70][round % 9 / 3]) };
+            Case::random(&mut rng, &spec)
+        } else {
+            large_scan_case(&mut rng, round)
+        };
+        case.mask = None;
+        let require_symmetric = !case_is_asymmetric(round) || round % 3 == 0;
+        let what = spoil(&mut rng, &mut case, require_symmetric);
+        let grid = Grid::varied(&case, round as u64);
+        let band = varied_band(case.dims.n, round as u64);
+        let tiles = scan(emu, &case, grid, require_symmetric);
+        let rows = scan_rows(emu, &case, grid, require_symmetric, band);
+        let context = format!("round {round}: {what} (n {}, band {band}, {grid:?})", case.dims.n);
+        match (&tiles, &rows) {
+            (Ok(t), Ok(r)) => assert_eq!(t, r, "{context}: counts"),
+            (Err(_), Err(_)) => {}
+            _ => panic!("{context}: the tile scan gives {tiles:?}, the row scan {rows:?}"),
+        }
+        assert_eq!(tiles.is_ok(), what.ends_with("(valid)"), "{context}");
     }
 }
 
@@ -788,6 +907,10 @@ fn no_two_threads_of_a_block_race() {
         let counts = scan(emu, &case, grid, true).expect("valid labels");
         let out = loss(emu, &case, grid, &cfg, &counts, true);
         assert_eq!(out.bad, u64::MAX);
+        // The row scan: several bands a block, a round of strips or more a band.
+        let unmasked = Case { mask: None, ..case.clone() };
+        assert_eq!(scan_rows(emu, &unmasked, grid, true, 3).map(|c| c.len()), Ok(2));
+        assert_eq!(scan_rows(emu, &unmasked, grid, true, n as i32).map(|c| c.len()), Ok(2));
         // The row kernel (shared memory only in its final block sum).
         let plain = LossConfig::default();
         assert!(kernels::rows_apply(LossArgs::new(&plain).strategy, 0, true));

@@ -34,6 +34,13 @@ pub struct KernelSource {
 /// The validation and counting scan (SPEC §1).
 pub const SCAN: KernelSource =
     KernelSource { file: "scan.cu", entry: "symseg_scan", source: include_str!("kernels/scan.cu") };
+/// The validation and counting scan streamed along rows, for calls without
+/// a mask (see `scan_rows.cu`).
+pub const SCAN_ROWS: KernelSource = KernelSource {
+    file: "scan_rows.cu",
+    entry: "symseg_scan_rows",
+    source: include_str!("kernels/scan_rows.cu"),
+};
 /// The fused loss and gradient pass (SPEC §2–4).
 pub const LOSS: KernelSource =
     KernelSource { file: "loss.cu", entry: "symseg_loss", source: include_str!("kernels/loss.cu") };
@@ -60,7 +67,7 @@ pub const FACTORS: KernelSource =
 
 /// Every kernel source, each with its strategy a launch argument (what the
 /// CPU emulation and the CPU driver run).
-pub const ALL: [KernelSource; 6] = [SCAN, FACTORS, LOSS, LOSS_ROWS, STATS, SYMMETRISE];
+pub const ALL: [KernelSource; 7] = [SCAN, SCAN_ROWS, FACTORS, LOSS, LOSS_ROWS, STATS, SYMMETRISE];
 
 /// The loss kernel compiled for one strategy (`SYMSEG_STRATEGY`, the
 /// `strategy` code of `launch_args::LossArgs`): its branches fold away and it

@@ -198,21 +198,49 @@ pub(crate) fn sample_stats(confusion: &[u64], asym: &[f64], blocks: usize) -> Ve
 /// (`u64` each: lengths as `i64`, sums and factors as `f64` bits), so that one
 /// upload before a call's kernels and one download after them move all of them.
 ///
-/// The scan's words come first: lengths, then the `(pairs, diagonal)` counts
-/// and the violation flag; the call's download starts at the counts.
+/// The scan's words come first: lengths, then the `(pairs, diagonal)` counts,
+/// the violation flag, and the row scan's tally (its label balance and the
+/// blocks done, zeros before it runs); the call's download starts at the counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ScanWords {
     pub lengths: Range<usize>,
     pub counts: Range<usize>,
     pub violation: usize,
+    pub tally: Range<usize>,
     /// The first word after them.
     pub end: usize,
 }
 
 impl ScanWords {
     pub fn new(batch: usize) -> ScanWords {
-        ScanWords { lengths: 0..batch, counts: batch..3 * batch, violation: 3 * batch, end: 3 * batch + 1 }
+        let violation = 3 * batch;
+        ScanWords {
+            lengths: 0..batch,
+            counts: batch..violation,
+            violation,
+            tally: violation + 1..violation + 3,
+            end: violation + 3,
+        }
     }
+}
+
+/// Strips of 16 labels a band of `symseg_scan_rows` holds, about: four a
+/// thread, whose loads are in flight together.
+const BAND_STRIPS: usize = 4 * THREADS as usize;
+
+/// The rows of a band of `symseg_scan_rows` for maps of width `n`: about
+/// [`BAND_STRIPS`] strips, at least one row, at most the map.
+pub(crate) fn scan_band(n: usize) -> i32 {
+    let rows = (BAND_STRIPS / n.div_ceil(16).max(1)).clamp(1, n.max(1));
+    i32::try_from(rows).unwrap_or(i32::MAX)
+}
+
+/// The grid of `symseg_scan_rows` with bands of `band` rows: the resident
+/// blocks, or one per band of the batch where that is fewer.
+pub(crate) fn scan_row_blocks(batch: usize, n: usize, band: i32, resident: u32) -> u32 {
+    let band = usize::try_from(band).unwrap_or(1).max(1);
+    let units = batch.saturating_mul(n.div_ceil(band));
+    u32::try_from(units).unwrap_or(u32::MAX).min(resident).max(1)
 }
 
 /// The loss kernel's words, after the scan's (`start`): the per-sample
@@ -262,17 +290,22 @@ pub(crate) fn region_counts(counts: &[u64]) -> Vec<RegionCounts> {
 
 #[cfg(test)]
 mod tests {
-    use super::{LossWords, ScanWords, StatsWords, blocks, row_blocks, tile_pairs, wide};
+    use super::{
+        LossWords, ScanWords, StatsWords, blocks, row_blocks, scan_band, scan_row_blocks, tile_pairs, wide,
+    };
 
     #[test]
     fn the_scratch_words_tile_without_gaps_or_overlap() {
         let (b, g) = (3, 5);
         let scan = ScanWords::new(b);
-        assert_eq!((scan.lengths.clone(), scan.counts.clone(), scan.violation), (0..3, 3..9, 9));
+        assert_eq!(
+            (scan.lengths.clone(), scan.counts.clone(), scan.violation, scan.tally.clone()),
+            (0..3, 3..9, 9, 10..12)
+        );
         let loss = LossWords::new(scan.end, b, g);
-        assert_eq!((loss.r, loss.wp, loss.bad, loss.partial), (10..13, 13..16, 16, 17..27));
+        assert_eq!((loss.r, loss.wp, loss.bad, loss.partial), (12..15, 15..18, 18, 19..29));
         let stats = StatsWords::new(scan.end, b, g);
-        assert_eq!((stats.confusion, stats.bad, stats.asym), (10..25, 25, 26..41));
+        assert_eq!((stats.confusion, stats.bad, stats.asym), (12..27, 27, 28..43));
     }
 
     #[test]
@@ -305,6 +338,20 @@ mod tests {
         assert_eq!(row_blocks(1, 1, 528), 1);
         assert_eq!(row_blocks(usize::MAX, 2048, 528), 528);
         assert_eq!(row_blocks(1, 1, 0), 1);
+    }
+
+    #[test]
+    fn a_scan_band_holds_about_four_strips_a_thread() {
+        // 2048 columns: 128 strips a row, 8 rows a band, 256 bands a sample.
+        assert_eq!(scan_band(2048), 8);
+        assert_eq!(scan_row_blocks(8, 2048, 8, 132 * 4), 528);
+        assert_eq!(scan_row_blocks(2, 2048, 8, 10_000), 512);
+        // Narrow maps: the band is the whole map; wide ones: one row.
+        assert_eq!(scan_band(33), 33);
+        assert_eq!(scan_row_blocks(3, 33, 33, 528), 3);
+        assert_eq!(scan_band(1 << 20), 1);
+        assert_eq!(scan_band(1), 1);
+        assert_eq!(scan_row_blocks(1, 1, 1, 0), 1);
     }
 
     #[test]

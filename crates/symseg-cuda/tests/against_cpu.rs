@@ -137,10 +137,19 @@ fn errors_match_the_cpu_backend() {
     let mut asym = base.clone();
     let k = n * n + 10 * n + 50;
     asym.labels[k] = u8::from(asym.labels[k] == 0);
+    // Below the diagonal only: a 1 over an upper 0 (which no mirror test of
+    // the row scan sees; its count of non-zero labels does), and a one-sided
+    // ignore mark.
+    let mut lower_only = base.clone();
+    lower_only.labels[n * n + 20 * n + 60] = 0;
+    lower_only.labels[n * n + 60 * n + 20] = 1;
+    let mut ignore_below = base.clone();
+    ignore_below.labels[33 * n + 2] = 255;
+    ignore_below.labels[2 * n + 33] = 0;
     let mut nan = base.clone();
     nan.logits[5 * n + 9] = f32::NAN;
     nan.logits[9 * n + 5] = f32::INFINITY;
-    for case in [bad_label, asym, nan] {
+    for case in [bad_label, asym, lower_only, ignore_below, nan] {
         let g = gpu.loss_grad_host(&host(&case), &cfg).expect_err("invalid input");
         let c = cpu_loss_grad(&case, &cfg).expect_err("invalid input");
         match (&g, &c) {

@@ -268,6 +268,56 @@ __device__ __forceinline__ void unstage_rows(const float (*src)[TILE + 1], long 
     unstage_strip(src, dst + row * n + col, row < n, col, n, wide);
 }
 
+// 16 bytes of a row of labels (or a mask) from column col of n into 4 words,
+// zero beyond the row (both scans' loads): one 16-byte load when `wide16`,
+// 4-byte loads when `wide` (n a multiple of 4, so that a word is all inside
+// the row or all outside), otherwise byte by byte.
+__device__ __forceinline__ void load_strip16(const u8* p, long long col, long long n, bool wide16, bool wide,
+                                             unsigned* w) {
+    w[0] = w[1] = w[2] = w[3] = 0u;
+    if (wide16) {
+        if (col < n) {
+            const uint4 q = *reinterpret_cast<const uint4*>(p);
+            w[0] = q.x;
+            w[1] = q.y;
+            w[2] = q.z;
+            w[3] = q.w;
+        }
+    } else if (wide) {
+        for (int s = 0; s < 4; ++s) {
+            if (col + 4 * s < n) {
+                w[s] = *reinterpret_cast<const unsigned*>(p + 4 * s);
+            }
+        }
+    } else {
+        for (int c = 0; c < 16; ++c) {
+            if (col + c < n) {
+                w[c / 4] |= (unsigned)p[c] << (8 * (c % 4));
+            }
+        }
+    }
+}
+
+__device__ __forceinline__ u8 byte_of(const unsigned* w, int c) { return (u8)(w[c / 4] >> (8 * (c % 4))); }
+
+// Whether a byte of w is 0 (exact as a yes or no; the classic bit trick).
+__device__ __forceinline__ bool has_zero_byte(unsigned w) { return ((w - 0x01010101u) & ~w & 0x80808080u) != 0; }
+
+// The top bit of each non-zero byte of w, the other bits clear (exact: no
+// carry crosses a byte).
+__device__ __forceinline__ unsigned nonzero_bytes(unsigned w) {
+    return (((w & 0x7F7F7F7Fu) + 0x7F7F7F7Fu) | w) & 0x80808080u;
+}
+
+// The index of the lowest set bit of m != 0.
+__device__ __forceinline__ int lowest_bit(unsigned m) {
+#ifdef __CUDA_ARCH__
+    return __ffs((int)m) - 1;
+#else
+    return __builtin_ctz(m);
+#endif
+}
+
 // Whether (i, j) of a sample of length len counts, given its label and mask
 // (SPEC §1; the mask pointer may be null).
 template <typename I>

@@ -23,41 +23,6 @@
 // warp (4 strips of 8 rows) meet at most two to a bank.
 #define SCAN_ROW (SCAN_TILE + 4)
 
-// SCAN_STRIP bytes of a row from column col of n into 4 words, zero beyond
-// the row: one 16-byte load when `wide16`, 4-byte loads when `wide` (n a
-// multiple of 4, so that a word is all inside the row or all outside),
-// otherwise byte by byte.
-__device__ __forceinline__ void load_strip16(const u8* p, long long col, long long n, bool wide16, bool wide,
-                                             unsigned* w) {
-    w[0] = w[1] = w[2] = w[3] = 0u;
-    if (wide16) {
-        if (col < n) {
-            const uint4 q = *reinterpret_cast<const uint4*>(p);
-            w[0] = q.x;
-            w[1] = q.y;
-            w[2] = q.z;
-            w[3] = q.w;
-        }
-    } else if (wide) {
-        for (int s = 0; s < 4; ++s) {
-            if (col + 4 * s < n) {
-                w[s] = *reinterpret_cast<const unsigned*>(p + 4 * s);
-            }
-        }
-    } else {
-        for (int c = 0; c < SCAN_STRIP; ++c) {
-            if (col + c < n) {
-                w[c / 4] |= (unsigned)p[c] << (8 * (c % 4));
-            }
-        }
-    }
-}
-
-__device__ __forceinline__ u8 byte_of(const unsigned* w, int c) { return (u8)(w[c / 4] >> (8 * (c % 4))); }
-
-// Whether a byte of w is 0 (exact as a yes or no; the classic bit trick).
-__device__ __forceinline__ bool has_zero_byte(unsigned w) { return ((w - 0x01010101u) & ~w & 0x80808080u) != 0; }
-
 // One tile pair's loads, for this thread: its strip of the own tile (row
 // i0 + t / SCAN_STRIPS, columns j0 + SCAN_STRIP * (t % SCAN_STRIPS) ..) and its
 // strip of the mirror tile (rows J, columns I), labels and mask (all ones
