@@ -69,11 +69,12 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_scan_ro
             int row[ROUND], col[ROUND];
 #pragma unroll
             for (int q = 0; q < ROUND; ++q) {
-                const int s = s0 + q * THREADS + (int)thread_id();
-                row[q] = r0 + s / spr;
-                col[q] = 16 * (s % spr);
+                // Unsigned: a shorter division than a signed one.
+                const unsigned s = (unsigned)(s0 + q * THREADS) + thread_id();
+                row[q] = r0 + (int)(s / (unsigned)spr);
+                col[q] = 16 * (int)(s % (unsigned)spr);
                 w[q][0] = w[q][1] = w[q][2] = w[q][3] = 0u;
-                if (s < strips) {
+                if (s < (unsigned)strips) {
                     load_strip16(y + base + (long long)row[q] * n + col[q], col[q], len, wide16, wide, w[q]);
                 }
             }
