@@ -225,6 +225,9 @@ pub fn run(args: &Args) -> bool {
         println!("== DRY RUN on the CPU driver: small shapes; every time below is the CPU's, not a GPU's");
     }
     println!("== GPU benchmark (loss + gradient, float32, focal alpha 0.25 gamma 2, median)");
+    // Calls without a mask (these) take the row scan unless told otherwise.
+    let tiles = std::env::var("SYMSEG_CUDA_SCAN").is_ok_and(|v| v == "tiles");
+    println!("scan: {}", if tiles { "tiles (SYMSEG_CUDA_SCAN=tiles)" } else { "rows" });
     let (copy, rows) =
         match bench(&gpu, Duration::from_secs_f64(args.seconds), &shapes, &strategies, copy_len) {
             Ok(r) => r,
