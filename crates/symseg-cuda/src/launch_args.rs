@@ -47,12 +47,12 @@ pub(crate) fn blocks(batch: usize, n: usize, resident: u32) -> u32 {
     u32::try_from(work).unwrap_or(u32::MAX).min(resident).max(1)
 }
 
-/// The grid of `symseg_loss_rows`, which gives each thread a quad (`STRIP`
-/// columns of a row) at a time: as many blocks as the device keeps resident,
-/// or as many as the batch's quads fill where that is fewer.
+/// The grid of `symseg_loss_rows`, which gives each thread an octet (two
+/// strips, `2 * STRIP` columns of a row) at a time: as many blocks as the
+/// device keeps resident, or as many as the batch's octets fill where that is fewer.
 pub(crate) fn row_blocks(batch: usize, n: usize, resident: u32) -> u32 {
-    let quads = batch.saturating_mul(n).saturating_mul(n.div_ceil(STRIP));
-    u32::try_from(quads.div_ceil(THREADS as usize)).unwrap_or(u32::MAX).min(resident).max(1)
+    let octets = batch.saturating_mul(n).saturating_mul(n.div_ceil(2 * STRIP));
+    u32::try_from(octets.div_ceil(THREADS as usize)).unwrap_or(u32::MAX).min(resident).max(1)
 }
 
 /// Whether the kernels may read and write rows `STRIP` elements at a time:
@@ -330,11 +330,13 @@ mod tests {
     }
 
     #[test]
-    fn the_row_grid_is_the_resident_blocks_or_one_per_256_quads() {
-        // 8 x 2048^2: 8 * 2048 * 512 quads, far more than 132 * 4 blocks hold.
+    fn the_row_grid_is_the_resident_blocks_or_one_per_256_octets() {
+        // 8 x 2048^2: 8 * 2048 * 256 octets, far more than 132 * 4 blocks hold.
         assert_eq!(row_blocks(8, 2048, 132 * 4), 528);
-        // 2 x 33^2: 9 quads a row (the last one partial), 594 quads, 3 blocks.
-        assert_eq!(row_blocks(2, 33, 528), 3);
+        // 2 x 33^2: 5 octets a row (the last one partial), 330 octets, 2 blocks.
+        assert_eq!(row_blocks(2, 33, 528), 2);
+        // 3 x 70^2: 9 octets a row, 1890 octets, 8 blocks.
+        assert_eq!(row_blocks(3, 70, 528), 8);
         assert_eq!(row_blocks(1, 1, 528), 1);
         assert_eq!(row_blocks(usize::MAX, 2048, 528), 528);
         assert_eq!(row_blocks(1, 1, 0), 1);

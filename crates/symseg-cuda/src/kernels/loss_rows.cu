@@ -2,8 +2,8 @@
 // `plain`, `upper`, `lower`, and `dual` on symmetric labels (whose swapped
 // terms are its own, so it is twice `plain`), all without the penalty. Each
 // element's loss and gradient then depend on its own logit, label and mask
-// alone, so the batch is streamed along its rows, four columns (one 16-byte
-// access) a thread, with no shared-memory tiles and no barriers: the tile
+// alone, so the batch is streamed along its rows, eight columns (two 16-byte
+// accesses) a thread, with no shared-memory tiles and no barriers: the tile
 // kernel (`loss.cu`) spent most of its instructions on the mirror tile's
 // staging and the tile-pair walk. The host launches this kernel, with
 // `symseg_loss`'s arguments, wherever it applies; SPEC §2–4 and the outputs
@@ -14,49 +14,53 @@
 #define STRAT_UPPER 3
 #define STRAT_LOWER 4
 
-// A thread's walk over the batch's quads: quad q (columns 4q .. 4q + 3) of
+// Columns a thread takes at a time: two strips, so that the per-step work
+// (the walk, the sample's length and factor, the band test, the sum) serves
+// eight elements.
+#define OCT (2 * STRIP)
+
+// A thread's walk over the batch's octets: octet q (columns 8q .. 8q + 7) of
 // row i of sample b, at flat offset `at`. A block's threads take consecutive
-// quads, so a warp reads 512 consecutive bytes of logits where rows are wide;
+// octets, so a warp reads 1 KiB of consecutive logits where rows are long;
 // the grid strides over the rest. The divisions are done once; a step adds
 // the stride's quotients and carries.
-struct QuadWalk {
+struct OctWalk {
     long long at, b;
     int i, q;
 };
 
-struct QuadStep {
+struct OctStep {
     long long at, b;  // flat offset and samples per step (at: before carries)
-    int i, q;         // rows and quads per step, below n and qpr
-    int qpr;          // quads per row
+    int i, q;         // rows and octets per step, below n and opr
+    int opr;          // octets per row
     int n;
 };
 
-__device__ __forceinline__ void quad_walk_start(long long batch, int n, QuadWalk* w, QuadStep* s) {
-    const long long qpr = (n + STRIP - 1) / STRIP;
+__device__ __forceinline__ void oct_walk_start(int n, OctWalk* w, OctStep* s) {
+    const long long opr = (n + OCT - 1) / OCT;
     const long long u = (long long)blockIdx.x * THREADS + thread_id();
     const long long stride = (long long)gridDim.x * THREADS;
-    const long long row = u / qpr, step_row = stride / qpr;
-    w->q = (int)(u % qpr);
+    const long long row = u / opr, step_row = stride / opr;
+    w->q = (int)(u % opr);
     w->i = (int)(row % n);
     w->b = row / n;
-    w->at = row * n + STRIP * (long long)w->q;
-    s->q = (int)(stride % qpr);
+    w->at = row * n + OCT * (long long)w->q;
+    s->q = (int)(stride % opr);
     s->i = (int)(step_row % n);
     s->b = step_row / n;
-    s->at = step_row * n + STRIP * (long long)s->q;
-    s->qpr = (int)qpr;
+    s->at = step_row * n + OCT * (long long)s->q;
+    s->opr = (int)opr;
     s->n = n;
-    (void)batch;
 }
 
-__device__ __forceinline__ void quad_walk_next(QuadWalk* w, const QuadStep& s) {
+__device__ __forceinline__ void oct_walk_next(OctWalk* w, const OctStep& s) {
     w->q += s.q;
     w->at += s.at;
     int i = w->i + s.i;
-    if (w->q >= s.qpr) {
-        // Into the next row: its quad 0 starts n elements after this row's.
-        w->q -= s.qpr;
-        w->at += s.n - STRIP * (long long)s.qpr;
+    if (w->q >= s.opr) {
+        // Into the next row: its octet 0 starts n elements after this row's.
+        w->q -= s.opr;
+        w->at += s.n - OCT * (long long)s.opr;
         ++i;
     }
     long long b = w->b + s.b;
@@ -66,6 +70,71 @@ __device__ __forceinline__ void quad_walk_next(QuadWalk* w, const QuadStep& s) {
     }
     w->i = i;
     w->b = b;
+}
+
+// Four bytes of a row (labels or mask) from column col of n as one word,
+// byte c holding column col + c, 0 beyond the row: one 4-byte load when
+// `wide` (n a multiple of 4, aligned buffers), otherwise byte by byte.
+__device__ __forceinline__ unsigned load_word(const u8* p, int col, int n, bool wide) {
+    if (wide) {
+        return col < n ? *reinterpret_cast<const unsigned*>(p) : 0u;
+    }
+    unsigned w = 0u;
+#pragma unroll
+    for (int c = 0; c < STRIP; ++c) {
+        if (col + c < n) {
+            w |= (unsigned)p[c] << (8 * c);
+        }
+    }
+    return w;
+}
+
+// One strip's loss and gradient: logits v, labels yw and the top bit of
+// each counted column's byte in `counted`. All four are evaluated, the
+// uncounted ones discarded by selects (their logits may be anything, NaN
+// included): cheaper than a branch around each, and no divergence. Adds the
+// strip's losses to *tacc, writes the gradients to gs and returns whether a
+// counted logit may not be finite: the sum of the counted logits is not
+// (also, harmlessly, where finite ones overflow it; the caller then looks
+// at each), which holds no predicate per element.
+__device__ __forceinline__ bool strip_loss(int S, const Elem& e, const float* v, unsigned yw, unsigned counted, float rb,
+                                           float* tacc, float* gs) {
+    // `dual` on symmetric labels: l(x_ij, y_ij) + l(x_ij, y_ji) is twice
+    // the first, bit for bit, as is its derivative.
+    const float twice = S == STRAT_DUAL ? 2.0f : 1.0f;
+    float probe = 0.0f;
+#pragma unroll
+    for (int c = 0; c < STRIP; ++c) {
+        const bool in = (counted & (0x80u << (8 * c))) != 0u;
+        // Bit 0 of a counted label (0 or 1) is the label.
+        const bool pos = (yw & (1u << (8 * c))) != 0u;
+        float l, g;
+        elem_value_grad(e, v[c], pos, &l, &g);
+        *tacc += in ? twice * l : 0.0f;
+        gs[c] = in ? rb * (twice * g) : 0.0f;
+        probe += in ? v[c] : 0.0f;
+    }
+    return !isfinite(probe);
+}
+
+// The top bit of each byte of a strip at columns j0 .. j0 + 3 of row i that
+// lies inside a sample of length len, at least k off the diagonal and on
+// the strategy's side of it (kb, kw: the band test below).
+__device__ __forceinline__ unsigned strip_region(int S, int i, int j0, int len, int kb, unsigned kw) {
+    unsigned in = 0u;
+#pragma unroll
+    for (int c = 0; c < STRIP; ++c) {
+        const int d = j0 + c - i;
+        // |d| >= k as one unsigned comparison: d + kb >= kw.
+        bool ok = (unsigned)(d + kb) >= kw && j0 + c < len;
+        if (S == STRAT_UPPER) {
+            ok = ok && d >= 0;
+        } else if (S == STRAT_LOWER) {
+            ok = ok && d <= 0;
+        }
+        in |= ok ? 0x80u << (8 * c) : 0u;
+    }
+    return in;
 }
 
 extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss_rows(
@@ -93,9 +162,6 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss_ro
 #else
     const int S = strategy;
 #endif
-    // `dual` on symmetric labels: l(x_ij, y_ij) + l(x_ij, y_ji) is twice
-    // the first, bit for bit, as is its derivative.
-    const float twice = S == STRAT_DUAL ? 2.0f : 1.0f;
     // 32-bit rows and columns (the host sends n <= 2^20); a separation of n
     // or more leaves no pair, as does n itself.
     const int nn = (int)n, k = sep < n ? (int)sep : nn;
@@ -104,36 +170,48 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss_ro
     const int kb = k > 0 ? k - 1 : 0;
     const unsigned kw = k > 0 ? 2u * (unsigned)k - 1u : 0u;
     double acc = 0.0;
-    QuadWalk w;
-    QuadStep s;
-    quad_walk_start(batch, nn, &w, &s);
+    OctWalk w;
+    OctStep s;
+    oct_walk_start(nn, &w, &s);
     // The current sample's length and reduction factor, read again only
     // when the walk enters another sample.
     long long cb = -1;
     int len = 0;
     double rd = 0.0;
     float rb = 0.0f;
-    for (; w.b < batch; quad_walk_next(&w, s)) {
+    for (; w.b < batch; oct_walk_next(&w, s)) {
         if (w.b != cb) {
             cb = w.b;
             len = (int)lengths[cb];
             rd = r[cb];
             rb = (float)rd;
         }
-        const int i = w.i, j0 = STRIP * w.q;
-        float gs[STRIP] = {};
-        // Rows and quads wholly outside the sample's length are padding:
+        const int i = w.i, j0 = OCT * w.q, j1 = j0 + STRIP;
+        float ga[STRIP] = {}, gb[STRIP] = {};
+        // Rows and octets wholly outside the sample's length are padding:
         // their gradient is zero and their inputs need not be read.
         if (i < len && j0 < len) {
-            Strip own = load_own(x, y, mask, w.at, j0, nn, wide, true);
-            // Whether the quad lies wholly inside the sample, off the band
-            // |i - j| < k and on the strategy's side of the diagonal (most
-            // quads of a large map): then an element counts exactly when its
-            // label and mask let it, and the tests per column are skipped.
-            // (j - i runs over off .. last; k >= 0, so a quad clear of the
-            // band lies wholly on one side of the diagonal.)
-            const int off = j0 - i, last = off + STRIP - 1;
-            bool inner = j0 + STRIP <= len;
+            // Both strips' loads first, so that they are in flight together.
+            float xa[STRIP] = {}, xb[STRIP] = {};
+            load_strip(x + w.at, j0, nn, wide, xa);
+            load_strip(x + w.at + STRIP, j1, nn, wide, xb);
+            const unsigned ya = load_word(y + w.at, j0, nn, wide), yb = load_word(y + w.at + STRIP, j1, nn, wide);
+            unsigned cnt_a = 0x80808080u, cnt_b = 0x80808080u;
+            if (mask) {
+                cnt_a = nonzero_bytes(load_word(mask + w.at, j0, nn, wide));
+                cnt_b = nonzero_bytes(load_word(mask + w.at + STRIP, j1, nn, wide));
+            }
+            // A byte counts where its label is not an ignore mark (255) and
+            // its mask not 0 ...
+            cnt_a &= nonzero_bytes(~ya);
+            cnt_b &= nonzero_bytes(~yb);
+            // ... and where it lies in the sample's region: every column of
+            // an octet wholly inside the sample, off the band |i - j| < k and
+            // on the strategy's side of the diagonal (most octets of a large
+            // map; j - i runs over off .. off + 7, and k >= 0, so an octet
+            // clear of the band lies wholly on one side), else column by column.
+            const int off = j0 - i, last = off + OCT - 1;
+            bool inner = j0 + OCT <= len;
             if (S == STRAT_UPPER) {
                 inner = inner && off >= k;
             } else if (S == STRAT_LOWER) {
@@ -141,45 +219,20 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss_ro
             } else {
                 inner = inner && (off >= k || last <= -k);
             }
-            bool count[STRIP];
-            bool any = false;
-            if (inner) {
-#pragma unroll
-                for (int c = 0; c < STRIP; ++c) {
-                    count[c] = own.y[c] != IGNORE && own.m[c] != 0;
-                    any = any || count[c];
-                }
-            } else {
-#pragma unroll
-                for (int c = 0; c < STRIP; ++c) {
-                    // |i - j| >= k as one unsigned comparison: j - i + kb >= kw.
-                    bool in = (unsigned)(off + c + kb) >= kw && j0 + c < len;
-                    if (S == STRAT_UPPER) {
-                        in = in && off + c >= 0;
-                    } else if (S == STRAT_LOWER) {
-                        in = in && off + c <= 0;
-                    }
-                    count[c] = in && own.y[c] != IGNORE && own.m[c] != 0;
-                    any = any || count[c];
-                }
+            if (!inner) {
+                cnt_a &= strip_region(S, i, j0, len, kb, kw);
+                cnt_b &= strip_region(S, i, j1, len, kb, kw);
             }
-            if (any) {
-                // All four evaluated, the uncounted ones discarded by
-                // selects (their logits may be anything, NaN included):
-                // cheaper than a branch around each, and no divergence.
+            if ((cnt_a | cnt_b) != 0u) {
                 float tacc = 0.0f;
-                bool nonfinite = false;
+                const bool nfa = strip_loss(S, e, xa, ya, cnt_a, rb, &tacc, ga);
+                const bool nfb = strip_loss(S, e, xb, yb, cnt_b, rb, &tacc, gb);
+                if (nfa || nfb) {
 #pragma unroll
-                for (int c = 0; c < STRIP; ++c) {
-                    float l, g;
-                    elem_value_grad(e, own.x[c], own.y[c] == 1, &l, &g);
-                    tacc += count[c] ? twice * l : 0.0f;
-                    gs[c] = count[c] ? rb * (twice * g) : 0.0f;
-                    nonfinite = nonfinite || (count[c] && !isfinite(own.x[c]));
-                }
-                if (nonfinite) {
-                    for (int c = 0; c < STRIP; ++c) {
-                        if (count[c] && !isfinite(own.x[c])) {
+                    for (int c = 0; c < OCT; ++c) {
+                        const unsigned cw = c < STRIP ? cnt_a : cnt_b;
+                        const float v = c < STRIP ? xa[c] : xb[c - STRIP];
+                        if (((cw >> (8 * (c % STRIP) + 7)) & 1u) && !isfinite(v)) {
                             atomicMin(bad, (u64)(w.at + c));
                         }
                     }
@@ -188,7 +241,8 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss_ro
             }
         }
         if (grad) {
-            store_strip(grad + w.at, j0, nn, wide, gs);
+            store_strip(grad + w.at, j0, nn, wide, ga);
+            store_strip(grad + w.at + STRIP, j1, nn, wide, gb);
         }
     }
     const double sum = block_sum(acc, red);
