@@ -213,6 +213,24 @@ __device__ __forceinline__ void stage_strip(const T* p, bool in_row, I col, I n,
     }
 }
 
+// STRIP bytes of a row (labels or mask) from column col of n as one word,
+// byte c holding column col + c, 0 beyond the row: one 4-byte load when
+// `wide` (n a multiple of 4, aligned buffers), otherwise byte by byte.
+template <typename I>
+__device__ __forceinline__ unsigned load_word(const u8* p, I col, I n, bool wide) {
+    if (wide) {
+        return col < n ? *reinterpret_cast<const unsigned*>(p) : 0u;
+    }
+    unsigned w = 0u;
+#pragma unroll
+    for (int c = 0; c < STRIP; ++c) {
+        if (col + c < n) {
+            w |= (unsigned)p[c] << (8 * c);
+        }
+    }
+    return w;
+}
+
 // Labels: as above (zeros beyond the row), the strip's four bytes stored as
 // one word. `dst` must be 4-byte aligned; a row of `W` bytes, W a multiple
 // of 4, keeps every strip so.
@@ -221,19 +239,7 @@ __device__ __forceinline__ void stage_strip(const u8* p, bool in_row, I col, I n
     static_assert(W % 4 == 0, "label rows must keep 4-byte alignment");
     const unsigned r = thread_id() / STRIPS, c0 = STRIP * (thread_id() % STRIPS);
     if (in_row) {
-        unsigned word = 0u;
-        if (wide) {
-            if (col < n) {
-                word = *reinterpret_cast<const unsigned*>(p);
-            }
-        } else {
-            for (int c = 0; c < STRIP; ++c) {
-                if (col + c < n) {
-                    word |= (unsigned)p[c] << (8 * c);
-                }
-            }
-        }
-        *reinterpret_cast<unsigned*>(&dst[r][c0]) = word;
+        *reinterpret_cast<unsigned*>(&dst[r][c0]) = load_word(p, col, n, wide);
     }
 }
 

@@ -72,23 +72,6 @@ __device__ __forceinline__ void oct_walk_next(OctWalk* w, const OctStep& s) {
     w->b = b;
 }
 
-// Four bytes of a row (labels or mask) from column col of n as one word,
-// byte c holding column col + c, 0 beyond the row: one 4-byte load when
-// `wide` (n a multiple of 4, aligned buffers), otherwise byte by byte.
-__device__ __forceinline__ unsigned load_word(const u8* p, int col, int n, bool wide) {
-    if (wide) {
-        return col < n ? *reinterpret_cast<const unsigned*>(p) : 0u;
-    }
-    unsigned w = 0u;
-#pragma unroll
-    for (int c = 0; c < STRIP; ++c) {
-        if (col + c < n) {
-            w |= (unsigned)p[c] << (8 * c);
-        }
-    }
-    return w;
-}
-
 // One strip's loss and gradient: logits v, labels yw and the top bit of
 // each counted column's byte in `counted`. All four are evaluated, the
 // uncounted ones discarded by selects (their logits may be anything, NaN
