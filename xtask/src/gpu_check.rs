@@ -226,7 +226,7 @@ pub fn run(args: &Args) -> bool {
     }
     println!("== GPU benchmark (loss + gradient, float32, focal alpha 0.25 gamma 2, median)");
     // Calls without a mask (these) take the row scan unless told otherwise.
-    let tiles = std::env::var("SYMSEG_CUDA_SCAN").is_ok_and(|v| v == "tiles");
+    let tiles = CudaBackend::tile_scan_forced();
     println!("scan: {}", if tiles { "tiles (SYMSEG_CUDA_SCAN=tiles)" } else { "rows" });
     let (copy, rows) =
         match bench(&gpu, Duration::from_secs_f64(args.seconds), &shapes, &strategies, copy_len) {

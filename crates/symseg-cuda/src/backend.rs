@@ -68,13 +68,6 @@ enum Scan {
     Rows,
 }
 
-/// Whether `SYMSEG_CUDA_SCAN=tiles` asks every call to take the tile scan
-/// (read once; for comparing the two scans' speed on a GPU).
-fn tile_scan_forced() -> bool {
-    static FORCED: OnceLock<bool> = OnceLock::new();
-    *FORCED.get_or_init(|| std::env::var("SYMSEG_CUDA_SCAN").is_ok_and(|v| v == "tiles"))
-}
-
 /// One operation's inputs, bound on the backend's stream until its last launch.
 struct Operands<'a> {
     x: Bound<'a>,
@@ -407,10 +400,18 @@ impl CudaBackend {
         up
     }
 
+    /// Whether `SYMSEG_CUDA_SCAN=tiles` makes every call validate its labels
+    /// with the tile scan (`scan.cu`), not the row scan that calls without a
+    /// mask take otherwise (read once; for comparing the two on a GPU).
+    pub fn tile_scan_forced() -> bool {
+        static FORCED: OnceLock<bool> = OnceLock::new();
+        *FORCED.get_or_init(|| std::env::var("SYMSEG_CUDA_SCAN").is_ok_and(|v| v == "tiles"))
+    }
+
     /// The scan for `ops`: along rows where there is no mask (the row scan
-    /// reads no mask), unless `SYMSEG_CUDA_SCAN=tiles`.
+    /// reads no mask), unless [`Self::tile_scan_forced`].
     fn scan_for(ops: &Operands<'_>) -> Scan {
-        if ops.m.is_none() && !tile_scan_forced() { Scan::Rows } else { Scan::Tiles }
+        if ops.m.is_none() && !Self::tile_scan_forced() { Scan::Rows } else { Scan::Tiles }
     }
 
     /// Queues `scan` (SPEC §1's validation and each sample's counts) over
