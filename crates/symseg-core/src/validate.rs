@@ -119,6 +119,24 @@ pub struct RegionCounts {
 }
 
 impl RegionCounts {
+    /// The counted set of a sample of length `len` without a mask, were no
+    /// label an ignore mark: every pair `i < j < len` with `j - i >= min_sep`,
+    /// and the diagonal where `min_sep` is 0. A backend that has not scanned
+    /// the labels yet can reduce by these, then subtract the ignore marks it
+    /// finds.
+    ///
+    /// ```
+    /// use symseg_core::validate::RegionCounts;
+    /// // 4 positions, min_sep 2: pairs (0, 2), (0, 3), (1, 3).
+    /// assert_eq!(RegionCounts::unmasked(4, 2), RegionCounts { diagonal: 0, pairs: 3 });
+    /// assert_eq!(RegionCounts::unmasked(4, 0), RegionCounts { diagonal: 4, pairs: 6 });
+    /// ```
+    pub fn unmasked(len: usize, min_sep: usize) -> RegionCounts {
+        // Pairs at distance d, min_sep.max(1) <= d < len: len - d of each.
+        let far = len.saturating_sub(min_sep.max(1)) as u64;
+        RegionCounts { diagonal: if min_sep == 0 { len as u64 } else { 0 }, pairs: far * (far + 1) / 2 }
+    }
+
     /// `|S|`: ordered elements, `2 * pairs + diagonal`.
     pub fn ordered(self) -> u64 {
         2 * self.pairs + self.diagonal
@@ -259,6 +277,29 @@ mod tests {
         k: usize,
     ) -> SampleRegion<'a> {
         SampleRegion { sample: 3, labels, mask, n, len, min_sep: k }
+    }
+
+    /// The closed form against a scan of random binary symmetric labels
+    /// (no ignore marks, no mask), over lengths and separations from 0 past
+    /// the length.
+    #[test]
+    fn unmasked_counts_are_those_of_a_scan_without_ignore_marks() {
+        let mut rng = crate::rng::Rng::new(17);
+        for round in 0..200 {
+            let n = 1 + rng.below(40);
+            let len = 1 + rng.below(n);
+            let k = [0, 1, 2, rng.below(n + 3)][round % 4];
+            let mut labels = vec![0u8; n * n];
+            for i in 0..n {
+                for j in i..n {
+                    let v = u8::from(rng.chance(0.3));
+                    labels[i * n + j] = v;
+                    labels[j * n + i] = v;
+                }
+            }
+            let scanned = scan_sample(&region(&labels, None, n, len, k), true).expect("valid labels");
+            assert_eq!(RegionCounts::unmasked(len, k), scanned, "n {n} len {len} min_sep {k}");
+        }
     }
 
     #[test]
