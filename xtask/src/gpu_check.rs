@@ -13,6 +13,7 @@
 
 use std::time::{Duration, Instant};
 
+use symseg::cuda::Validation;
 use symseg::testing::{Case, CaseSpec, Rng};
 use symseg::{
     CpuBackend, CudaBackend, DeviceTensor, DeviceTensorMut, LossConfig, LossInput, Penalty, PenaltyKind,
@@ -225,9 +226,16 @@ pub fn run(args: &Args) -> bool {
         println!("== DRY RUN on the CPU driver: small shapes; every time below is the CPU's, not a GPU's");
     }
     println!("== GPU benchmark (loss + gradient, float32, focal alpha 0.25 gamma 2, median)");
-    // Calls without a mask (these) take the row scan unless told otherwise.
-    let tiles = CudaBackend::tile_scan_forced();
-    println!("scan: {}", if tiles { "tiles (SYMSEG_CUDA_SCAN=tiles)" } else { "rows" });
+    // Calls without a mask (these) check their labels in the row loss kernel
+    // where it serves the strategy, else take the row scan, unless told otherwise.
+    println!(
+        "labels checked by: {}",
+        match CudaBackend::validation() {
+            Validation::Auto => "the loss pass where it serves the strategy, else the row scan",
+            Validation::RowScan => "the row scan (SYMSEG_CUDA_SCAN=rows)",
+            Validation::TileScan => "the tile scan (SYMSEG_CUDA_SCAN=tiles)",
+        }
+    );
     let (copy, rows) =
         match bench(&gpu, Duration::from_secs_f64(args.seconds), &shapes, &strategies, copy_len) {
             Ok(r) => r,
@@ -236,6 +244,11 @@ pub fn run(args: &Args) -> bool {
                 return false;
             }
         };
+    let paths = gpu.loss_paths();
+    println!(
+        "loss calls: {} checked in the loss pass alone, {} redone after it, {} after a scan",
+        paths.checked, paths.redone, paths.scanned
+    );
     let copy_gbs = copy / 1e9;
     let name = gpu.device_name().unwrap_or_else(|_| "?".into());
     print_kernels(&gpu);

@@ -1,12 +1,13 @@
 //! [`CudaBackend`]: the [`TensorBackend`] over device memory.
 
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::driver::sys::CUdevice_attribute;
 use cudarc::driver::{CudaContext, CudaFunction, CudaStream, DriverError, LaunchConfig, PushKernelArg};
 use symseg_core::metrics::{PredictConfig, SampleStats, decision_bound};
 use symseg_core::validate::{Dims, RegionCounts};
-use symseg_core::{Error, LossConfig, LossInput, LossReport, Result, SymMode, TensorBackend};
+use symseg_core::{Error, LossConfig, LossInput, LossReport, Reduction, Result, SymMode, TensorBackend};
 
 use crate::availability;
 use crate::kernels::{self, KernelSource};
@@ -68,6 +69,45 @@ enum Scan {
     Rows,
 }
 
+/// How loss calls validate their labels: `SYMSEG_CUDA_SCAN` (read once by
+/// [`CudaBackend::validation`]) picks one, to compare them on a GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validation {
+    /// The default. A call without a mask whose strategy the row loss kernel
+    /// serves (`plain`, `upper`, `lower`, `dual` on symmetric labels, no
+    /// penalty) is one kernel that checks the labels as it goes
+    /// (`symseg_loss_rows_checked`); where that pass cannot stand (invalid
+    /// labels, or ignore marks under a mean) the call runs a scan and the
+    /// loss after it. Other calls without a mask take the row scan, calls
+    /// with one the tile scan.
+    Auto,
+    /// `SYMSEG_CUDA_SCAN=rows`: a scan before every loss pass, the row scan
+    /// wherever there is no mask.
+    RowScan,
+    /// `SYMSEG_CUDA_SCAN=tiles`: the tile scan before every loss pass.
+    TileScan,
+}
+
+/// How many loss calls took each way of validating their labels, since the
+/// backend was made ([`CudaBackend::loss_paths`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LossPaths {
+    /// Calls that the checked row kernel finished alone: no scan, no
+    /// reduction-factor kernel, one launch.
+    pub checked: u64,
+    /// Checked passes whose result was dropped: invalid labels, or ignore
+    /// marks in the counted set under a mean (whose factors the pass could
+    /// not know). Each call then ran a scan and the loss again.
+    pub redone: u64,
+    /// Calls whose loss pass followed a scan (the redone ones included).
+    pub scanned: u64,
+}
+
+/// Calls that skip the checked pass after one had to be redone because of
+/// ignore marks: labels that carry them usually carry them every batch, and
+/// a redone call costs two loss passes.
+const CHECKED_RETRY_AFTER: u32 = 16;
+
 /// One operation's inputs, bound on the backend's stream until its last launch.
 struct Operands<'a> {
     x: Bound<'a>,
@@ -94,6 +134,8 @@ struct Kernels {
     loss: [OnceLock<std::result::Result<Kernel, String>>; 5],
     /// The row kernel for each strategy code it serves (`kernels::LOSS_ROWS_BY_STRATEGY`).
     loss_rows: [OnceLock<std::result::Result<Kernel, String>>; 5],
+    /// The checked row kernel, likewise (`kernels::LOSS_ROWS_CHECKED_BY_STRATEGY`).
+    loss_rows_checked: [OnceLock<std::result::Result<Kernel, String>>; 5],
     stats: Kernel,
     symmetrise: Kernel,
 }
@@ -135,6 +177,10 @@ pub struct CudaBackend {
     arch: &'static str,
     kernels: OnceLock<std::result::Result<Arc<Kernels>, String>>,
     scratch: Scratch,
+    /// Calls left that skip the checked pass (see [`CHECKED_RETRY_AFTER`]).
+    checked_skip: AtomicU32,
+    /// [`LossPaths`]' counters.
+    paths: [AtomicU64; 3],
 }
 
 impl CudaBackend {
@@ -169,7 +215,15 @@ impl CudaBackend {
         let (major, minor) = ctx.compute_capability().map_err(dev)?;
         // NVRTC wants a `&'static str`; one short string per backend built.
         let arch: &'static str = Box::leak(format!("compute_{major}{minor}").into_boxed_str());
-        Ok(CudaBackend { ctx, stream, arch, kernels: OnceLock::new(), scratch: Scratch::default() })
+        Ok(CudaBackend {
+            ctx,
+            stream,
+            arch,
+            kernels: OnceLock::new(),
+            scratch: Scratch::default(),
+            checked_skip: AtomicU32::new(0),
+            paths: Default::default(),
+        })
     }
 
     /// The backend on another framework's CUDA stream, e.g. PyTorch's
@@ -258,6 +312,7 @@ impl CudaBackend {
             (kernels::FACTORS.entry, k.factors.resident),
             (kernels::LOSS.entry, self.loss_kernel_of(k, 0, false)?.kernel.resident),
             (kernels::LOSS_ROWS.entry, self.loss_kernel_of(k, 0, true)?.kernel.resident),
+            (kernels::LOSS_ROWS_CHECKED.entry, self.checked_kernel(k, 0)?.resident),
             (kernels::STATS.entry, k.stats.resident),
             (kernels::SYMMETRISE.entry, k.symmetrise.resident),
         ])
@@ -300,6 +355,7 @@ impl CudaBackend {
             factors: self.load_kernel(&kernels::FACTORS)?,
             loss: Default::default(),
             loss_rows: Default::default(),
+            loss_rows_checked: Default::default(),
             stats: self.load_kernel(&kernels::STATS)?,
             symmetrise: self.load_kernel(&kernels::SYMMETRISE)?,
         })
@@ -347,6 +403,20 @@ impl CudaBackend {
             .as_ref()
             .map_err(|m| Error::Backend { backend: "cuda", message: m.clone() })?;
         Ok(LossKernel { kernel, rows })
+    }
+
+    /// The checked row kernel for strategy code `code`, compiled on its first use.
+    fn checked_kernel<'k>(&self, k: &'k Kernels, code: i32) -> Result<&'k Kernel> {
+        let missing = || Error::Backend {
+            backend: "cuda",
+            message: format!("no checked row kernel for strategy code {code}"),
+        };
+        let i = usize::try_from(code).ok().filter(|&i| i < k.loss_rows_checked.len()).ok_or_else(missing)?;
+        let source = kernels::LOSS_ROWS_CHECKED_BY_STRATEGY[i].as_ref().ok_or_else(missing)?;
+        k.loss_rows_checked[i]
+            .get_or_init(|| self.load_kernel(source).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|m| Error::Backend { backend: "cuda", message: m.clone() })
     }
 
     /// Shapes and lengths of an input (SPEC §1).
@@ -400,18 +470,145 @@ impl CudaBackend {
         up
     }
 
-    /// Whether `SYMSEG_CUDA_SCAN=tiles` makes every call validate its labels
-    /// with the tile scan (`scan.cu`), not the row scan that calls without a
-    /// mask take otherwise (read once; for comparing the two on a GPU).
-    pub fn tile_scan_forced() -> bool {
-        static FORCED: OnceLock<bool> = OnceLock::new();
-        *FORCED.get_or_init(|| std::env::var("SYMSEG_CUDA_SCAN").is_ok_and(|v| v == "tiles"))
+    /// How loss calls validate their labels: [`Validation::Auto`] unless
+    /// `SYMSEG_CUDA_SCAN` is `rows` or `tiles` (read once; for comparing the
+    /// ways on a GPU).
+    pub fn validation() -> Validation {
+        static CHOSEN: OnceLock<Validation> = OnceLock::new();
+        *CHOSEN.get_or_init(|| match std::env::var("SYMSEG_CUDA_SCAN").as_deref() {
+            Ok("tiles") => Validation::TileScan,
+            Ok("rows") => Validation::RowScan,
+            _ => Validation::Auto,
+        })
+    }
+
+    /// How many loss calls of this backend took each way of validating
+    /// their labels (to see whether calls take the one-kernel path; see
+    /// [`Validation::Auto`]).
+    pub fn loss_paths(&self) -> LossPaths {
+        let [checked, redone, scanned] = &self.paths;
+        LossPaths {
+            checked: checked.load(Ordering::Relaxed),
+            redone: redone.load(Ordering::Relaxed),
+            scanned: scanned.load(Ordering::Relaxed),
+        }
+    }
+
+    fn count_path(&self, path: usize) {
+        self.paths[path].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The scan for `ops`: along rows where there is no mask (the row scan
-    /// reads no mask), unless [`Self::tile_scan_forced`].
+    /// reads no mask), unless `SYMSEG_CUDA_SCAN=tiles`.
     fn scan_for(ops: &Operands<'_>) -> Scan {
-        if ops.m.is_none() && !Self::tile_scan_forced() { Scan::Rows } else { Scan::Tiles }
+        if ops.m.is_none() && Self::validation() != Validation::TileScan { Scan::Rows } else { Scan::Tiles }
+    }
+
+    /// Whether a loss call on `ops` takes the checked row kernel first.
+    fn takes_checked(&self, ops: &Operands<'_>, args: &LossArgs, require_symmetric: bool) -> bool {
+        if ops.m.is_some()
+            || Self::validation() != Validation::Auto
+            || !kernels::rows_apply(args.strategy, args.pen_kind, require_symmetric)
+        {
+            return false;
+        }
+        // One call fewer to skip, where some are left.
+        self.checked_skip.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_err()
+    }
+
+    /// A loss call as one launch of the checked row kernel, with reduction
+    /// factors from the lengths alone (`RegionCounts::unmasked`): its report,
+    /// or `None` where the pass cannot stand and the caller must scan and
+    /// run the loss again (invalid labels, whose error the scan names, or
+    /// ignore marks in the counted set under a mean).
+    #[allow(clippy::too_many_arguments)]
+    fn run_checked(
+        &self,
+        ops: &Operands<'_>,
+        dims: Dims,
+        lens: &[usize],
+        cfg: &LossConfig,
+        args: &LossArgs,
+        require_symmetric: bool,
+        g: u64,
+    ) -> Result<Option<LossReport>> {
+        let kernel = self.checked_kernel(self.kernels()?, args.strategy)?;
+        let unmasked: Vec<RegionCounts> =
+            lens.iter().map(|&l| RegionCounts::unmasked(l, ops.min_sep)).collect();
+        let r = launch_args::element_factors(cfg, &unmasked);
+        let blocks = launch_args::row_blocks(dims.batch, dims.n, kernel.resident);
+        let scan = ScanWords::new(dims.batch);
+        let at = LossWords::new(scan.end, dims.batch, blocks as usize);
+        let mut w = self.scratch.words(&self.stream, at.partial.end)?;
+        // The scan's words (its counts zeroed for the ignore marks), the
+        // factors, the non-finite flag.
+        let mut up = Self::scan_upload(lens, &scan, at.bad + 1 - scan.end);
+        for (word, f) in up[at.r.clone()].iter_mut().zip(&r) {
+            *word = f.to_bits();
+        }
+        up[at.bad] = u64::MAX;
+        w.upload(0, &up)?;
+
+        let fe = args.elem;
+        let (lengths, ignored, violation) =
+            (w.ptr(scan.lengths.start), w.ptr(scan.counts.start), w.ptr(scan.violation));
+        let (tally, r_dev, partial, bad) =
+            (w.ptr(scan.tally.start), w.ptr(at.r.start), w.ptr(at.partial.start), w.ptr(at.bad));
+        let (x, y) = (ops.x.ptr, ops.y.ptr);
+        let (batch, n, sep) = (dims.batch as i64, dims.n as i64, ops.min_sep as i64);
+        let (wide, sym) = (i32::from(launch_args::wide(dims.n, &[x, g], &[y])), i32::from(require_symmetric));
+        let mut b = self.stream.launch_builder(&kernel.function);
+        b.arg(&x).arg(&y).arg(&g).arg(&lengths).arg(&batch).arg(&n).arg(&sep).arg(&wide);
+        b.arg(&args.strategy).arg(&fe.w_pos).arg(&fe.w_neg).arg(&fe.gamma).arg(&fe.kind).arg(&sym);
+        b.arg(&r_dev).arg(&ignored).arg(&violation).arg(&tally).arg(&partial).arg(&bad);
+        let cfg_launch =
+            LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: the arguments match `symseg_loss_rows_checked`'s parameters
+        // in order and type; every pointer covers the validated `[B, N, N]`
+        // extent (or is 0, the gradient of a loss-only call), and the scratch
+        // words the layout above, with the ignore counts and tally zeroed.
+        unsafe { b.launch(cfg_launch) }.map_err(dev)?;
+
+        let down = w.download(scan.counts.start, at.partial.end - scan.counts.start)?;
+        drop(w);
+        let word = |at: usize| down.get(at - scan.counts.start).copied();
+        if word(scan.violation) != Some(u64::MAX) {
+            self.count_path(1);
+            return Ok(None);
+        }
+        let ignored = launch_args::region_counts(down.get(..scan.counts.len()).unwrap_or_default());
+        if cfg.reduction != Reduction::Sum && ignored.iter().any(|c| *c != RegionCounts::default()) {
+            self.checked_skip.store(CHECKED_RETRY_AFTER, Ordering::Relaxed);
+            self.count_path(1);
+            return Ok(None);
+        }
+        if let Some(k) = word(at.bad).filter(|&k| k != u64::MAX) {
+            return Err(self.non_finite(x, dims, k as usize));
+        }
+        let counts = unmasked
+            .iter()
+            .zip(&ignored)
+            .map(|(u, i)| {
+                Some(RegionCounts {
+                    pairs: u.pairs.checked_sub(i.pairs)?,
+                    diagonal: u.diagonal.checked_sub(i.diagonal)?,
+                })
+            })
+            .collect::<Option<Vec<_>>>()
+            .filter(|c| c.len() == dims.batch)
+            .ok_or_else(|| Error::Backend {
+                backend: "cuda",
+                message: "the checked loss pass counted more ignore marks than the set holds".into(),
+            })?;
+        let partial: Vec<f64> = down
+            .get(at.partial.start - scan.counts.start..)
+            .unwrap_or_default()
+            .iter()
+            .map(|&v| f64::from_bits(v))
+            .collect();
+        let (element_loss, penalty) = launch_args::sum_partials(&partial);
+        self.count_path(0);
+        Ok(Some(RegionCounts::report(&counts, cfg.strategy, element_loss, penalty)))
     }
 
     /// Queues `scan` (SPEC §1's validation and each sample's counts) over
@@ -566,6 +763,13 @@ impl CudaBackend {
         let k = self.kernels()?;
         let args = LossArgs::new(cfg);
         let require_symmetric = !cfg.allow_asymmetric_labels;
+        if self.takes_checked(&ops, &args, require_symmetric) {
+            let g = grad.as_ref().map_or(0, |t| t.ptr);
+            if let Some(report) = self.run_checked(&ops, dims, &lens, cfg, &args, require_symmetric, g)? {
+                return Ok(report);
+            }
+        }
+        self.count_path(2);
         let loss_kernel = self.loss_kernel(k, &args, require_symmetric)?;
         let scan = ScanWords::new(dims.batch);
         let at = LossWords::new(scan.end, dims.batch, loss_kernel.blocks(dims) as usize);

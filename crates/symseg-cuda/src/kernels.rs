@@ -51,6 +51,14 @@ pub const LOSS_ROWS: KernelSource = KernelSource {
     entry: "symseg_loss_rows",
     source: include_str!("kernels/loss_rows.cu"),
 };
+/// [`LOSS_ROWS`] checking the labels itself, for calls without a mask: the
+/// only kernel of such a call where no label is an ignore mark or the
+/// reduction is a sum (see `loss_rows.cu`).
+pub const LOSS_ROWS_CHECKED: KernelSource = KernelSource {
+    file: "loss_rows.cu[checked]",
+    entry: "symseg_loss_rows_checked",
+    source: concat!("#define SYMSEG_ROWS_CHECKED\n", include_str!("kernels/loss_rows.cu")),
+};
 /// Confusion counts and asymmetry (SPEC §5–6).
 pub const STATS: KernelSource =
     KernelSource { file: "stats.cu", entry: "symseg_stats", source: include_str!("kernels/stats.cu") };
@@ -67,7 +75,8 @@ pub const FACTORS: KernelSource =
 
 /// Every kernel source, each with its strategy a launch argument (what the
 /// CPU emulation and the CPU driver run).
-pub const ALL: [KernelSource; 7] = [SCAN, SCAN_ROWS, FACTORS, LOSS, LOSS_ROWS, STATS, SYMMETRISE];
+pub const ALL: [KernelSource; 8] =
+    [SCAN, SCAN_ROWS, FACTORS, LOSS, LOSS_ROWS, LOSS_ROWS_CHECKED, STATS, SYMMETRISE];
 
 /// The loss kernel compiled for one strategy (`SYMSEG_STRATEGY`, the
 /// `strategy` code of `launch_args::LossArgs`): its branches fold away and it
@@ -109,6 +118,44 @@ pub const LOSS_ROWS_BY_STRATEGY: [Option<KernelSource>; 5] = [
 
 const fn rows_for(file: &'static str, source: &'static str) -> KernelSource {
     KernelSource { file, entry: LOSS_ROWS.entry, source }
+}
+
+/// [`LOSS_ROWS_CHECKED`] compiled for each strategy it serves (those of
+/// [`LOSS_ROWS_BY_STRATEGY`]).
+pub const LOSS_ROWS_CHECKED_BY_STRATEGY: [Option<KernelSource>; 5] = [
+    Some(checked_for(
+        "loss_rows.cu[plain, checked]",
+        concat!(
+            "#define SYMSEG_STRATEGY 0\n#define SYMSEG_ROWS_CHECKED\n",
+            include_str!("kernels/loss_rows.cu")
+        ),
+    )),
+    Some(checked_for(
+        "loss_rows.cu[dual, checked]",
+        concat!(
+            "#define SYMSEG_STRATEGY 1\n#define SYMSEG_ROWS_CHECKED\n",
+            include_str!("kernels/loss_rows.cu")
+        ),
+    )),
+    None,
+    Some(checked_for(
+        "loss_rows.cu[upper, checked]",
+        concat!(
+            "#define SYMSEG_STRATEGY 3\n#define SYMSEG_ROWS_CHECKED\n",
+            include_str!("kernels/loss_rows.cu")
+        ),
+    )),
+    Some(checked_for(
+        "loss_rows.cu[lower, checked]",
+        concat!(
+            "#define SYMSEG_STRATEGY 4\n#define SYMSEG_ROWS_CHECKED\n",
+            include_str!("kernels/loss_rows.cu")
+        ),
+    )),
+];
+
+const fn checked_for(file: &'static str, source: &'static str) -> KernelSource {
+    KernelSource { file, entry: LOSS_ROWS_CHECKED.entry, source }
 }
 
 /// Whether a loss call may take [`LOSS_ROWS`] (strategy code `strategy`,

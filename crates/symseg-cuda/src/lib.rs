@@ -30,6 +30,6 @@ mod scratch;
 mod tensor;
 
 pub use availability::unavailable_reason;
-pub use backend::CudaBackend;
+pub use backend::{CudaBackend, LossPaths, Validation};
 pub use host::HostInput;
 pub use tensor::{DeviceTensor, DeviceTensorMut};

@@ -10,11 +10,13 @@
 
 use ndarray::Array3;
 use symseg_core::metrics::PredictConfig;
-use symseg_core::testing::{Case, Rng, check_against_reference, random_case, random_draw};
-use symseg_core::{Error, LossConfig, LossInput, Region, Strategy, SymMode, TensorBackend};
+use symseg_core::testing::{
+    Case, CaseSpec, Rng, check_against_reference, random_case, random_config, random_draw,
+};
+use symseg_core::{Error, LossConfig, LossInput, Reduction, Region, Strategy, SymMode, TensorBackend};
 use symseg_cpu::CpuBackend;
 use symseg_cuda::cpu_driver::{self, Driver};
-use symseg_cuda::{CudaBackend, DeviceTensor, DeviceTensorMut, HostInput};
+use symseg_cuda::{CudaBackend, DeviceTensor, DeviceTensorMut, HostInput, LossPaths, Validation};
 
 /// The backend on device 0 and the driver under it, or `None` after saying why not.
 fn backend_on() -> Option<(CudaBackend, Driver)> {
@@ -80,37 +82,100 @@ fn cpu_loss_grad(case: &Case, cfg: &LossConfig) -> symseg_core::Result<(f64, Vec
     Ok((r.loss, g.into_raw_vec_and_offset().0))
 }
 
+/// `gpu`'s loss and gradient of `case` (and its loss alone: two calls)
+/// against the float64 reference and the CPU backend.
+fn check_against_both(gpu: &CudaBackend, case: &Case, cfg: &LossConfig, what: &str) {
+    let x64 = case.logits_f64();
+    let rb = case.ref_batch(&x64);
+    let reference = symseg_core::reference::loss_grad(&rb, cfg);
+    let (report, grad) = gpu.loss_grad_host(&host(case), cfg).unwrap_or_else(|e| panic!("{what}: {e}"));
+    check_against_reference(report.loss, Some(&grad), &reference, &rb)
+        .unwrap_or_else(|m| panic!("{what}: {m} ({cfg:?})"));
+    let loss_only = gpu.loss_host(&host(case), cfg).unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_eq!(loss_only.loss.to_bits(), report.loss.to_bits(), "{what}: loss-only differs");
+    let (cpu_loss, cpu_grad) = cpu_loss_grad(case, cfg).unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        (report.loss - cpu_loss).abs() <= 2e-5 * cpu_loss.abs() + 1e-300,
+        "{what}: {} vs cpu {cpu_loss}",
+        report.loss
+    );
+    let gmax = cpu_grad.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    for (k, (a, b)) in grad.iter().zip(&cpu_grad).enumerate() {
+        assert!((a - b).abs() <= 2e-4 * gmax, "{what}: grad[{k}] {a} vs cpu {b}");
+        // The same zeros (the reference check above has them exact
+        // outside the counted set), up to an underflow inside it.
+        assert!(
+            (*a == 0.0) == (*b == 0.0) || (a - b).abs() <= 1e-6 * gmax,
+            "{what}: zero pattern at {k}: {a} vs cpu {b}"
+        );
+    }
+}
+
 #[test]
 fn random_cases_match_the_reference_and_the_cpu() {
     let Some(gpu) = backend() else { return };
     for seed in 1..=400u64 {
         let (case, cfg) = random_draw(seed);
-        let x64 = case.logits_f64();
-        let rb = case.ref_batch(&x64);
-        let reference = symseg_core::reference::loss_grad(&rb, &cfg);
-        let (report, grad) =
-            gpu.loss_grad_host(&host(&case), &cfg).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
-        check_against_reference(report.loss, Some(&grad), &reference, &rb)
-            .unwrap_or_else(|m| panic!("seed {seed}: {m} ({cfg:?})"));
-        let loss_only = gpu.loss_host(&host(&case), &cfg).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
-        assert_eq!(loss_only.loss.to_bits(), report.loss.to_bits(), "seed {seed}: loss-only differs");
-        let (cpu_loss, cpu_grad) = cpu_loss_grad(&case, &cfg).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
-        assert!(
-            (report.loss - cpu_loss).abs() <= 2e-5 * cpu_loss.abs() + 1e-300,
-            "seed {seed}: {} vs cpu {cpu_loss}",
-            report.loss
-        );
-        let gmax = cpu_grad.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        for (k, (a, b)) in grad.iter().zip(&cpu_grad).enumerate() {
-            assert!((a - b).abs() <= 2e-4 * gmax, "seed {seed}: grad[{k}] {a} vs cpu {b}");
-            // The same zeros (the reference check above has them exact
-            // outside the counted set), up to an underflow inside it.
-            assert!(
-                (*a == 0.0) == (*b == 0.0) || (a - b).abs() <= 1e-6 * gmax,
-                "seed {seed}: zero pattern at {k}: {a} vs cpu {b}"
-            );
-        }
+        check_against_both(&gpu, &case, &cfg, &format!("seed {seed}"));
     }
+}
+
+/// Calls without a mask whose strategy the row kernel serves are one
+/// checked pass; ignore marks under a sum keep it, under a mean it is redone
+/// after a scan and the next calls skip it, and invalid labels are redone
+/// to name their error. Counted by `loss_paths`, with every result checked.
+#[test]
+fn calls_without_a_mask_check_their_labels_in_the_loss_pass() {
+    let Some(gpu) = backend() else { return };
+    if CudaBackend::validation() != Validation::Auto {
+        println!("skipped: SYMSEG_CUDA_SCAN chooses a scan for every call");
+        return;
+    }
+    let mut rng = Rng::new(4242);
+    let mut want = LossPaths::default();
+    let strategies = [Strategy::Plain, Strategy::Dual, Strategy::Upper, Strategy::Lower];
+    for round in 0..24 {
+        let spec = CaseSpec {
+            lengths: rng.chance(0.5),
+            min_sep: [0, 1, 3, 200][rng.below(4)],
+            extreme: if rng.chance(0.3) { 0.05 } else { 0.0 },
+            positive: 0.02 + 0.2 * rng.uniform(),
+            ..CaseSpec::new(1 + rng.below(3), [1, 7, 33, 64, 100, 129][round % 6])
+        };
+        let case = Case::random(&mut rng, &spec);
+        let cfg = random_config(&mut rng).strategy(strategies[round % 4]).penalty(None);
+        check_against_both(&gpu, &case, &cfg, &format!("round {round}"));
+        want.checked += 2;
+        assert_eq!(gpu.loss_paths(), want, "round {round}");
+    }
+    let marked =
+        Case::random(&mut rng, &CaseSpec { ignore: 0.1, lengths: true, min_sep: 2, ..CaseSpec::new(2, 65) });
+    check_against_both(&gpu, &marked, &LossConfig::default().reduction(Reduction::Sum), "marks, sum");
+    want.checked += 2;
+    assert_eq!(gpu.loss_paths(), want, "ignore marks under a sum");
+    // Under a mean: redone, and the loss-only call after it skips the pass.
+    check_against_both(&gpu, &marked, &LossConfig::default(), "marks, mean");
+    want.redone += 1;
+    want.scanned += 2;
+    assert_eq!(gpu.loss_paths(), want, "ignore marks under a mean");
+    // Fifteen more calls skip it, whatever their labels; then it is tried again.
+    let clean = Case::random(&mut rng, &CaseSpec::new(1, 40));
+    for _ in 0..15 {
+        gpu.loss_host(&host(&clean), &LossConfig::default()).expect("valid labels");
+    }
+    want.scanned += 15;
+    assert_eq!(gpu.loss_paths(), want, "skipped after ignore marks");
+    check_against_both(&gpu, &clean, &LossConfig::default(), "tried again");
+    want.checked += 2;
+    assert_eq!(gpu.loss_paths(), want, "tried again");
+    // Invalid labels: the pass is redone after a scan, which names the error.
+    let mut bad = clean.clone();
+    bad.labels[5 * 40 + 30] = 9;
+    let e = gpu.loss_host(&host(&bad), &LossConfig::default()).expect_err("a bad label");
+    assert_eq!(e, cpu_loss_grad(&bad, &LossConfig::default()).expect_err("a bad label"));
+    want.redone += 1;
+    want.scanned += 1;
+    assert_eq!(gpu.loss_paths(), want, "a bad label");
 }
 
 #[test]

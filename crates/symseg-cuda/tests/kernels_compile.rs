@@ -63,6 +63,7 @@ fn every_build() -> impl Iterator<Item = &'static kernels::KernelSource> {
         .iter()
         .chain(&kernels::LOSS_BY_STRATEGY)
         .chain(kernels::LOSS_ROWS_BY_STRATEGY.iter().flatten())
+        .chain(kernels::LOSS_ROWS_CHECKED_BY_STRATEGY.iter().flatten())
 }
 
 #[test]

@@ -8,6 +8,10 @@
 // staging and the tile-pair walk. The host launches this kernel, with
 // `symseg_loss`'s arguments, wherever it applies; SPEC §2–4 and the outputs
 // (partial sums per block, the non-finite flag, the whole gradient) are as there.
+//
+// Compiled with SYMSEG_ROWS_CHECKED, the module's kernel is instead
+// `symseg_loss_rows_checked`, for calls without a mask: it validates the
+// labels itself, so that no scan and no factors kernel precede it (below).
 
 #define STRAT_PLAIN 0
 #define STRAT_DUAL 1
@@ -120,25 +124,63 @@ __device__ __forceinline__ unsigned strip_region(int S, int i, int j0, int len, 
     return in;
 }
 
-extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss_rows(
-    const float* __restrict__ x, const u8* __restrict__ y, const u8* __restrict__ mask,
-    float* __restrict__ grad, const long long* __restrict__ lengths, long long batch, long long n, long long sep,
-    int wide, int strategy, float w_pos, float w_neg, float gamma, int kind,
-    int pen_kind, int pen_probs, float delta,
-    const double* __restrict__ r, const double* __restrict__ wp, const u64* __restrict__ violation,
-    double* __restrict__ partial, u64* __restrict__ bad) {
-    __shared__ double red[THREADS];
-
-    // Invalid labels or mask (the scan, queued before): touch nothing.
-    if (*violation != ~0ull) {
-        return;
+// The labels of a strip (columns j0 .. j0 + 3 of row i, those at or past
+// len padding) checked as `scan_rows.cu` checks them, for the checked
+// kernel below: a value outside {0, 1, 255} or an upper non-zero label
+// whose mirror differs sets *bad; *balance gains the strip's upper
+// non-zero labels that take part in the symmetry test and loses its lower
+// ones; ignore marks of the counted set (pairs above the diagonal, the
+// diagonal where k = 0) are counted. `ys` is the sample's first label.
+__device__ __forceinline__ void check_strip(unsigned yw, int i, int j0, int len, int k, bool require_symmetric,
+                                            const u8* __restrict__ ys, int n, int* balance, unsigned* ignored_pairs,
+                                            unsigned* ignored_diag, bool* bad) {
+    unsigned m = nonzero_bytes(yw);
+    while (m) {
+        const int bit = lowest_bit(m);
+        m &= m - 1u;
+        const int j = j0 + bit / 8;
+        if (j >= len) {
+            break;  // the bits run left to right: the rest is padding too
+        }
+        const unsigned a = (yw >> (bit - 7)) & 0xFFu;
+        if (a != 1u && a != IGNORE) {
+            *bad = true;
+            continue;
+        }
+        if (a == IGNORE) {
+            if (j > i && j - i >= k) {
+                ++*ignored_pairs;
+            } else if (j == i && k == 0) {
+                ++*ignored_diag;
+            }
+        }
+        if (j == i || (!require_symmetric && a != IGNORE)) {
+            continue;
+        }
+        if (j < i) {
+            --*balance;
+            continue;
+        }
+        ++*balance;
+        const unsigned mirror = ys[(long long)j * n + i];
+        if (require_symmetric ? mirror != a : mirror != IGNORE) {
+            *bad = true;
+        }
     }
-    // No penalty here (the host sends those to `symseg_loss`).
-    (void)pen_kind;
-    (void)pen_probs;
-    (void)delta;
-    (void)wp;
-    const Elem e = {w_pos, w_neg, gamma, kind};
+}
+
+// The pass itself. CHECK: the checked kernel's label checks (see
+// `symseg_loss_rows_checked`), without a mask; otherwise the scan has
+// checked the labels and counted the set.
+template <bool CHECK>
+__device__ __forceinline__ void loss_rows(const float* __restrict__ x, const u8* __restrict__ y,
+                                          const u8* __restrict__ mask, float* __restrict__ grad,
+                                          const long long* __restrict__ lengths, long long batch, long long n,
+                                          long long sep, int wide, int strategy, const Elem& e,
+                                          const double* __restrict__ r, double* __restrict__ partial,
+                                          u64* __restrict__ bad, bool require_symmetric, u64* __restrict__ ignored,
+                                          u64* __restrict__ violation, u64* __restrict__ tally) {
+    __shared__ double red[THREADS];
 #ifdef SYMSEG_STRATEGY
     (void)strategy;
     const int S = SYMSEG_STRATEGY;
@@ -153,6 +195,8 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss_ro
     const int kb = k > 0 ? k - 1 : 0;
     const unsigned kw = k > 0 ? 2u * (unsigned)k - 1u : 0u;
     double acc = 0.0;
+    // CHECK: upper minus lower non-zero labels in the symmetry test (wrapping).
+    int balance = 0;
     OctWalk w;
     OctStep s;
     oct_walk_start(nn, &w, &s);
@@ -179,6 +223,25 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss_ro
             load_strip(x + w.at, j0, nn, wide, xa);
             load_strip(x + w.at + STRIP, j1, nn, wide, xb);
             const unsigned ya = load_word(y + w.at, j0, nn, wide), yb = load_word(y + w.at + STRIP, j1, nn, wide);
+            if (CHECK && (ya | yb) != 0u) {
+                // Most octets hold only 0 labels and need no check.
+                unsigned ignored_pairs = 0u, ignored_diag = 0u;
+                bool invalid = false;
+                const u8* ys = y + w.b * n * n;
+                check_strip(ya, i, j0, len, k, require_symmetric, ys, nn, &balance, &ignored_pairs, &ignored_diag,
+                            &invalid);
+                check_strip(yb, i, j1, len, k, require_symmetric, ys, nn, &balance, &ignored_pairs, &ignored_diag,
+                            &invalid);
+                if (invalid) {
+                    atomicExch(violation, 0ull);
+                }
+                if (ignored_pairs != 0u) {
+                    atomicAdd(&ignored[2 * w.b], (u64)ignored_pairs);
+                }
+                if (ignored_diag != 0u) {
+                    atomicAdd(&ignored[2 * w.b + 1], (u64)ignored_diag);
+                }
+            }
             unsigned cnt_a = 0x80808080u, cnt_b = 0x80808080u;
             if (mask) {
                 cnt_a = nonzero_bytes(load_word(mask + w.at, j0, nn, wide));
@@ -233,4 +296,72 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss_ro
         partial[2 * blockIdx.x] = sum;
         partial[2 * blockIdx.x + 1] = 0.0;
     }
+    if (CHECK) {
+        // The symmetry balance, as `scan_rows.cu` settles it: the last
+        // block to finish reads every block's.
+        __shared__ unsigned long long red_balance[THREADS];
+        const unsigned long long net = block_sum((unsigned long long)(long long)balance, red_balance);
+        if (thread_id() == 0) {
+            if (net) {
+                atomicAdd(&tally[0], net);
+            }
+            __threadfence();
+            if (atomicAdd(&tally[1], 1ull) == gridDim.x - 1ull) {
+                __threadfence();
+                if (atomicAdd(&tally[0], 0ull) != 0ull) {
+                    atomicExch(violation, 0ull);
+                }
+            }
+        }
+    } else {
+        (void)balance;
+        (void)require_symmetric;
+        (void)ignored;
+        (void)violation;
+        (void)tally;
+    }
 }
+
+#ifdef SYMSEG_ROWS_CHECKED
+// The pass for a call without a mask that no scan precedes: it checks the
+// labels itself, as `scan_rows.cu` does, while it computes the loss with
+// reduction factors the host derived from the sample lengths alone (the
+// counted set where no label is an ignore mark). Its outputs beside the
+// loss kernel's: `ignored`, per sample the ignore marks of the counted set
+// (pairs, diagonal; zeros before), which the host subtracts from its counts
+// (and where they are not all 0 and the reduction is not a sum, its factors
+// were wrong: it runs the scan and the loss again); `violation`, set to 0
+// where the labels are invalid (the host then runs the scan, which names the
+// violation); `tally`, the symmetry balance and the blocks done (zeros before).
+extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss_rows_checked(
+    const float* __restrict__ x, const u8* __restrict__ y, float* __restrict__ grad,
+    const long long* __restrict__ lengths, long long batch, long long n, long long sep, int wide, int strategy,
+    float w_pos, float w_neg, float gamma, int kind, int require_symmetric, const double* __restrict__ r,
+    u64* __restrict__ ignored, u64* __restrict__ violation, u64* __restrict__ tally, double* __restrict__ partial,
+    u64* __restrict__ bad) {
+    const Elem e = {w_pos, w_neg, gamma, kind};
+    loss_rows<true>(x, y, nullptr, grad, lengths, batch, n, sep, wide, strategy, e, r, partial, bad,
+                    require_symmetric != 0, ignored, violation, tally);
+}
+#else
+extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss_rows(
+    const float* __restrict__ x, const u8* __restrict__ y, const u8* __restrict__ mask,
+    float* __restrict__ grad, const long long* __restrict__ lengths, long long batch, long long n, long long sep,
+    int wide, int strategy, float w_pos, float w_neg, float gamma, int kind,
+    int pen_kind, int pen_probs, float delta,
+    const double* __restrict__ r, const double* __restrict__ wp, const u64* __restrict__ violation,
+    double* __restrict__ partial, u64* __restrict__ bad) {
+    // Invalid labels or mask (the scan, queued before): touch nothing.
+    if (*violation != ~0ull) {
+        return;
+    }
+    // No penalty here (the host sends those to `symseg_loss`).
+    (void)pen_kind;
+    (void)pen_probs;
+    (void)delta;
+    (void)wp;
+    const Elem e = {w_pos, w_neg, gamma, kind};
+    loss_rows<false>(x, y, mask, grad, lengths, batch, n, sep, wide, strategy, e, r, partial, bad, true, nullptr,
+                     nullptr, nullptr);
+}
+#endif
