@@ -43,12 +43,15 @@ done
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 "$here/xtask" gpu-check "$@"
 status=$?
-# The same calls with the tile scan instead of the row scan (calls without a
-# mask take the row scan): the difference is the row scan's gain.
-echo "== plain and average at 8x2048^2 with SYMSEG_CUDA_SCAN=tiles"
-for s in plain average; do
-    SYMSEG_CUDA_SCAN=tiles "$here/xtask" gpu-check --cases 0 --seconds 0.3 --only "$s" --shape 8x2048 2>&1 |
-        grep -E "^$s |copy|scan" || status=1
+# The same calls with a scan before the loss pass (plain checks its labels
+# in the loss pass, average takes the row scan): the row scan, then the tile
+# scan. The differences are what each step gained.
+for scan in rows tiles; do
+    echo "== plain and average at 8x2048^2 with SYMSEG_CUDA_SCAN=$scan"
+    for s in plain average; do
+        SYMSEG_CUDA_SCAN=$scan "$here/xtask" gpu-check --cases 0 --seconds 0.3 --only "$s" --shape 8x2048 2>&1 |
+            grep -E "^$s |copy|labels checked|loss calls" || status=1
+    done
 done
 echo "== command line: symseg loss/metrics --backend cuda against --backend cpu"
 python3 "$here/gpu_cli_check.py" "$here/symseg" "${TMPDIR:-/tmp}/symseg-cli-check" || status=1
@@ -68,11 +71,13 @@ if [ "${SYMSEG_PROFILE:-0}" = 1 ]; then
                 "$here/xtask" gpu-check --cases 0 --seconds 0 --only "$s" --shape 8x2048 2>&1 |
                 grep -E '^  symseg_|Duration|DRAM Throughput|Compute \(SM\) Throughput|Registers Per|Achieved Occupancy|Grid Size' || status=1
         done
-        echo "== profile: the tile scan, plain at 8x2048^2"
-        SYMSEG_CUDA_SCAN=tiles "$ncu" --clock-control none -k 'regex:symseg_scan' -c 2 \
-            --section SpeedOfLight --section Occupancy --section LaunchStats \
-            "$here/xtask" gpu-check --cases 0 --seconds 0 --only plain --shape 8x2048 2>&1 |
-            grep -E '^  symseg_|Duration|DRAM Throughput|Compute \(SM\) Throughput|Registers Per|Achieved Occupancy|Grid Size' || status=1
+        for scan in rows tiles; do
+            echo "== profile: plain at 8x2048^2 with SYMSEG_CUDA_SCAN=$scan"
+            SYMSEG_CUDA_SCAN=$scan "$ncu" --clock-control none -k 'regex:symseg_(scan|loss)' -c 4 \
+                --section SpeedOfLight --section Occupancy --section LaunchStats \
+                "$here/xtask" gpu-check --cases 0 --seconds 0 --only plain --shape 8x2048 2>&1 |
+                grep -E '^  symseg_|Duration|DRAM Throughput|Compute \(SM\) Throughput|Registers Per|Achieved Occupancy|Grid Size' || status=1
+        done
     fi
 fi
 exit $status

@@ -190,10 +190,10 @@ fn print_kernels(gpu: &CudaBackend) {
         let grid = resident.iter().find(|(e, _)| *e == k.entry).map_or(0, |(_, r)| *r);
         match symseg::cuda::kernels::resources(&k, &sm) {
             Ok(r) => println!(
-                "  {:<14} {:>3} registers, {:>5} B shared, spills {}/{} B, {grid} blocks resident",
+                "  {:<22} {:>3} registers, {:>5} B shared, spills {}/{} B, {grid} blocks resident",
                 k.file, r.registers, r.shared_bytes, r.spill_stores, r.spill_loads
             ),
-            Err(e) => println!("  {:<14} resources unknown ({e}), {grid} blocks resident", k.file),
+            Err(e) => println!("  {:<22} resources unknown ({e}), {grid} blocks resident", k.file),
         }
     }
 }
