@@ -132,6 +132,31 @@ int main() {
     put(ignored);
     put(violation);
     put(tally);
+#elif defined(EMU_LOSS_CHECKED)
+    const long long sep = get<long long>();
+    const int strategy = get<int>();
+    const float w_pos = get<float>(), w_neg = get<float>(), gamma = get<float>();
+    const int kind = get<int>(), pen_kind = get<int>(), pen_probs = get<int>();
+    const float delta = get<float>();
+    const int require_symmetric = get<int>(), has_grad = get<int>();
+    auto x = get_vec<float>(len);
+    auto y = get_vec<u8>(len);
+    auto lengths = get_vec<long long>(samples);
+    auto r = get_vec<double>(samples);
+    auto wp = get_vec<double>(samples);
+    std::vector<float> grad(has_grad ? len : 0, 1234.5f);
+    std::vector<u64> ignored(2 * (size_t)samples, 0), violation(1, ~0ull), bad(1, ~0ull);
+    std::vector<double> partial(2 * (size_t)blocks, NAN);
+    launch([&] {
+        symseg_loss_checked(x.data(), y.data(), or_null(grad, has_grad), lengths.data(), batch, n, sep, wide,
+                            strategy, w_pos, w_neg, gamma, kind, pen_kind, pen_probs, delta, require_symmetric,
+                            r.data(), wp.data(), ignored.data(), violation.data(), partial.data(), bad.data());
+    });
+    put(grad);
+    put(partial);
+    put(bad);
+    put(ignored);
+    put(violation);
 #elif defined(EMU_STATS)
     const long long sep = get<long long>();
     const int mode = get<int>();
@@ -167,7 +192,7 @@ int main() {
     launch([&] { symseg_symmetrise(x.data(), batch, n, wide, mode, out.data()); });
     put(out);
 #else
-#error "define one of EMU_SCAN, EMU_SCAN_ROWS, EMU_FACTORS, EMU_LOSS, EMU_LOSS_ROWS, EMU_LOSS_ROWS_CHECKED, EMU_STATS, EMU_SYMMETRISE"
+#error "define one of EMU_SCAN, EMU_SCAN_ROWS, EMU_FACTORS, EMU_LOSS, EMU_LOSS_CHECKED, EMU_LOSS_ROWS, EMU_LOSS_ROWS_CHECKED, EMU_STATS, EMU_SYMMETRISE"
 #endif
     return std::fflush(stdout) == 0 ? 0 : 3;
 }

@@ -73,13 +73,13 @@ enum Scan {
 /// [`CudaBackend::validation`]) picks one, to compare them on a GPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Validation {
-    /// The default. A call without a mask whose strategy the row loss kernel
-    /// serves (`plain`, `upper`, `lower`, `dual` on symmetric labels, no
-    /// penalty) is one kernel that checks the labels as it goes
-    /// (`symseg_loss_rows_checked`); where that pass cannot stand (invalid
-    /// labels, or ignore marks under a mean) the call runs a scan and the
-    /// loss after it. Other calls without a mask take the row scan, calls
-    /// with one the tile scan.
+    /// The default. A loss call without a mask is one kernel that checks
+    /// the labels as it goes (`symseg_loss_rows_checked` where the row
+    /// kernel serves the call: `plain`, `upper`, `lower`, `dual` on
+    /// symmetric labels, no penalty; `symseg_loss_checked` otherwise);
+    /// where that pass cannot stand (invalid labels, or ignore marks under a
+    /// mean) the call runs the row scan and the loss after it. Calls with a
+    /// mask, and the metrics, take a scan first (the tile scan with a mask).
     Auto,
     /// `SYMSEG_CUDA_SCAN=rows`: a scan before every loss pass, the row scan
     /// wherever there is no mask.
@@ -134,7 +134,9 @@ struct Kernels {
     loss: [OnceLock<std::result::Result<Kernel, String>>; 5],
     /// The row kernel for each strategy code it serves (`kernels::LOSS_ROWS_BY_STRATEGY`).
     loss_rows: [OnceLock<std::result::Result<Kernel, String>>; 5],
-    /// The checked row kernel, likewise (`kernels::LOSS_ROWS_CHECKED_BY_STRATEGY`).
+    /// The checked tile and row kernels, likewise
+    /// (`kernels::LOSS_CHECKED_BY_STRATEGY`, `kernels::LOSS_ROWS_CHECKED_BY_STRATEGY`).
+    loss_checked: [OnceLock<std::result::Result<Kernel, String>>; 5],
     loss_rows_checked: [OnceLock<std::result::Result<Kernel, String>>; 5],
     stats: Kernel,
     symmetrise: Kernel,
@@ -312,7 +314,8 @@ impl CudaBackend {
             (kernels::FACTORS.entry, k.factors.resident),
             (kernels::LOSS.entry, self.loss_kernel_of(k, 0, false)?.kernel.resident),
             (kernels::LOSS_ROWS.entry, self.loss_kernel_of(k, 0, true)?.kernel.resident),
-            (kernels::LOSS_ROWS_CHECKED.entry, self.checked_kernel(k, 0)?.resident),
+            (kernels::LOSS_CHECKED.entry, self.checked_kernel(k, 0, false)?.resident),
+            (kernels::LOSS_ROWS_CHECKED.entry, self.checked_kernel(k, 0, true)?.resident),
             (kernels::STATS.entry, k.stats.resident),
             (kernels::SYMMETRISE.entry, k.symmetrise.resident),
         ])
@@ -355,6 +358,7 @@ impl CudaBackend {
             factors: self.load_kernel(&kernels::FACTORS)?,
             loss: Default::default(),
             loss_rows: Default::default(),
+            loss_checked: Default::default(),
             loss_rows_checked: Default::default(),
             stats: self.load_kernel(&kernels::STATS)?,
             symmetrise: self.load_kernel(&kernels::SYMMETRISE)?,
@@ -405,16 +409,23 @@ impl CudaBackend {
         Ok(LossKernel { kernel, rows })
     }
 
-    /// The checked row kernel for strategy code `code`, compiled on its first use.
-    fn checked_kernel<'k>(&self, k: &'k Kernels, code: i32) -> Result<&'k Kernel> {
+    /// The checked tile kernel for strategy code `code`, or its checked row
+    /// kernel (`rows`), compiled on its first use.
+    fn checked_kernel<'k>(&self, k: &'k Kernels, code: i32, rows: bool) -> Result<&'k Kernel> {
         let missing = || Error::Backend {
             backend: "cuda",
-            message: format!("no checked row kernel for strategy code {code}"),
+            message: format!(
+                "no checked {} kernel for strategy code {code}",
+                if rows { "row" } else { "tile" }
+            ),
         };
-        let i = usize::try_from(code).ok().filter(|&i| i < k.loss_rows_checked.len()).ok_or_else(missing)?;
-        let source = kernels::LOSS_ROWS_CHECKED_BY_STRATEGY[i].as_ref().ok_or_else(missing)?;
-        k.loss_rows_checked[i]
-            .get_or_init(|| self.load_kernel(source).map_err(|e| e.to_string()))
+        let i = usize::try_from(code).ok().filter(|&i| i < k.loss_checked.len()).ok_or_else(missing)?;
+        let (cell, source) = if rows {
+            (&k.loss_rows_checked[i], kernels::LOSS_ROWS_CHECKED_BY_STRATEGY[i].as_ref().ok_or_else(missing)?)
+        } else {
+            (&k.loss_checked[i], &kernels::LOSS_CHECKED_BY_STRATEGY[i])
+        };
+        cell.get_or_init(|| self.load_kernel(source).map_err(|e| e.to_string()))
             .as_ref()
             .map_err(|m| Error::Backend { backend: "cuda", message: m.clone() })
     }
@@ -504,23 +515,23 @@ impl CudaBackend {
         if ops.m.is_none() && Self::validation() != Validation::TileScan { Scan::Rows } else { Scan::Tiles }
     }
 
-    /// Whether a loss call on `ops` takes the checked row kernel first.
-    fn takes_checked(&self, ops: &Operands<'_>, args: &LossArgs, require_symmetric: bool) -> bool {
-        if ops.m.is_some()
-            || Self::validation() != Validation::Auto
-            || !kernels::rows_apply(args.strategy, args.pen_kind, require_symmetric)
-        {
+    /// Whether a loss call on `ops` takes a checked loss kernel first: every
+    /// call without a mask, unless `SYMSEG_CUDA_SCAN` chose a scan or a
+    /// call with ignore marks recently had to be redone.
+    fn takes_checked(&self, ops: &Operands<'_>) -> bool {
+        if ops.m.is_some() || Self::validation() != Validation::Auto {
             return false;
         }
         // One call fewer to skip, where some are left.
         self.checked_skip.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_err()
     }
 
-    /// A loss call as one launch of the checked row kernel, with reduction
-    /// factors from the lengths alone (`RegionCounts::unmasked`): its report,
-    /// or `None` where the pass cannot stand and the caller must scan and
-    /// run the loss again (invalid labels, whose error the scan names, or
-    /// ignore marks in the counted set under a mean).
+    /// A loss call as one launch of a checked loss kernel (the row kernel's
+    /// where it serves the call), with reduction factors from the lengths
+    /// alone (`RegionCounts::unmasked`): its report, or `None` where the
+    /// pass cannot stand and the caller must scan and run the loss again
+    /// (invalid labels, whose error the scan names, or ignore marks in the
+    /// counted set under a mean).
     #[allow(clippy::too_many_arguments)]
     fn run_checked(
         &self,
@@ -532,42 +543,58 @@ impl CudaBackend {
         require_symmetric: bool,
         g: u64,
     ) -> Result<Option<LossReport>> {
-        let kernel = self.checked_kernel(self.kernels()?, args.strategy)?;
+        let rows = kernels::rows_apply(args.strategy, args.pen_kind, require_symmetric);
+        let kernel = self.checked_kernel(self.kernels()?, args.strategy, rows)?;
         let unmasked: Vec<RegionCounts> =
             lens.iter().map(|&l| RegionCounts::unmasked(l, ops.min_sep)).collect();
-        let r = launch_args::element_factors(cfg, &unmasked);
-        let blocks = launch_args::row_blocks(dims.batch, dims.n, kernel.resident);
+        let (r, wp) = launch_args::host_factors(cfg, &unmasked);
+        let blocks = if rows {
+            launch_args::row_blocks(dims.batch, dims.n, kernel.resident)
+        } else {
+            kernel.blocks(dims)
+        };
         let scan = ScanWords::new(dims.batch);
         let at = LossWords::new(scan.end, dims.batch, blocks as usize);
         let mut w = self.scratch.words(&self.stream, at.partial.end)?;
-        // The scan's words (its counts zeroed for the ignore marks), the
+        // The scan's words (its counts zeroed, for the ignore marks), the
         // factors, the non-finite flag.
         let mut up = Self::scan_upload(lens, &scan, at.bad + 1 - scan.end);
-        for (word, f) in up[at.r.clone()].iter_mut().zip(&r) {
+        for (word, f) in up[at.r.start..at.wp.end].iter_mut().zip(r.iter().chain(&wp)) {
             *word = f.to_bits();
         }
         up[at.bad] = u64::MAX;
         w.upload(0, &up)?;
 
         let fe = args.elem;
-        let (lengths, ignored, violation) =
-            (w.ptr(scan.lengths.start), w.ptr(scan.counts.start), w.ptr(scan.violation));
-        let (tally, r_dev, partial, bad) =
-            (w.ptr(scan.tally.start), w.ptr(at.r.start), w.ptr(at.partial.start), w.ptr(at.bad));
+        let (lengths, ignored, violation, tally) = (
+            w.ptr(scan.lengths.start),
+            w.ptr(scan.counts.start),
+            w.ptr(scan.violation),
+            w.ptr(scan.tally.start),
+        );
+        let (r_dev, wp_dev, partial, bad) =
+            (w.ptr(at.r.start), w.ptr(at.wp.start), w.ptr(at.partial.start), w.ptr(at.bad));
         let (x, y) = (ops.x.ptr, ops.y.ptr);
         let (batch, n, sep) = (dims.batch as i64, dims.n as i64, ops.min_sep as i64);
         let (wide, sym) = (i32::from(launch_args::wide(dims.n, &[x, g], &[y])), i32::from(require_symmetric));
         let mut b = self.stream.launch_builder(&kernel.function);
         b.arg(&x).arg(&y).arg(&g).arg(&lengths).arg(&batch).arg(&n).arg(&sep).arg(&wide);
-        b.arg(&args.strategy).arg(&fe.w_pos).arg(&fe.w_neg).arg(&fe.gamma).arg(&fe.kind).arg(&sym);
-        b.arg(&r_dev).arg(&ignored).arg(&violation).arg(&tally).arg(&partial).arg(&bad);
-        let cfg_launch =
+        b.arg(&args.strategy).arg(&fe.w_pos).arg(&fe.w_neg).arg(&fe.gamma).arg(&fe.kind);
+        if rows {
+            b.arg(&sym).arg(&r_dev).arg(&ignored).arg(&violation).arg(&tally);
+        } else {
+            b.arg(&args.pen_kind).arg(&args.pen_probs).arg(&args.delta).arg(&sym).arg(&r_dev).arg(&wp_dev);
+            b.arg(&ignored).arg(&violation);
+        }
+        b.arg(&partial).arg(&bad);
+        let launch =
             LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
         // SAFETY: the arguments match `symseg_loss_rows_checked`'s parameters
-        // in order and type; every pointer covers the validated `[B, N, N]`
-        // extent (or is 0, the gradient of a loss-only call), and the scratch
-        // words the layout above, with the ignore counts and tally zeroed.
-        unsafe { b.launch(cfg_launch) }.map_err(dev)?;
+        // (`rows`) or `symseg_loss_checked`'s in order and type; every pointer
+        // covers the validated `[B, N, N]` extent (or is 0, the gradient of a
+        // loss-only call), and the scratch words the layout above, with the
+        // ignore counts and the tally zeroed.
+        unsafe { b.launch(launch) }.map_err(dev)?;
 
         let down = w.download(scan.counts.start, at.partial.end - scan.counts.start)?;
         drop(w);
@@ -763,7 +790,7 @@ impl CudaBackend {
         let k = self.kernels()?;
         let args = LossArgs::new(cfg);
         let require_symmetric = !cfg.allow_asymmetric_labels;
-        if self.takes_checked(&ops, &args, require_symmetric) {
+        if self.takes_checked(&ops) {
             let g = grad.as_ref().map_or(0, |t| t.ptr);
             if let Some(report) = self.run_checked(&ops, dims, &lens, cfg, &args, require_symmetric, g)? {
                 return Ok(report);

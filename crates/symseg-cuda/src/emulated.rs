@@ -40,6 +40,7 @@ struct Emulators {
     scan_rows: PathBuf,
     factors: PathBuf,
     loss: PathBuf,
+    loss_checked: PathBuf,
     loss_rows: PathBuf,
     loss_rows_checked: PathBuf,
     stats: PathBuf,
@@ -130,6 +131,7 @@ fn emulators_for(check: Check) -> Option<&'static Emulators> {
             scan_rows: build(&kernels::SCAN_ROWS, "EMU_SCAN_ROWS")?,
             factors: build(&kernels::FACTORS, "EMU_FACTORS")?,
             loss: build(&kernels::LOSS, "EMU_LOSS")?,
+            loss_checked: build(&kernels::LOSS_CHECKED, "EMU_LOSS_CHECKED")?,
             loss_rows: build(&kernels::LOSS_ROWS, "EMU_LOSS_ROWS")?,
             loss_rows_checked: build(&kernels::LOSS_ROWS_CHECKED, "EMU_LOSS_ROWS_CHECKED")?,
             stats: build(&kernels::STATS, "EMU_STATS")?,
@@ -408,43 +410,52 @@ fn loss_on(
     LossOut { grad: g, sums: launch_args::sum_partials(&partial), bad }
 }
 
-/// What `symseg_loss_rows_checked` returns besides [`LossOut`]: per sample
-/// the ignore marks of the counted set, and whether it found the labels invalid.
+/// What a checked loss kernel returns besides [`LossOut`]: per sample the
+/// ignore marks of the counted set, and whether it found the labels invalid.
 struct CheckedOut {
     loss: LossOut,
     ignored: Vec<RegionCounts>,
     invalid: bool,
 }
 
-/// `symseg_loss_rows_checked` on `case` (no mask), as the backend launches
-/// it: the factors from [`RegionCounts::unmasked`], the row kernel's grid.
+/// `symseg_loss_rows_checked` (`rows`) or `symseg_loss_checked` on `case`
+/// (no mask), as the backend launches them: the factors from
+/// [`RegionCounts::unmasked`], each kernel's grid.
 fn loss_checked(
     emu: &Emulators,
+    rows: bool,
     case: &Case,
     grid: Grid,
     cfg: &LossConfig,
-    require_symmetric: bool,
     grad: bool,
 ) -> CheckedOut {
-    assert!(case.mask.is_none(), "the checked kernel reads no mask");
+    assert!(case.mask.is_none(), "the checked kernels read no mask");
     let (b, n) = (case.dims.batch, case.dims.n);
     let la = LossArgs::new(cfg);
-    let grid = Grid { blocks: launch_args::row_blocks(b, n, grid.resident), ..grid };
-    let (r, _) = launch_args::host_factors(cfg, &unmasked_counts(case));
-    let e = la.elem;
+    let grid =
+        if rows { Grid { blocks: launch_args::row_blocks(b, n, grid.resident), ..grid } } else { grid };
+    let (r, wp) = launch_args::host_factors(cfg, &unmasked_counts(case));
+    let (e, sym) = (la.elem, i32::from(!cfg.allow_asymmetric_labels));
     let mut a = Args::launch(case, grid);
     a.i64(case.min_sep as i64).i32(la.strategy).f32(e.w_pos).f32(e.w_neg).f32(e.gamma).i32(e.kind);
-    a.i32(i32::from(require_symmetric)).i32(i32::from(grad));
-    a.f32s(&case.logits).bytes(&case.labels).lengths(case).f64s(&r);
-    let mut out = launch(&emu.loss_rows_checked, &a);
+    if !rows {
+        a.i32(la.pen_kind).i32(la.pen_probs).f32(la.delta);
+    }
+    a.i32(sym).i32(i32::from(grad)).f32s(&case.logits).bytes(&case.labels).lengths(case).f64s(&r);
+    if !rows {
+        a.f64s(&wp);
+    }
+    let mut out = launch(if rows { &emu.loss_rows_checked } else { &emu.loss_checked }, &a);
     let g = grad.then(|| out.f32s(b * n * n));
     let partial = out.f64s(2 * grid.blocks as usize);
     let bad = out.u64s(1)[0];
     let ignored = launch_args::region_counts(&out.u64s(2 * b));
     let violation = out.u64s(1)[0];
-    let tally = out.u64s(2);
+    if rows {
+        let tally = out.u64s(2);
+        assert_eq!(tally[1], u64::from(grid.blocks), "every block counts itself done once");
+    }
     out.done();
-    assert_eq!(tally[1], u64::from(grid.blocks), "every block counts itself done once");
     assert!(violation == u64::MAX || violation == 0, "the violation word is a flag: {violation}");
     CheckedOut {
         loss: LossOut { grad: g, sums: launch_args::sum_partials(&partial), bad },
@@ -775,18 +786,20 @@ fn the_row_kernel_matches_the_reference_and_the_tile_kernel() {
     }
 }
 
-/// The checked row kernel on valid labels: its ignore counts are what the
-/// tile scan's counts lack of [`RegionCounts::unmasked`]; where there are
-/// none (or the reduction is a sum, whose factors do not depend on them),
-/// its loss matches the float64 reference and its gradient is the
-/// unchecked row kernel's bit for bit, after the tile scan.
+/// The checked kernels on valid labels, the row kernel on even rounds (its
+/// strategies, no penalty) and the tile kernel on odd ones (any config):
+/// their ignore counts are what the tile scan's counts lack of
+/// [`RegionCounts::unmasked`]; where there are none (or the reduction is a
+/// sum, whose factors do not depend on them), the loss matches the float64
+/// reference, and loss and gradient are the scanned kernel's bit for bit.
 #[test]
-fn the_checked_row_kernel_matches_the_reference_and_the_scanned_one() {
+fn the_checked_kernels_match_the_reference_and_the_scanned_ones() {
     use symseg_core::{Reduction, Strategy};
     let Some(emu) = emulators() else { return };
     let mut rng = Rng::new(6061);
-    let mut compared = 0;
-    for round in 0..48u64 {
+    let mut compared = [0, 0];
+    for round in 0..64u64 {
+        let rows = round % 2 == 0;
         let (mut case, cfg) = if round % 3 == 2 {
             let (case, cfg) = (large_scan_case(&mut rng, round as usize), random_config(&mut rng));
             (case, cfg.allow_asymmetric_labels(false))
@@ -795,19 +808,27 @@ fn the_checked_row_kernel_matches_the_reference_and_the_scanned_one() {
         };
         case.mask = None;
         let asymmetric = case_is_asymmetric(round as usize) && round % 3 == 2;
-        let strategy = if asymmetric {
-            [Strategy::Plain, Strategy::Upper, Strategy::Lower][round as usize % 3]
-        } else {
-            [Strategy::Plain, Strategy::Dual, Strategy::Upper, Strategy::Lower][round as usize % 4]
+        let cfg = cfg.allow_asymmetric_labels(asymmetric);
+        let cfg = match (rows, asymmetric) {
+            (true, true) => cfg
+                .strategy([Strategy::Plain, Strategy::Upper, Strategy::Lower][round as usize % 3])
+                .penalty(None),
+            (true, false) => cfg
+                .strategy(
+                    [Strategy::Plain, Strategy::Dual, Strategy::Upper, Strategy::Lower][round as usize % 4],
+                )
+                .penalty(None),
+            (false, _) => cfg,
         };
-        let cfg = cfg.strategy(strategy).penalty(None).allow_asymmetric_labels(asymmetric);
         let la = LossArgs::new(&cfg);
-        assert!(kernels::rows_apply(la.strategy, la.pen_kind, !asymmetric), "{cfg:?}");
+        if rows {
+            assert!(kernels::rows_apply(la.strategy, la.pen_kind, !asymmetric), "{cfg:?}");
+        }
         let grid = Grid::varied(&case, round);
-        let what = format!("round {round} ({cfg:?}, n {}, {grid:?})", case.dims.n);
+        let what = format!("round {round} (rows {rows}, {cfg:?}, n {}, {grid:?})", case.dims.n);
         let counts =
             scan(emu, &case, grid, !asymmetric).unwrap_or_else(|k| panic!("{what}: violation at {k}"));
-        let checked = loss_checked(emu, &case, grid, &cfg, !asymmetric, true);
+        let checked = loss_checked(emu, rows, &case, grid, &cfg, true);
         assert!(!checked.invalid, "{what}: valid labels flagged");
         let found: Vec<RegionCounts> = unmasked_counts(&case)
             .iter()
@@ -819,7 +840,7 @@ fn the_checked_row_kernel_matches_the_reference_and_the_scanned_one() {
         if !no_marks && cfg.reduction != Reduction::Sum {
             continue; // the backend runs the scan instead
         }
-        compared += 1;
+        compared[usize::from(rows)] += 1;
         assert_eq!(checked.loss.bad, u64::MAX, "{what}");
         let x64 = case.logits_f64();
         let rb = case.ref_batch(&x64);
@@ -828,25 +849,28 @@ fn the_checked_row_kernel_matches_the_reference_and_the_scanned_one() {
         let report = RegionCounts::report(&counts, cfg.strategy, checked.loss.sums.0, checked.loss.sums.1);
         check_against_reference(report.loss, Some(&grad), &reference, &rb)
             .unwrap_or_else(|m| panic!("{what}: {m}"));
-        let scanned = loss_on(emu, LossKernel::Rows, &case, grid, &cfg, &counts, true, u64::MAX);
+        let kernel = if rows { LossKernel::Rows } else { LossKernel::Tiles };
+        let scanned = loss_on(emu, kernel, &case, grid, &cfg, &counts, true, u64::MAX);
         let want = scanned.grad.expect("asked for the gradient");
         if let Some(k) = (0..grad.len()).find(|&k| grad[k].to_bits() != want[k].to_bits()) {
             panic!("{what}: element {k}: checked {} scanned {}", grad[k], want[k]);
         }
-        assert_eq!(checked.loss.sums.0.to_bits(), scanned.sums.0.to_bits(), "{what}: the loss");
-        let without = loss_checked(emu, &case, grid, &cfg, !asymmetric, false);
-        assert_eq!(without.loss.sums.0.to_bits(), scanned.sums.0.to_bits(), "{what}: loss-only");
+        let bits = |s: (f64, f64)| (s.0.to_bits(), s.1.to_bits());
+        assert_eq!(bits(checked.loss.sums), bits(scanned.sums), "{what}: the loss");
+        let without = loss_checked(emu, rows, &case, grid, &cfg, false);
+        assert_eq!(bits(without.loss.sums), bits(scanned.sums), "{what}: loss-only");
     }
-    assert!(compared >= 24, "only {compared} rounds compared");
+    assert!(compared.iter().all(|&c| c >= 14), "rounds compared (tiles, rows): {compared:?}");
 }
 
-/// The checked row kernel flags invalid labels exactly where the tile scan
+/// The checked kernels flag invalid labels exactly where the tile scan
 /// finds a violation (the ways of [`spoil`]), and never valid ones.
 #[test]
-fn the_checked_row_kernel_flags_exactly_what_the_tile_scan_does() {
+fn the_checked_kernels_flag_exactly_what_the_tile_scan_does() {
+    use symseg_core::{Penalty, PenaltyKind, Strategy};
     let Some(emu) = emulators() else { return };
     let mut rng = Rng::new(3434);
-    for round in 0..60usize {
+    for round in 0..80usize {
         let mut case = if round % 3 == 0 {
             let spec = CaseSpec {
                 lengths: true,
@@ -863,10 +887,18 @@ fn the_checked_row_kernel_flags_exactly_what_the_tile_scan_does() {
         let what = spoil(&mut rng, &mut case, require_symmetric);
         let grid = Grid::varied(&case, round as u64);
         let tiles = scan(emu, &case, grid, require_symmetric);
-        let strategy = [symseg_core::Strategy::Plain, symseg_core::Strategy::Upper][round % 2];
-        let cfg = LossConfig::default().strategy(strategy);
-        let checked = loss_checked(emu, &case, grid, &cfg, require_symmetric, round % 4 != 1);
-        let context = format!("round {round}: {what} (n {}, {grid:?})", case.dims.n);
+        let rows = round % 2 == 0;
+        let cfg = if rows {
+            LossConfig::default().strategy([Strategy::Plain, Strategy::Upper][round / 2 % 2])
+        } else {
+            let penalty = Penalty::new(PenaltyKind::L1).weight(0.5);
+            LossConfig::default()
+                .strategy([Strategy::Average, Strategy::Dual][round / 2 % 2])
+                .penalty(Some(penalty))
+        };
+        let cfg = cfg.allow_asymmetric_labels(!require_symmetric);
+        let checked = loss_checked(emu, rows, &case, grid, &cfg, round % 4 != 1);
+        let context = format!("round {round}: {what} (rows {rows}, n {}, {grid:?})", case.dims.n);
         assert_eq!(checked.invalid, tiles.is_err(), "{context}: the tile scan gives {tiles:?}");
         assert_eq!(tiles.is_ok(), what.ends_with("(valid)"), "{context}");
     }
@@ -1068,7 +1100,9 @@ fn no_two_threads_of_a_block_race() {
         assert!(kernels::rows_apply(LossArgs::new(&plain).strategy, 0, true));
         assert_eq!(loss(emu, &case, grid, &plain, &counts, true).bad, u64::MAX);
         // The checked row kernel (its block sums, the last block's balance).
-        let checked = loss_checked(emu, &unmasked, grid, &plain, true, true);
+        let checked = loss_checked(emu, true, &unmasked, grid, &plain, true);
+        assert!(!checked.invalid && checked.loss.bad == u64::MAX);
+        let checked = loss_checked(emu, false, &unmasked, grid, &cfg, true);
         assert!(!checked.invalid && checked.loss.bad == u64::MAX);
         let mut a = Args::launch(&case, grid);
         a.i64(case.min_sep as i64).i32(mode_code(SymMode::Average)).f64(decision_bound(0.5));

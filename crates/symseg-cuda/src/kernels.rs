@@ -59,6 +59,13 @@ pub const LOSS_ROWS_CHECKED: KernelSource = KernelSource {
     entry: "symseg_loss_rows_checked",
     source: concat!("#define SYMSEG_ROWS_CHECKED\n", include_str!("kernels/loss_rows.cu")),
 };
+/// [`LOSS`] checking the labels itself, for calls without a mask that the
+/// row kernel does not serve (see `loss.cu`).
+pub const LOSS_CHECKED: KernelSource = KernelSource {
+    file: "loss.cu[checked]",
+    entry: "symseg_loss_checked",
+    source: concat!("#define SYMSEG_TILES_CHECKED\n", include_str!("kernels/loss.cu")),
+};
 /// Confusion counts and asymmetry (SPEC §5–6).
 pub const STATS: KernelSource =
     KernelSource { file: "stats.cu", entry: "symseg_stats", source: include_str!("kernels/stats.cu") };
@@ -75,8 +82,8 @@ pub const FACTORS: KernelSource =
 
 /// Every kernel source, each with its strategy a launch argument (what the
 /// CPU emulation and the CPU driver run).
-pub const ALL: [KernelSource; 8] =
-    [SCAN, SCAN_ROWS, FACTORS, LOSS, LOSS_ROWS, LOSS_ROWS_CHECKED, STATS, SYMMETRISE];
+pub const ALL: [KernelSource; 9] =
+    [SCAN, SCAN_ROWS, FACTORS, LOSS, LOSS_CHECKED, LOSS_ROWS, LOSS_ROWS_CHECKED, STATS, SYMMETRISE];
 
 /// The loss kernel compiled for one strategy (`SYMSEG_STRATEGY`, the
 /// `strategy` code of `launch_args::LossArgs`): its branches fold away and it
@@ -92,6 +99,34 @@ pub const LOSS_BY_STRATEGY: [KernelSource; 5] = [
 
 const fn loss_for(file: &'static str, source: &'static str) -> KernelSource {
     KernelSource { file, entry: LOSS.entry, source }
+}
+
+/// [`LOSS_CHECKED`] compiled for each strategy.
+pub const LOSS_CHECKED_BY_STRATEGY: [KernelSource; 5] = [
+    loss_checked_for(
+        "loss.cu[plain, checked]",
+        concat!("#define SYMSEG_STRATEGY 0\n#define SYMSEG_TILES_CHECKED\n", include_str!("kernels/loss.cu")),
+    ),
+    loss_checked_for(
+        "loss.cu[dual, checked]",
+        concat!("#define SYMSEG_STRATEGY 1\n#define SYMSEG_TILES_CHECKED\n", include_str!("kernels/loss.cu")),
+    ),
+    loss_checked_for(
+        "loss.cu[average, checked]",
+        concat!("#define SYMSEG_STRATEGY 2\n#define SYMSEG_TILES_CHECKED\n", include_str!("kernels/loss.cu")),
+    ),
+    loss_checked_for(
+        "loss.cu[upper, checked]",
+        concat!("#define SYMSEG_STRATEGY 3\n#define SYMSEG_TILES_CHECKED\n", include_str!("kernels/loss.cu")),
+    ),
+    loss_checked_for(
+        "loss.cu[lower, checked]",
+        concat!("#define SYMSEG_STRATEGY 4\n#define SYMSEG_TILES_CHECKED\n", include_str!("kernels/loss.cu")),
+    ),
+];
+
+const fn loss_checked_for(file: &'static str, source: &'static str) -> KernelSource {
+    KernelSource { file, entry: LOSS_CHECKED.entry, source }
 }
 
 /// [`LOSS_ROWS`] compiled for each strategy it serves (`None`: `average`,

@@ -153,20 +153,14 @@ impl LossArgs {
     }
 }
 
-/// Per sample, the element loss's reduction factor `r_b` (SPEC §4) of a
-/// batch with these counted sets.
-pub(crate) fn element_factors(cfg: &LossConfig, counts: &[RegionCounts]) -> Vec<f64> {
-    let terms: Vec<u64> = counts.iter().map(|c| c.terms(cfg.strategy)).collect();
-    cfg.reduction.factors(&terms)
-}
-
-/// Per sample, `r_b` and `lambda * r_P` (SPEC §3–4) as the host computes
-/// them: what `symseg_factors` must reproduce bit for bit.
-#[cfg(test)]
+/// Per sample, `r_b` and `lambda * r_P` (SPEC §3–4) of a batch with these
+/// counted sets, as the host computes them: what `symseg_factors` must
+/// reproduce bit for bit, and what the checked loss kernels are given.
 pub(crate) fn host_factors(cfg: &LossConfig, counts: &[RegionCounts]) -> (Vec<f64>, Vec<f64>) {
+    let terms: Vec<u64> = counts.iter().map(|c| c.terms(cfg.strategy)).collect();
     let lambda = cfg.penalty.map_or(0.0, |p| p.weight);
     let rp = cfg.reduction.factors(&counts.iter().map(|c| c.pairs).collect::<Vec<_>>());
-    (element_factors(cfg, counts), rp.iter().map(|&v| lambda * v).collect())
+    (cfg.reduction.factors(&terms), rp.iter().map(|&v| lambda * v).collect())
 }
 
 /// The element-loss and penalty totals from `symseg_loss`'s per-block

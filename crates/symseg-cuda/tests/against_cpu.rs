@@ -120,10 +120,11 @@ fn random_cases_match_the_reference_and_the_cpu() {
     }
 }
 
-/// Calls without a mask whose strategy the row kernel serves are one
-/// checked pass; ignore marks under a sum keep it, under a mean it is redone
-/// after a scan and the next calls skip it, and invalid labels are redone
-/// to name their error. Counted by `loss_paths`, with every result checked.
+/// Calls without a mask are one checked pass (the row kernel's where it
+/// serves the call, the tile kernel's otherwise); ignore marks under a sum
+/// keep it, under a mean it is redone after a scan and the next calls skip
+/// it, and invalid labels are redone to name their error. Counted by
+/// `loss_paths`, with every result checked.
 #[test]
 fn calls_without_a_mask_check_their_labels_in_the_loss_pass() {
     let Some(gpu) = backend() else { return };
@@ -133,8 +134,7 @@ fn calls_without_a_mask_check_their_labels_in_the_loss_pass() {
     }
     let mut rng = Rng::new(4242);
     let mut want = LossPaths::default();
-    let strategies = [Strategy::Plain, Strategy::Dual, Strategy::Upper, Strategy::Lower];
-    for round in 0..24 {
+    for round in 0..30 {
         let spec = CaseSpec {
             lengths: rng.chance(0.5),
             min_sep: [0, 1, 3, 200][rng.below(4)],
@@ -143,15 +143,19 @@ fn calls_without_a_mask_check_their_labels_in_the_loss_pass() {
             ..CaseSpec::new(1 + rng.below(3), [1, 7, 33, 64, 100, 129][round % 6])
         };
         let case = Case::random(&mut rng, &spec);
-        let cfg = random_config(&mut rng).strategy(strategies[round % 4]).penalty(None);
+        // Every strategy, half the time with a penalty (the tile kernel's).
+        let cfg = random_config(&mut rng).strategy(Strategy::ALL[round % 5]);
         check_against_both(&gpu, &case, &cfg, &format!("round {round}"));
         want.checked += 2;
         assert_eq!(gpu.loss_paths(), want, "round {round}");
     }
     let marked =
         Case::random(&mut rng, &CaseSpec { ignore: 0.1, lengths: true, min_sep: 2, ..CaseSpec::new(2, 65) });
-    check_against_both(&gpu, &marked, &LossConfig::default().reduction(Reduction::Sum), "marks, sum");
-    want.checked += 2;
+    for strategy in [Strategy::Plain, Strategy::Average] {
+        let cfg = LossConfig::default().strategy(strategy).reduction(Reduction::Sum);
+        check_against_both(&gpu, &marked, &cfg, &format!("marks, sum, {strategy:?}"));
+        want.checked += 2;
+    }
     assert_eq!(gpu.loss_paths(), want, "ignore marks under a sum");
     // Under a mean: redone, and the loss-only call after it skips the pass.
     check_against_both(&gpu, &marked, &LossConfig::default(), "marks, mean");

@@ -62,6 +62,7 @@ fn every_build() -> impl Iterator<Item = &'static kernels::KernelSource> {
     kernels::ALL
         .iter()
         .chain(&kernels::LOSS_BY_STRATEGY)
+        .chain(&kernels::LOSS_CHECKED_BY_STRATEGY)
         .chain(kernels::LOSS_ROWS_BY_STRATEGY.iter().flatten())
         .chain(kernels::LOSS_ROWS_CHECKED_BY_STRATEGY.iter().flatten())
 }

@@ -324,6 +324,15 @@ __device__ __forceinline__ int lowest_bit(unsigned m) {
 #endif
 }
 
+// The number of set bits of m.
+__device__ __forceinline__ int count_bits(unsigned m) {
+#ifdef __CUDA_ARCH__
+    return __popc(m);
+#else
+    return __builtin_popcount(m);
+#endif
+}
+
 // Whether (i, j) of a sample of length len counts, given its label and mask
 // (SPEC §1; the mask pointer may be null).
 template <typename I>

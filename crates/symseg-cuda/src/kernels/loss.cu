@@ -5,7 +5,9 @@
 // its sample's reduction factors; the host adds them in block order, so with
 // the grid fixed the result is the same run to run. It runs after the scan and
 // `symseg_factors` with no host step between, and does nothing where the scan
-// found a violation.
+// found a violation. Compiled with SYMSEG_TILES_CHECKED, the module's kernel
+// is instead `symseg_loss_checked`, for calls without a mask: it checks the
+// labels itself, so that no scan and no factors kernel precede it (below).
 
 #define STRAT_PLAIN 0
 #define STRAT_DUAL 1
@@ -68,16 +70,37 @@ __device__ __forceinline__ float pair_terms(int S, const Elem& e, float xij, flo
     }
 }
 
+// Whether labels a (at (i, j)) and b (at (j, i)) of a pair inside the
+// sample break SPEC §1: a value outside {0, 1, 255}, or labels that differ
+// (where symmetry is required) or of which one only is an ignore mark.
+__device__ __forceinline__ bool invalid_pair(unsigned a, unsigned b, bool require_symmetric) {
+    const bool bad_value = (a > 1u && a != IGNORE) || (b > 1u && b != IGNORE);
+    return bad_value || (require_symmetric ? a != b : (a == IGNORE) != (b == IGNORE));
+}
+
+// The same for four pairs at once: a strip's labels `own` and their
+// mirrors `mir`, a byte each.
+__device__ __forceinline__ bool invalid_strip(unsigned own, unsigned mir, bool require_symmetric) {
+    // Bytes above 1 that are not 255.
+    const unsigned bad = (nonzero_bytes(own & 0xFEFEFEFEu) & nonzero_bytes(~own)) |
+                         (nonzero_bytes(mir & 0xFEFEFEFEu) & nonzero_bytes(~mir));
+    return bad != 0u || (require_symmetric ? own != mir : nonzero_bytes(~own) != nonzero_bytes(~mir));
+}
+
 // The kernel's body: the grid-stride walk over tile pairs. Rows, columns,
 // lengths and the separation are 32-bit (the host sends n <= 2^20); flat
-// offsets, 64-bit, are formed once a row.
+// offsets, 64-bit, are formed once a row. CHECK: the checked kernel's label
+// checks (see `symseg_loss_checked`), without a mask.
+template <bool CHECK>
 __device__ __forceinline__ void loss_body(int S, const float* __restrict__ x, const u8* __restrict__ y,
                                           const u8* __restrict__ mask, float* __restrict__ grad,
                                           const long long* __restrict__ lengths, long long batch, long long n,
                                           long long sep, int wide, const Elem& e, int pen_kind, int pen_probs,
                                           float delta, const double* __restrict__ r, const double* __restrict__ wp,
                                           double* __restrict__ partial, u64* __restrict__ bad, float (*sx)[TILE + 1],
-                                          float (*sg)[TILE + 1], u8 (*sy)[TILE + 4], double* red) {
+                                          float (*sg)[TILE + 1], u8 (*sy)[TILE + 4], double* red,
+                                          bool require_symmetric, u64* __restrict__ ignored,
+                                          u64* __restrict__ violation) {
     const int nn = (int)n, k = sep < n ? (int)sep : nn;
     const int il = (int)(thread_id() / STRIPS), jl0 = STRIP * (int)(thread_id() % STRIPS);
     double acc = 0.0, pacc = 0.0;
@@ -117,6 +140,21 @@ __device__ __forceinline__ void loss_body(int S, const float* __restrict__ x, co
         // Sums of at most 16 non-negative f32 terms (error < 1e-6 relative),
         // then added in f64.
         float tacc = 0.0f, tpacc = 0.0f;
+        // CHECK: this pair's invalid labels, and ignore marks of the counted set.
+        bool invalid = false;
+        unsigned ignored_pairs = 0u, ignored_diag = 0u;
+        if (CHECK && inner) {
+            // Every element real and counted but for ignore marks: the strip
+            // and its mirrors as words.
+            unsigned own_w = 0u, mir_w = 0u;
+#pragma unroll
+            for (int c = 0; c < STRIP; ++c) {
+                own_w |= (unsigned)own.y[c] << (8 * c);
+                mir_w |= (unsigned)sy[jl0 + c][il] << (8 * c);
+            }
+            invalid = invalid_strip(own_w, mir_w, require_symmetric);
+            ignored_pairs = count_bits(nonzero_bytes(~own_w) ^ 0x80808080u);
+        }
         // Unrolled, so that the strips stay in registers (indexed by a
         // variable they would go to local memory).
 #pragma unroll
@@ -131,6 +169,13 @@ __device__ __forceinline__ void loss_body(int S, const float* __restrict__ x, co
                     continue;
                 }
                 count = counted(i, j, len, k, yij, own.m[c]);
+                if (CHECK && i < len && j < len) {
+                    invalid = invalid || invalid_pair(yij, sy[jl][il], require_symmetric);
+                    if (yij == IGNORE) {
+                        ignored_pairs += (i < j && j - i >= k) ? 1u : 0u;
+                        ignored_diag += (i == j && k == 0) ? 1u : 0u;
+                    }
+                }
             }
             const float xij = own.x[c], xji = sx[jl][il];
             float gij = 0.0f, gji = 0.0f;
@@ -175,6 +220,22 @@ __device__ __forceinline__ void loss_body(int S, const float* __restrict__ x, co
         }
         acc += rd * (double)tacc;
         pacc += wpd * (double)tpacc;
+        if (CHECK) {
+            if (invalid) {
+                atomicExch(violation, 0ull);
+            }
+            if (ignored_pairs != 0u) {
+                atomicAdd(&ignored[2 * t.b], (u64)ignored_pairs);
+            }
+            if (ignored_diag != 0u) {
+                atomicAdd(&ignored[2 * t.b + 1], (u64)ignored_diag);
+            }
+        } else {
+            (void)invalid;
+            (void)require_symmetric;
+            (void)ignored;
+            (void)violation;
+        }
         if (grad && !diagonal && i < nn) {
             store_strip(grad + own_at, col, nn, wide, gs);
         }
@@ -192,6 +253,36 @@ __device__ __forceinline__ void loss_body(int S, const float* __restrict__ x, co
     }
 }
 
+#ifdef SYMSEG_TILES_CHECKED
+// The pass for a call without a mask that no scan precedes, as
+// `symseg_loss_rows_checked` is for the row kernel's strategies: reduction
+// factors the host derived from the lengths alone, the labels checked as
+// the pass goes (each unordered pair's two labels are at hand here, so no
+// balance is needed), and per sample the ignore marks of the counted set
+// in `ignored` (pairs, diagonal; zeros before). `violation` is set to 0
+// where the labels are invalid.
+extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss_checked(
+    const float* __restrict__ x, const u8* __restrict__ y, float* __restrict__ grad,
+    const long long* __restrict__ lengths, long long batch, long long n, long long sep, int wide, int strategy,
+    float w_pos, float w_neg, float gamma, int kind, int pen_kind, int pen_probs, float delta,
+    int require_symmetric, const double* __restrict__ r, const double* __restrict__ wp, u64* __restrict__ ignored,
+    u64* __restrict__ violation, double* __restrict__ partial, u64* __restrict__ bad) {
+    __shared__ float sx[TILE][TILE + 1];
+    __shared__ float sg[TILE][TILE + 1];
+    __shared__ __align__(16) u8 sy[TILE][TILE + 4];
+    __shared__ double red[THREADS];
+
+    const Elem e = {w_pos, w_neg, gamma, kind};
+#ifdef SYMSEG_STRATEGY
+    (void)strategy;
+    const int S = SYMSEG_STRATEGY;
+#else
+    const int S = strategy;
+#endif
+    loss_body<true>(S, x, y, nullptr, grad, lengths, batch, n, sep, wide, e, pen_kind, pen_probs, delta, r, wp,
+                    partial, bad, sx, sg, sy, red, require_symmetric != 0, ignored, violation);
+}
+#else
 extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss(
     const float* __restrict__ x, const u8* __restrict__ y, const u8* __restrict__ mask,
     float* __restrict__ grad, const long long* __restrict__ lengths, long long batch, long long n, long long sep,
@@ -218,6 +309,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss(
 #else
     const int S = strategy;
 #endif
-    loss_body(S, x, y, mask, grad, lengths, batch, n, sep, wide, e, pen_kind, pen_probs, delta, r, wp, partial,
-              bad, sx, sg, sy, red);
+    loss_body<false>(S, x, y, mask, grad, lengths, batch, n, sep, wide, e, pen_kind, pen_probs, delta, r, wp,
+                     partial, bad, sx, sg, sy, red, true, nullptr, nullptr);
 }
+#endif
