@@ -226,12 +226,12 @@ pub fn run(args: &Args) -> bool {
         println!("== DRY RUN on the CPU driver: small shapes; every time below is the CPU's, not a GPU's");
     }
     println!("== GPU benchmark (loss + gradient, float32, focal alpha 0.25 gamma 2, median)");
-    // Calls without a mask (these) check their labels in the row loss kernel
-    // where it serves the strategy, else take the row scan, unless told otherwise.
+    // Calls without a mask (these) check their labels in the loss pass itself,
+    // unless SYMSEG_CUDA_SCAN asks for a scan first.
     println!(
         "labels checked by: {}",
         match CudaBackend::validation() {
-            Validation::Auto => "the loss pass where it serves the strategy, else the row scan",
+            Validation::Auto => "the loss pass itself (calls without a mask)",
             Validation::RowScan => "the row scan (SYMSEG_CUDA_SCAN=rows)",
             Validation::TileScan => "the tile scan (SYMSEG_CUDA_SCAN=tiles)",
         }

@@ -60,10 +60,6 @@ inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v)
     return std::atomic_ref<unsigned long long>(*p).fetch_add(v);
 }
 
-inline unsigned long long atomicExch(unsigned long long* p, unsigned long long v) {
-    return std::atomic_ref<unsigned long long>(*p).exchange(v);
-}
-
 inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 
 #if defined(EMU_FIBERS)

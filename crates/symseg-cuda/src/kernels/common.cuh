@@ -333,6 +333,42 @@ __device__ __forceinline__ int count_bits(unsigned m) {
 #endif
 }
 
+// What a checked loss pass found in one item of sample b: invalid labels
+// (*violation becomes 0), and ignore marks of the counted set (pairs,
+// diagonal), added to the sample's two words of `ignored`. Atomics only
+// where there is something to say.
+__device__ __forceinline__ void report_checks(bool invalid, unsigned ignored_pairs, unsigned ignored_diag,
+                                              long long b, u64* ignored, u64* violation) {
+    if (invalid) {
+        atomicMin(violation, 0ull);
+    }
+    if (ignored_pairs != 0u) {
+        atomicAdd(&ignored[2 * b], (u64)ignored_pairs);
+    }
+    if (ignored_diag != 0u) {
+        atomicAdd(&ignored[2 * b + 1], (u64)ignored_diag);
+    }
+}
+
+// The row-wise symmetry test's end (`scan_rows.cu`): thread 0 of each block,
+// once, adds the block's balance (upper minus lower non-zero labels,
+// wrapping) to tally[0] and counts the block done in tally[1]; the last
+// block to finish then sees every block's balance and sets *violation to 0
+// where it is not 0.
+__device__ __forceinline__ void settle_balance(unsigned long long net, u64* tally, u64* violation) {
+    if (net) {
+        atomicAdd(&tally[0], net);
+    }
+    // The balance added before this block counts itself done.
+    __threadfence();
+    if (atomicAdd(&tally[1], 1ull) == gridDim.x - 1ull) {
+        __threadfence();
+        if (atomicAdd(&tally[0], 0ull) != 0ull) {
+            atomicMin(violation, 0ull);
+        }
+    }
+}
+
 // Whether (i, j) of a sample of length len counts, given its label and mask
 // (SPEC §1; the mask pointer may be null).
 template <typename I>

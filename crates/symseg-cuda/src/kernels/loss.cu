@@ -221,15 +221,7 @@ __device__ __forceinline__ void loss_body(int S, const float* __restrict__ x, co
         acc += rd * (double)tacc;
         pacc += wpd * (double)tpacc;
         if (CHECK) {
-            if (invalid) {
-                atomicExch(violation, 0ull);
-            }
-            if (ignored_pairs != 0u) {
-                atomicAdd(&ignored[2 * t.b], (u64)ignored_pairs);
-            }
-            if (ignored_diag != 0u) {
-                atomicAdd(&ignored[2 * t.b + 1], (u64)ignored_diag);
-            }
+            report_checks(invalid, ignored_pairs, ignored_diag, t.b, ignored, violation);
         } else {
             (void)invalid;
             (void)require_symmetric;

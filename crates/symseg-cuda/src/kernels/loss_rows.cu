@@ -232,15 +232,7 @@ __device__ __forceinline__ void loss_rows(const float* __restrict__ x, const u8*
                             &invalid);
                 check_strip(yb, i, j1, len, k, require_symmetric, ys, nn, &balance, &ignored_pairs, &ignored_diag,
                             &invalid);
-                if (invalid) {
-                    atomicExch(violation, 0ull);
-                }
-                if (ignored_pairs != 0u) {
-                    atomicAdd(&ignored[2 * w.b], (u64)ignored_pairs);
-                }
-                if (ignored_diag != 0u) {
-                    atomicAdd(&ignored[2 * w.b + 1], (u64)ignored_diag);
-                }
+                report_checks(invalid, ignored_pairs, ignored_diag, w.b, ignored, violation);
             }
             unsigned cnt_a = 0x80808080u, cnt_b = 0x80808080u;
             if (mask) {
@@ -302,16 +294,7 @@ __device__ __forceinline__ void loss_rows(const float* __restrict__ x, const u8*
         __shared__ unsigned long long red_balance[THREADS];
         const unsigned long long net = block_sum((unsigned long long)(long long)balance, red_balance);
         if (thread_id() == 0) {
-            if (net) {
-                atomicAdd(&tally[0], net);
-            }
-            __threadfence();
-            if (atomicAdd(&tally[1], 1ull) == gridDim.x - 1ull) {
-                __threadfence();
-                if (atomicAdd(&tally[0], 0ull) != 0ull) {
-                    atomicExch(violation, 0ull);
-                }
-            }
+            settle_balance(net, tally, violation);
         }
     } else {
         (void)balance;

@@ -149,17 +149,6 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_scan_ro
     }
     const unsigned long long net = block_sum(balance, red);
     if (thread_id() == 0) {
-        if (net) {
-            atomicAdd(&tally[0], net);
-        }
-        // The balance added before this block counts itself done; the last
-        // block then sees every block's.
-        __threadfence();
-        if (atomicAdd(&tally[1], 1ull) == gridDim.x - 1ull) {
-            __threadfence();
-            if (atomicAdd(&tally[0], 0ull) != 0ull) {
-                atomicMin(violation, 0ull);
-            }
-        }
+        settle_balance(net, tally, violation);
     }
 }
