@@ -1,5 +1,6 @@
 //! [`CudaBackend`]: the [`TensorBackend`] over device memory.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -38,14 +39,45 @@ impl Kernel {
     }
 }
 
-/// The loss kernel a call launches: the tile kernel (`loss.cu`) or the row
-/// kernel (`loss_rows.cu`), which strides over quads and not tile pairs.
-struct LossKernel<'k> {
-    kernel: &'k Kernel,
+/// Which loss kernel a call launches (each compiled per strategy and
+/// element-loss kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum LossVariant {
+    /// `loss.cu`, over tile pairs, after a scan.
+    Tiles,
+    /// `loss_rows.cu`, along rows, after a scan.
+    Rows,
+    /// `loss.cu` checking the labels itself.
+    TilesChecked,
+    /// `loss_rows.cu` checking the labels itself.
+    RowsChecked,
+}
+
+impl LossVariant {
+    /// The source compiled for strategy code `code` (`None`: no such build).
+    fn source(self, code: i32) -> Option<&'static KernelSource> {
+        let i = usize::try_from(code).ok().filter(|&i| i < kernels::LOSS_BY_STRATEGY.len())?;
+        match self {
+            LossVariant::Tiles => Some(&kernels::LOSS_BY_STRATEGY[i]),
+            LossVariant::Rows => kernels::LOSS_ROWS_BY_STRATEGY[i].as_ref(),
+            LossVariant::TilesChecked => Some(&kernels::LOSS_CHECKED_BY_STRATEGY[i]),
+            LossVariant::RowsChecked => kernels::LOSS_ROWS_CHECKED_BY_STRATEGY[i].as_ref(),
+        }
+    }
+
+    /// Whether it strides over a row's octets rather than tile pairs.
+    fn rows(self) -> bool {
+        matches!(self, LossVariant::Rows | LossVariant::RowsChecked)
+    }
+}
+
+/// A loss kernel as a call launches it.
+struct LossKernel {
+    kernel: Arc<Kernel>,
     rows: bool,
 }
 
-impl LossKernel<'_> {
+impl LossKernel {
     fn blocks(&self, dims: Dims) -> u32 {
         if self.rows {
             launch_args::row_blocks(dims.batch, dims.n, self.kernel.resident)
@@ -123,21 +155,19 @@ impl Operands<'_> {
     }
 }
 
+/// A loss kernel's build: variant, strategy code, element-loss kind.
+type LossBuild = (LossVariant, i32, i32);
+
 /// The compiled kernels of one context.
 #[derive(Debug)]
 struct Kernels {
     scan: Kernel,
     scan_rows: Kernel,
     factors: Kernel,
-    /// The loss kernel for each strategy code (`kernels::LOSS_BY_STRATEGY`),
-    /// compiled on first use: a call compiles only what it runs.
-    loss: [OnceLock<std::result::Result<Kernel, String>>; 5],
-    /// The row kernel for each strategy code it serves (`kernels::LOSS_ROWS_BY_STRATEGY`).
-    loss_rows: [OnceLock<std::result::Result<Kernel, String>>; 5],
-    /// The checked tile and row kernels, likewise
-    /// (`kernels::LOSS_CHECKED_BY_STRATEGY`, `kernels::LOSS_ROWS_CHECKED_BY_STRATEGY`).
-    loss_checked: [OnceLock<std::result::Result<Kernel, String>>; 5],
-    loss_rows_checked: [OnceLock<std::result::Result<Kernel, String>>; 5],
+    /// The loss kernels, each compiled for one strategy and element-loss
+    /// kind on its first use (a call compiles only what it runs), or why
+    /// one did not compile.
+    loss: Mutex<HashMap<LossBuild, std::result::Result<Arc<Kernel>, String>>>,
     stats: Kernel,
     symmetrise: Kernel,
 }
@@ -312,10 +342,13 @@ impl CudaBackend {
             (kernels::SCAN.entry, k.scan.resident),
             (kernels::SCAN_ROWS.entry, k.scan_rows.resident),
             (kernels::FACTORS.entry, k.factors.resident),
-            (kernels::LOSS.entry, self.loss_kernel_of(k, 0, false)?.kernel.resident),
-            (kernels::LOSS_ROWS.entry, self.loss_kernel_of(k, 0, true)?.kernel.resident),
-            (kernels::LOSS_CHECKED.entry, self.checked_kernel(k, 0, false)?.resident),
-            (kernels::LOSS_ROWS_CHECKED.entry, self.checked_kernel(k, 0, true)?.resident),
+            (kernels::LOSS.entry, self.loss_build(k, (LossVariant::Tiles, 0, 0))?.resident),
+            (kernels::LOSS_ROWS.entry, self.loss_build(k, (LossVariant::Rows, 0, 0))?.resident),
+            (kernels::LOSS_CHECKED.entry, self.loss_build(k, (LossVariant::TilesChecked, 0, 0))?.resident),
+            (
+                kernels::LOSS_ROWS_CHECKED.entry,
+                self.loss_build(k, (LossVariant::RowsChecked, 0, 0))?.resident,
+            ),
             (kernels::STATS.entry, k.stats.resident),
             (kernels::SYMMETRISE.entry, k.symmetrise.resident),
         ])
@@ -356,10 +389,7 @@ impl CudaBackend {
             scan: self.load_kernel(&kernels::SCAN)?,
             scan_rows: self.load_kernel(&kernels::SCAN_ROWS)?,
             factors: self.load_kernel(&kernels::FACTORS)?,
-            loss: Default::default(),
-            loss_rows: Default::default(),
-            loss_checked: Default::default(),
-            loss_rows_checked: Default::default(),
+            loss: Mutex::default(),
             stats: self.load_kernel(&kernels::STATS)?,
             symmetrise: self.load_kernel(&kernels::SYMMETRISE)?,
         })
@@ -368,10 +398,13 @@ impl CudaBackend {
     /// Compiles `k` for this device, loads it into the context and asks the
     /// driver how many of its blocks the device keeps resident.
     fn load_kernel(&self, k: &KernelSource) -> Result<Kernel> {
+        self.load_ptx(k, kernels::compile(k, self.arch)?)
+    }
+
+    fn load_ptx(&self, k: &KernelSource, ptx: cudarc::nvrtc::Ptx) -> Result<Kernel> {
         let sms =
             self.ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).map_err(dev)?;
         let sms = u32::try_from(sms).unwrap_or(1).max(1);
-        let ptx = kernels::compile(k, self.arch)?;
         let module = self.ctx.load_module(ptx).map_err(dev)?;
         let function = module.load_function(k.entry).map_err(dev)?;
         let per_sm =
@@ -379,55 +412,43 @@ impl CudaBackend {
         Ok(Kernel { function, resident: sms.saturating_mul(per_sm.max(1)) })
     }
 
-    /// The loss kernel for `args`, compiled on its first use: the row kernel
-    /// where it applies (`kernels::rows_apply`), else the tile kernel.
-    fn loss_kernel<'k>(
+    /// The loss kernel `build`, compiled and loaded on its first use.
+    fn loss_build(&self, k: &Kernels, build: LossBuild) -> Result<Arc<Kernel>> {
+        let (variant, code, kind) = build;
+        let backend_error = |message: String| Error::Backend { backend: "cuda", message };
+        let source = variant
+            .source(code)
+            .ok_or_else(|| backend_error(format!("no {variant:?} loss kernel for strategy code {code}")))?;
+        let mut built =
+            k.loss.lock().map_err(|_| backend_error("an earlier kernel compilation panicked".into()))?;
+        let entry = built.entry(build).or_insert_with(|| {
+            kernels::compile_for_kind(source, self.arch, kind)
+                .and_then(|ptx| self.load_ptx(source, ptx))
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        });
+        entry.clone().map_err(backend_error)
+    }
+
+    /// The loss kernel for `args` after a scan: the row kernel where it
+    /// applies (`kernels::rows_apply`), else the tile kernel; `checked`, its
+    /// twin that checks the labels itself.
+    fn loss_kernel(
         &self,
-        k: &'k Kernels,
+        k: &Kernels,
         args: &LossArgs,
         require_symmetric: bool,
-    ) -> Result<LossKernel<'k>> {
+        checked: bool,
+    ) -> Result<LossKernel> {
         let rows = kernels::rows_apply(args.strategy, args.pen_kind, require_symmetric);
-        self.loss_kernel_of(k, args.strategy, rows)
-    }
-
-    /// The tile kernel for strategy code `code`, or its row kernel (`rows`)
-    /// where there is one.
-    fn loss_kernel_of<'k>(&self, k: &'k Kernels, code: i32, rows: bool) -> Result<LossKernel<'k>> {
-        let i = usize::try_from(code).ok().filter(|&i| i < k.loss.len()).ok_or_else(|| Error::Backend {
-            backend: "cuda",
-            message: format!("no loss kernel for strategy code {code}"),
-        })?;
-        let (cell, source, rows) = match kernels::LOSS_ROWS_BY_STRATEGY[i] {
-            Some(ref source) if rows => (&k.loss_rows[i], source, true),
-            _ => (&k.loss[i], &kernels::LOSS_BY_STRATEGY[i], false),
+        let variant = match (rows, checked) {
+            (true, false) => LossVariant::Rows,
+            (false, false) => LossVariant::Tiles,
+            (true, true) => LossVariant::RowsChecked,
+            (false, true) => LossVariant::TilesChecked,
         };
-        let kernel = cell
-            .get_or_init(|| self.load_kernel(source).map_err(|e| e.to_string()))
-            .as_ref()
-            .map_err(|m| Error::Backend { backend: "cuda", message: m.clone() })?;
-        Ok(LossKernel { kernel, rows })
-    }
-
-    /// The checked tile kernel for strategy code `code`, or its checked row
-    /// kernel (`rows`), compiled on its first use.
-    fn checked_kernel<'k>(&self, k: &'k Kernels, code: i32, rows: bool) -> Result<&'k Kernel> {
-        let missing = || Error::Backend {
-            backend: "cuda",
-            message: format!(
-                "no checked {} kernel for strategy code {code}",
-                if rows { "row" } else { "tile" }
-            ),
-        };
-        let i = usize::try_from(code).ok().filter(|&i| i < k.loss_checked.len()).ok_or_else(missing)?;
-        let (cell, source) = if rows {
-            (&k.loss_rows_checked[i], kernels::LOSS_ROWS_CHECKED_BY_STRATEGY[i].as_ref().ok_or_else(missing)?)
-        } else {
-            (&k.loss_checked[i], &kernels::LOSS_CHECKED_BY_STRATEGY[i])
-        };
-        cell.get_or_init(|| self.load_kernel(source).map_err(|e| e.to_string()))
-            .as_ref()
-            .map_err(|m| Error::Backend { backend: "cuda", message: m.clone() })
+        let kernel = self.loss_build(k, (variant, args.strategy, args.elem.kind))?;
+        Ok(LossKernel { kernel, rows: variant.rows() })
     }
 
     /// Shapes and lengths of an input (SPEC §1).
@@ -543,16 +564,12 @@ impl CudaBackend {
         require_symmetric: bool,
         g: u64,
     ) -> Result<Option<LossReport>> {
-        let rows = kernels::rows_apply(args.strategy, args.pen_kind, require_symmetric);
-        let kernel = self.checked_kernel(self.kernels()?, args.strategy, rows)?;
+        let kernel = self.loss_kernel(self.kernels()?, args, require_symmetric, true)?;
+        let rows = kernel.rows;
         let unmasked: Vec<RegionCounts> =
             lens.iter().map(|&l| RegionCounts::unmasked(l, ops.min_sep)).collect();
         let (r, wp) = launch_args::host_factors(cfg, &unmasked);
-        let blocks = if rows {
-            launch_args::row_blocks(dims.batch, dims.n, kernel.resident)
-        } else {
-            kernel.blocks(dims)
-        };
+        let blocks = kernel.blocks(dims);
         let scan = ScanWords::new(dims.batch);
         let at = LossWords::new(scan.end, dims.batch, blocks as usize);
         let mut w = self.scratch.words(&self.stream, at.partial.end)?;
@@ -577,7 +594,7 @@ impl CudaBackend {
         let (x, y) = (ops.x.ptr, ops.y.ptr);
         let (batch, n, sep) = (dims.batch as i64, dims.n as i64, ops.min_sep as i64);
         let (wide, sym) = (i32::from(launch_args::wide(dims.n, &[x, g], &[y])), i32::from(require_symmetric));
-        let mut b = self.stream.launch_builder(&kernel.function);
+        let mut b = self.stream.launch_builder(&kernel.kernel.function);
         b.arg(&x).arg(&y).arg(&g).arg(&lengths).arg(&batch).arg(&n).arg(&sep).arg(&wide);
         b.arg(&args.strategy).arg(&fe.w_pos).arg(&fe.w_neg).arg(&fe.gamma).arg(&fe.kind);
         if rows {
@@ -587,8 +604,7 @@ impl CudaBackend {
             b.arg(&ignored).arg(&violation);
         }
         b.arg(&partial).arg(&bad);
-        let launch =
-            LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
+        let launch = kernel.config(dims);
         // SAFETY: the arguments match `symseg_loss_rows_checked`'s parameters
         // (`rows`) or `symseg_loss_checked`'s in order and type; every pointer
         // covers the validated `[B, N, N]` extent (or is 0, the gradient of a
@@ -797,7 +813,7 @@ impl CudaBackend {
             }
         }
         self.count_path(2);
-        let loss_kernel = self.loss_kernel(k, &args, require_symmetric)?;
+        let loss_kernel = self.loss_kernel(k, &args, require_symmetric, false)?;
         let scan = ScanWords::new(dims.batch);
         let at = LossWords::new(scan.end, dims.batch, loss_kernel.blocks(dims) as usize);
         let mut w = self.scratch.words(&self.stream, at.partial.end)?;

@@ -233,15 +233,41 @@ pub fn full_source(k: &KernelSource) -> String {
 /// that runs.
 const ACCURACY_FLAGS: [&str; 4] = ["--ftz=false", "--prec-div=true", "--prec-sqrt=true", "--fmad=true"];
 
+/// How `s^gamma` of the element loss is evaluated: the `kind` of
+/// `launch_args::ElemArgs` (0, 1, 2 by multiplication, 3 by `exp`). The
+/// backend compiles each loss kernel for the kind a call needs.
+pub const ELEM_KINDS: [i32; 4] = [0, 1, 2, 3];
+
+/// NVRTC's options for `elem_kind` (see [`compile_for_kind`]).
+fn options(elem_kind: Option<i32>) -> Vec<String> {
+    let mut opts = ACCURACY_FLAGS.map(String::from).to_vec();
+    opts.extend(elem_kind.map(|kind| format!("-DSYMSEG_ELEM_KIND={kind}")));
+    opts
+}
+
 /// Compiles `k` to PTX for `arch` (e.g. `"compute_90"`), with IEEE division
 /// and square roots and no flush-to-zero, as SPEC §4's accuracy needs.
 ///
 /// # Errors
 /// [`Error::Backend`] with NVRTC's log when the source does not compile.
 pub fn compile(k: &KernelSource, arch: &'static str) -> Result<Ptx> {
+    compile_with(k, arch, None)
+}
+
+/// [`compile`] for one element-loss kind (one of [`ELEM_KINDS`]): the
+/// kernel's `Elem::kind` argument is then ignored and `s^gamma`'s selects
+/// fold away (`SYMSEG_ELEM_KIND` in `common.cuh`). For the loss kernels.
+///
+/// # Errors
+/// As [`compile`].
+pub fn compile_for_kind(k: &KernelSource, arch: &'static str, elem_kind: i32) -> Result<Ptx> {
+    compile_with(k, arch, Some(elem_kind))
+}
+
+fn compile_with(k: &KernelSource, arch: &'static str, elem_kind: Option<i32>) -> Result<Ptx> {
     let opts = CompileOptions {
         arch: Some(arch),
-        options: ACCURACY_FLAGS.map(String::from).to_vec(),
+        options: options(elem_kind),
         name: Some(k.file.to_string()),
         ..Default::default()
     };
@@ -275,11 +301,23 @@ pub struct Resources {
 /// [`Error::Backend`] when NVRTC is missing, the source does not compile, or
 /// the report lacks a figure.
 pub fn resources(k: &KernelSource, sm: &str) -> Result<Resources> {
+    resources_with(k, sm, None)
+}
+
+/// [`resources`] of [`compile_for_kind`]'s build.
+///
+/// # Errors
+/// As [`resources`].
+pub fn resources_for_kind(k: &KernelSource, sm: &str, elem_kind: i32) -> Result<Resources> {
+    resources_with(k, sm, Some(elem_kind))
+}
+
+fn resources_with(k: &KernelSource, sm: &str, elem_kind: Option<i32>) -> Result<Resources> {
     availability::nvrtc()?;
     let fail = |what: String| Error::Backend { backend: "cuda", message: format!("{}: {what}", k.file) };
     let src = CString::new(full_source(k)).map_err(|e| fail(e.to_string()))?;
     let mut opts = vec![format!("--gpu-architecture={sm}"), "--ptxas-options=-v".into()];
-    opts.extend(ACCURACY_FLAGS.map(String::from));
+    opts.extend(options(elem_kind));
     let prog = nvrtc::create_program(&src, None).map_err(|e| fail(format!("{e:?}")))?;
     // SAFETY: `prog` was created above from `src`, which outlives it, and is
     // destroyed once, after its last use.

@@ -29,8 +29,12 @@ fn every_kernel_compiles_to_ptx() {
     }
     for arch in ARCHS {
         // The generic kernels and the loss kernel compiled for each strategy.
-        for k in every_build() {
-            let ptx = kernels::compile(k, arch).unwrap_or_else(|e| panic!("{} for {arch}: {e}", k.file));
+        for (k, kind) in every_build() {
+            let ptx = match kind {
+                None => kernels::compile(k, arch),
+                Some(kind) => kernels::compile_for_kind(k, arch, kind),
+            };
+            let ptx = ptx.unwrap_or_else(|e| panic!("{} (kind {kind:?}) for {arch}: {e}", k.file));
             let text = ptx.to_src();
             assert!(text.contains(&format!(".entry {}", k.entry)), "{}: no entry {}", k.file, k.entry);
             // The f64 partial sums must stay f64 (no silent demotion).
@@ -57,14 +61,18 @@ fn every_kernel_compiles_to_ptx() {
     }
 }
 
-/// The generic kernels, and each loss kernel compiled for each strategy.
-fn every_build() -> impl Iterator<Item = &'static kernels::KernelSource> {
-    kernels::ALL
+/// The generic kernels (as the emulation runs them), and each loss kernel
+/// compiled for each strategy and element-loss kind (as a GPU runs them).
+fn every_build() -> impl Iterator<Item = (&'static kernels::KernelSource, Option<i32>)> {
+    let specialised = kernels::LOSS_BY_STRATEGY
         .iter()
-        .chain(&kernels::LOSS_BY_STRATEGY)
         .chain(&kernels::LOSS_CHECKED_BY_STRATEGY)
         .chain(kernels::LOSS_ROWS_BY_STRATEGY.iter().flatten())
-        .chain(kernels::LOSS_ROWS_CHECKED_BY_STRATEGY.iter().flatten())
+        .chain(kernels::LOSS_ROWS_CHECKED_BY_STRATEGY.iter().flatten());
+    kernels::ALL
+        .iter()
+        .map(|k| (k, None))
+        .chain(specialised.flat_map(|k| kernels::ELEM_KINDS.iter().map(move |&kind| (k, Some(kind)))))
 }
 
 #[test]
@@ -89,9 +97,13 @@ fn every_kernel_fits_its_launch_bounds_without_spilling() {
     // 64K 32-bit registers per SM on A100 and H100.
     const REGISTERS_PER_SM: u32 = 65_536;
     for sm in ["sm_80", "sm_90"] {
-        for k in every_build() {
-            let r = kernels::resources(k, sm).unwrap_or_else(|e| panic!("{sm}: {e}"));
-            println!("{sm} {}: {r:?}", k.file);
+        for (k, kind) in every_build() {
+            let r = match kind {
+                None => kernels::resources(k, sm),
+                Some(kind) => kernels::resources_for_kind(k, sm, kind),
+            };
+            let r = r.unwrap_or_else(|e| panic!("{sm} (kind {kind:?}): {e}"));
+            println!("{sm} {} kind {kind:?}: {r:?}", k.file);
             assert_eq!(
                 (r.spill_stores, r.spill_loads, r.stack_bytes),
                 (0, 0, 0),
@@ -107,4 +119,29 @@ fn every_kernel_fits_its_launch_bounds_without_spilling() {
             );
         }
     }
+}
+
+/// A build for one element-loss kind leaves out the other kinds' code: the
+/// exponential of `s^gamma` in kinds 0–2, the selects in all.
+#[test]
+fn a_build_for_one_element_kind_drops_the_others() {
+    if nvrtc_missing() {
+        return;
+    }
+    let k = kernels::LOSS_ROWS_BY_STRATEGY[0].as_ref().expect("plain has a row kernel");
+    let text = |ptx: symseg_core::Result<cudarc::nvrtc::Ptx>| ptx.expect("compiles").to_src();
+    let generic = text(kernels::compile(k, "compute_90"));
+    let ex2 = |t: &str| t.matches("ex2.approx").count();
+    let counts: Vec<usize> = kernels::ELEM_KINDS
+        .iter()
+        .map(|&kind| {
+            let built = text(kernels::compile_for_kind(k, "compute_90", kind));
+            assert!(built.len() < generic.len(), "kind {kind}: {} vs generic {}", built.len(), generic.len());
+            ex2(&built)
+        })
+        .collect();
+    // One exponential an element (eight a thread's step) in kinds 0-2, two
+    // in kind 3 (s^gamma by exp); the generic build holds both paths.
+    assert_eq!(counts, [8, 8, 8, 16], "generic {}", ex2(&generic));
+    assert!(ex2(&generic) >= counts[3]);
 }

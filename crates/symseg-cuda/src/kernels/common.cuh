@@ -416,9 +416,19 @@ __device__ __forceinline__ float log1p_unit(float e) {
     return 2.0f * fmaf(s * s2, p, s);
 }
 
+// The loss kernels are compiled for one element-loss kind at a time
+// (SYMSEG_ELEM_KIND, an NVRTC -D option; `kernels::compile_for_kind`), so
+// that s^gamma's selects fold away; without it, `Elem::kind` decides.
+#ifdef SYMSEG_ELEM_KIND
+#define ELEM_KIND(k) SYMSEG_ELEM_KIND
+#else
+#define ELEM_KIND(k) (k)
+#endif
+
 // l(x, y) and dl/dx (focal / BCE, SPEC §2) with z = x for a negative label and
 // -x for a positive one: l = w s^gamma softplus(z), s = sigmoid(z).
 __device__ __forceinline__ void elem_value_grad(const Elem& e, float x, bool pos, float* l, float* g) {
+    const int kind = ELEM_KIND(e.kind);
     float z = pos ? -x : x;
     float ex = expf(-fabsf(x));
     float inv = recip_unit(1.0f + ex);
@@ -428,8 +438,8 @@ __device__ __forceinline__ void elem_value_grad(const Elem& e, float x, bool pos
     float sp = fmaxf(z, 0.0f) + lp;
     float w = pos ? e.w_pos : e.w_neg;
     // s^gamma: selects for gamma 0, 1, 2 (one branch, not three), exp otherwise.
-    float pw = e.kind == 0 ? 1.0f : (e.kind == 1 ? s : s * s);
-    if (e.kind == 3) {
+    float pw = kind == 0 ? 1.0f : (kind == 1 ? s : s * s);
+    if (kind == 3) {
         pw = expf(-e.gamma * (fmaxf(-z, 0.0f) + lp));
     }
     float wp = w * pw;
