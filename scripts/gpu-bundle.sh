@@ -50,7 +50,7 @@ for scan in rows tiles; do
     echo "== plain and average at 8x2048^2 with SYMSEG_CUDA_SCAN=$scan"
     for s in plain average; do
         SYMSEG_CUDA_SCAN=$scan "$here/xtask" gpu-check --cases 0 --seconds 0.3 --only "$s" --shape 8x2048 2>&1 |
-            grep -E "^$s |copy|labels checked|loss calls" || status=1
+            grep -E "^$s |copy|labels checked|loss calls|fixed cost" || status=1
     done
 done
 echo "== command line: symseg loss/metrics --backend cuda against --backend cpu"

@@ -17,7 +17,7 @@ use symseg::cuda::Validation;
 use symseg::testing::{Case, CaseSpec, Rng};
 use symseg::{
     CpuBackend, CudaBackend, DeviceTensor, DeviceTensorMut, LossConfig, LossInput, Penalty, PenaltyKind,
-    Strategy, TensorBackend,
+    Region, Strategy, TensorBackend,
 };
 
 use crate::test_backends;
@@ -112,17 +112,29 @@ struct Row {
 
 /// Seconds of one loss + gradient call on a 1 x 32^2 map: next to nothing
 /// for the kernels, so this is a call's fixed cost (launches, the small
-/// copies and their waits), which the large shapes' times include.
-fn call_overhead(gpu: &CudaBackend, budget: Duration) -> symseg::Result<f64> {
+/// copies and their waits), which the large shapes' times include. Without
+/// a mask (one launch where the labels are checked in the loss pass), and
+/// with one of all ones (a scan, the factors and the loss: three launches).
+fn call_overhead(gpu: &CudaBackend, budget: Duration) -> symseg::Result<(f64, f64)> {
     let case = Case::random(&mut Rng::new(3), &CaseSpec::new(1, 32));
     let s = gpu.stream();
     let shape = [1, 32, 32];
     let x = s.clone_htod(&case.logits).map_err(dev)?;
     let y = s.clone_htod(&case.labels).map_err(dev)?;
+    let m = s.clone_htod(&vec![1u8; case.labels.len()]).map_err(dev)?;
     let mut g = s.alloc_zeros::<f32>(case.logits.len()).map_err(dev)?;
     let input = LossInput::<CudaBackend>::new(DeviceTensor::new(&x, shape)?, DeviceTensor::new(&y, shape)?);
     let cfg = LossConfig::default();
-    median_secs(budget, || gpu.loss_grad(&input, &cfg, DeviceTensorMut::new(&mut g, shape)?).map(|_| ()))
+    let plain = median_secs(budget, || {
+        gpu.loss_grad(&input, &cfg, DeviceTensorMut::new(&mut g, shape)?).map(|_| ())
+    })?;
+    let masked_input =
+        LossInput::<CudaBackend>::new(DeviceTensor::new(&x, shape)?, DeviceTensor::new(&y, shape)?)
+            .region(Region::default().mask(DeviceTensor::new(&m, shape)?));
+    let masked = median_secs(budget, || {
+        gpu.loss_grad(&masked_input, &cfg, DeviceTensorMut::new(&mut g, shape)?).map(|_| ())
+    })?;
+    Ok((plain, masked))
 }
 
 fn bench(
@@ -253,7 +265,13 @@ pub fn run(args: &Args) -> bool {
     let name = gpu.device_name().unwrap_or_else(|_| "?".into());
     print_kernels(&gpu);
     match call_overhead(&gpu, Duration::from_secs_f64(args.seconds)) {
-        Ok(secs) => println!("a call's fixed cost (loss + gradient of 1x32x32): {:.1} us", secs * 1e6),
+        Ok((plain, masked)) => println!(
+            "a call's fixed cost (loss + gradient of 1x32x32): {:.1} us without a mask ({}), \
+             {:.1} us with one (three launches)",
+            plain * 1e6,
+            if CudaBackend::validation() == Validation::Auto { "one launch" } else { "three launches" },
+            masked * 1e6
+        ),
         Err(e) => println!("a call's fixed cost: FAILED: {e}"),
     }
     println!(
