@@ -135,6 +135,14 @@ pub struct LossPaths {
     pub scanned: u64,
 }
 
+/// [`LossPaths`]' counters, as indices of `CudaBackend::paths`.
+#[derive(Debug, Clone, Copy)]
+enum Path {
+    Checked = 0,
+    Redone = 1,
+    Scanned = 2,
+}
+
 /// Calls that skip the checked pass after one had to be redone because of
 /// ignore marks: labels that carry them usually carry them every batch, and
 /// a redone call costs two loss passes.
@@ -526,8 +534,8 @@ impl CudaBackend {
         }
     }
 
-    fn count_path(&self, path: usize) {
-        self.paths[path].fetch_add(1, Ordering::Relaxed);
+    fn count_path(&self, path: Path) {
+        self.paths[path as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The scan for `ops`: along rows where there is no mask (the row scan
@@ -616,13 +624,13 @@ impl CudaBackend {
         drop(w);
         let word = |at: usize| down.get(at - scan.counts.start).copied();
         if word(scan.violation) != Some(u64::MAX) {
-            self.count_path(1);
+            self.count_path(Path::Redone);
             return Ok(None);
         }
         let ignored = launch_args::region_counts(down.get(..scan.counts.len()).unwrap_or_default());
         if cfg.reduction != Reduction::Sum && ignored.iter().any(|c| *c != RegionCounts::default()) {
             self.checked_skip.store(CHECKED_RETRY_AFTER, Ordering::Relaxed);
-            self.count_path(1);
+            self.count_path(Path::Redone);
             return Ok(None);
         }
         if let Some(k) = word(at.bad).filter(|&k| k != u64::MAX) {
@@ -650,7 +658,7 @@ impl CudaBackend {
             .map(|&v| f64::from_bits(v))
             .collect();
         let (element_loss, penalty) = launch_args::sum_partials(&partial);
-        self.count_path(0);
+        self.count_path(Path::Checked);
         Ok(Some(RegionCounts::report(&counts, cfg.strategy, element_loss, penalty)))
     }
 
@@ -812,7 +820,7 @@ impl CudaBackend {
                 return Ok(report);
             }
         }
-        self.count_path(2);
+        self.count_path(Path::Scanned);
         let loss_kernel = self.loss_kernel(k, &args, require_symmetric, false)?;
         let scan = ScanWords::new(dims.batch);
         let at = LossWords::new(scan.end, dims.batch, loss_kernel.blocks(dims) as usize);
