@@ -293,6 +293,26 @@ CUresult free_now(CUdeviceptr p) {
     return OK;
 }
 
+// Page-locked host memory (cuMemHostAlloc): start -> bytes. Copies between
+// it and the device are asynchronous, as a GPU's are: a host-to-device copy
+// reads it when its stream reaches the copy, not when the copy is queued,
+// and a device-to-host copy returns at once and writes it in stream order,
+// so a caller that touches it before waiting reads or overwrites the wrong
+// words here too.
+std::mutex pinned_lock;
+std::map<uintptr_t, size_t> pinned;
+
+bool is_pinned(const void* p, size_t len) {
+    const auto a = reinterpret_cast<uintptr_t>(p);
+    std::lock_guard<std::mutex> g(pinned_lock);
+    auto it = pinned.upper_bound(a);
+    if (it == pinned.begin()) {
+        return false;
+    }
+    --it;
+    return a >= it->first && a + len <= it->first + it->second;
+}
+
 // Whether a copy or memset of `len` bytes at `p` may go ahead (saying why not).
 bool may_touch(CUdeviceptr p, size_t len, const char* what) {
     if (len == 0 || inside(p, len)) {
@@ -584,16 +604,45 @@ CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t bytes, vo
     if (!may_touch(dst, bytes, "a host-to-device copy")) {
         return INVALID_VALUE;
     }
+    if (is_pinned(src, bytes)) {
+        return enqueue(s, [dst, src, bytes] { std::memcpy(reinterpret_cast<void*>(dst), src, bytes); });
+    }
+    // From pageable memory: staged now, so the caller may reuse it at once.
     const auto* from = static_cast<const unsigned char*>(src);
     auto staged = std::make_shared<std::vector<unsigned char>>(from, from + bytes);
     return enqueue(s, [dst, staged] { std::memcpy(reinterpret_cast<void*>(dst), staged->data(), staged->size()); });
 }
-// Into pageable host memory: returns once the copy, in stream order, is done.
+// Into pageable host memory: returns once the copy, in stream order, is
+// done; into page-locked memory, at once (see `pinned`).
 CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t bytes, void* s) {
     if (!may_touch(src, bytes, "a device-to-host copy")) {
         return INVALID_VALUE;
     }
-    return run_in_order(s, [dst, src, bytes] { std::memcpy(dst, reinterpret_cast<const void*>(src), bytes); });
+    auto copy = [dst, src, bytes] { std::memcpy(dst, reinterpret_cast<const void*>(src), bytes); };
+    return is_pinned(dst, bytes) ? enqueue(s, copy) : run_in_order(s, copy);
+}
+
+CUresult cuMemHostAlloc(void** p, size_t bytes, unsigned) {
+    void* m = std::aligned_alloc(256, (bytes + 256) / 256 * 256);
+    if (m == nullptr) {
+        return OUT_OF_MEMORY;
+    }
+    std::lock_guard<std::mutex> g(pinned_lock);
+    pinned[reinterpret_cast<uintptr_t>(m)] = bytes;
+    *p = m;
+    return OK;
+}
+
+CUresult cuMemFreeHost(void* p) {
+    // Queued copies may still use it.
+    drain_streams(false);
+    std::lock_guard<std::mutex> g(pinned_lock);
+    if (pinned.erase(reinterpret_cast<uintptr_t>(p)) == 0) {
+        complain("cuMemFreeHost of a pointer that is not page-locked memory");
+        return INVALID_VALUE;
+    }
+    std::free(p);
+    return OK;
 }
 CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes, void* s) {
     if (!may_touch(dst, bytes, "a device-to-device copy") || !may_touch(src, bytes, "a device-to-device copy")) {

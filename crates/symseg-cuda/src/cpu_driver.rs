@@ -12,7 +12,10 @@
 //!
 //! The driver checks what a GPU would reject or corrupt silently: every copy
 //! and memset must lie inside one live allocation, a module's PTX must declare
-//! the entry point asked of it, and a launch must be 1-D with 256 threads. It
+//! the entry point asked of it, and a launch must be 1-D with 256 threads.
+//! Copies to and from page-locked host memory (`cuMemHostAlloc`) run in
+//! stream order, as DMA does, so reading such memory before waiting reads
+//! stale words here too. It
 //! reports sm_90 with one SM holding two blocks, so every grid strides. Its
 //! timings are the CPU's, not a GPU's: it is for correctness, never for speed.
 //!
