@@ -26,6 +26,8 @@ fn dev(e: DriverError) -> Error {
 struct Kernel {
     function: CudaFunction,
     resident: u32,
+    /// The side of the tile pairs its grid counts work in.
+    tile: usize,
 }
 
 impl Kernel {
@@ -35,7 +37,7 @@ impl Kernel {
     }
 
     fn blocks(&self, dims: Dims) -> u32 {
-        launch_args::blocks(dims.batch, dims.n, self.resident)
+        launch_args::blocks(dims.batch, dims.n, self.tile, self.resident)
     }
 }
 
@@ -417,7 +419,11 @@ impl CudaBackend {
         let function = module.load_function(k.entry).map_err(dev)?;
         let per_sm =
             function.occupancy_max_active_blocks_per_multiprocessor(THREADS, 0, None).map_err(dev)?;
-        Ok(Kernel { function, resident: sms.saturating_mul(per_sm.max(1)) })
+        Ok(Kernel {
+            function,
+            resident: sms.saturating_mul(per_sm.max(1)),
+            tile: kernels::tile_side(k.entry),
+        })
     }
 
     /// The loss kernel `build`, compiled and loaded on its first use.

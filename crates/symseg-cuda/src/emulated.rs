@@ -169,11 +169,13 @@ struct Grid {
 impl Grid {
     /// The grid the backend would launch on a device keeping `resident`
     /// blocks, with wide rows where the layout allows them (the driver's
-    /// buffers are 16-byte aligned) and `wide` asks for them.
+    /// buffers are 16-byte aligned) and `wide` asks for them. Counted in
+    /// the smallest tiles (`TILE`), so that the kernels over wider tile
+    /// pairs also meet blocks with nothing to do.
     fn new(case: &Case, resident: u32, wide: bool) -> Grid {
         let (b, n) = (case.dims.batch, case.dims.n);
         let wide = wide && launch_args::wide(n, &[0], &[0]);
-        Grid { blocks: launch_args::blocks(b, n, resident), wide, resident }
+        Grid { blocks: launch_args::blocks(b, n, launch_args::TILE, resident), wide, resident }
     }
 
     /// A grid that varies with `seed`: one block (which then strides over

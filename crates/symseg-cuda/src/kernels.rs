@@ -80,6 +80,19 @@ pub const SYMMETRISE: KernelSource = KernelSource {
 pub const FACTORS: KernelSource =
     KernelSource { file: "factors.cu", entry: "symseg_factors", source: include_str!("kernels/factors.cu") };
 
+/// The side of the tile pairs that the kernel `entry` strides over, which
+/// its grid counts work in (`LOSS_TILE` of `loss.cu`, `SCAN_TILE` of
+/// `scan.cu`, otherwise `TILE` of `common.cuh`; the row kernels' grids
+/// count rows instead).
+pub fn tile_side(entry: &str) -> usize {
+    use crate::launch_args::{LOSS_TILE, SCAN_TILE, TILE};
+    match entry {
+        "symseg_loss" | "symseg_loss_checked" => LOSS_TILE,
+        "symseg_scan" => SCAN_TILE,
+        _ => TILE,
+    }
+}
+
 /// Every kernel source, each with its strategy a launch argument (what the
 /// CPU emulation and the CPU driver run).
 pub const ALL: [KernelSource; 9] =
@@ -361,6 +374,23 @@ mod tests {
     fn defined(name: &str) -> usize {
         let line = COMMON.lines().find(|l| l.starts_with(&format!("#define {name} "))).expect(name);
         line.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a number")
+    }
+
+    /// The value of `#define name N` in `source`.
+    fn defined_in(source: &str, name: &str) -> usize {
+        let line = source.lines().find(|l| l.starts_with(&format!("#define {name} "))).expect(name);
+        line.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a number")
+    }
+
+    #[test]
+    fn the_host_counts_each_kernels_work_in_its_own_tiles() {
+        use super::{LOSS, LOSS_CHECKED, SCAN, STATS, SYMMETRISE, tile_side};
+        assert_eq!(tile_side(LOSS.entry), defined_in(LOSS.source, "LOSS_TILE"));
+        assert_eq!(tile_side(LOSS_CHECKED.entry), defined_in(LOSS.source, "LOSS_TILE"));
+        assert_eq!(tile_side(SCAN.entry), defined_in(SCAN.source, "SCAN_TILE"));
+        for k in [STATS, SYMMETRISE] {
+            assert_eq!(tile_side(k.entry), TILE, "{}", k.file);
+        }
     }
 
     #[test]

@@ -15,6 +15,10 @@ pub(crate) use crate::kernels::THREADS;
 /// Tile side and elements per wide access (`TILE` and `STRIP` of `common.cuh`).
 pub(crate) const TILE: usize = 32;
 pub(crate) const STRIP: usize = 4;
+/// The tile sides of the loss kernel over tile pairs and of the tile scan
+/// (`LOSS_TILE` of `loss.cu`, `SCAN_TILE` of `scan.cu`).
+pub(crate) const LOSS_TILE: usize = 64;
+pub(crate) const SCAN_TILE: usize = 64;
 
 /// The widest map the kernels index: rows, columns and a sample's tile
 /// pairs are counted in 32 bits (`common.cuh`). A map this wide holds
@@ -32,18 +36,19 @@ pub(crate) fn check_width(n: usize) -> symseg_core::Result<()> {
     Ok(())
 }
 
-/// Tile pairs `(I, J)`, `I <= J`, of one `n x n` sample.
-pub(crate) fn tile_pairs(n: usize) -> usize {
-    let nt = n.div_ceil(TILE);
+/// Tile pairs `(I, J)`, `I <= J`, of side `tile` in one `n x n` sample.
+pub(crate) fn tile_pairs(n: usize, tile: usize) -> usize {
+    let nt = n.div_ceil(tile.max(1));
     nt * (nt + 1) / 2
 }
 
-/// The grid: as many blocks as the device keeps resident (`resident`), or one
-/// per tile pair of the batch where that is fewer; the kernels stride over the
-/// rest. Fixed for a device and shape, so the block-ordered sums are the same
-/// run to run.
-pub(crate) fn blocks(batch: usize, n: usize, resident: u32) -> u32 {
-    let work = batch.saturating_mul(tile_pairs(n));
+/// The grid of a kernel over tile pairs of side `tile`
+/// (`kernels::tile_side`): as many blocks as the device keeps resident
+/// (`resident`), or one per tile pair of the batch where that is fewer; the
+/// kernels stride over the rest. Fixed for a device and shape, so the
+/// block-ordered sums are the same run to run.
+pub(crate) fn blocks(batch: usize, n: usize, tile: usize, resident: u32) -> u32 {
+    let work = batch.saturating_mul(tile_pairs(n, tile));
     u32::try_from(work).unwrap_or(u32::MAX).min(resident).max(1)
 }
 
@@ -310,16 +315,21 @@ mod tests {
 
     #[test]
     fn the_grid_is_the_resident_blocks_or_one_per_tile_pair() {
-        assert_eq!(tile_pairs(1), 1);
-        assert_eq!(tile_pairs(33), 3);
-        assert_eq!(tile_pairs(2048), 64 * 65 / 2);
+        assert_eq!(tile_pairs(1, 32), 1);
+        assert_eq!(tile_pairs(33, 32), 3);
+        assert_eq!(tile_pairs(2048, 32), 64 * 65 / 2);
+        assert_eq!(tile_pairs(2048, 64), 32 * 33 / 2);
+        assert_eq!(tile_pairs(65, 64), 3);
         // 8 x 2048^2 on 132 SMs holding 4 blocks each: every block strides.
-        assert_eq!(blocks(8, 2048, 132 * 4), 528);
+        assert_eq!(blocks(8, 2048, 32, 132 * 4), 528);
+        assert_eq!(blocks(8, 2048, 64, 132 * 4), 528);
         // A small batch: one block per tile pair.
-        assert_eq!(blocks(3, 33, 528), 9);
+        assert_eq!(blocks(3, 33, 32, 528), 9);
+        assert_eq!(blocks(3, 33, 64, 528), 3);
+        assert_eq!(blocks(2, 100, 64, 528), 6);
         // More work than a u32 counts is still capped by the device.
-        assert_eq!(blocks(usize::MAX, 2048, 528), 528);
-        assert_eq!(blocks(1, 1, 0), 1);
+        assert_eq!(blocks(usize::MAX, 2048, 32, 528), 528);
+        assert_eq!(blocks(1, 1, 32, 0), 1);
     }
 
     #[test]

@@ -87,6 +87,199 @@ __device__ __forceinline__ bool invalid_strip(unsigned own, unsigned mir, bool r
     return bad != 0u || (require_symmetric ? own != mir : nonzero_bytes(~own) != nonzero_bytes(~mir));
 }
 
+// The loss kernel's tile pairs are LOSS_TILE wide (64; 32 with
+// -DLOSS_TILE=32, for comparison): per pair, the decode, the staging of the
+// mirror tile, the two barriers and the unstaging serve LOSS_TILE^2 / 1024
+// passes of a strip per thread, each pass PASS_ROWS rows of the own tile.
+// A warp's strips cover 4 rows x 32 columns in every pass, so that its
+// column reads of the padded shared tiles hit 32 distinct banks.
+#ifndef LOSS_TILE
+#define LOSS_TILE 64
+#endif
+#define PASS_ROWS (THREADS * STRIP / LOSS_TILE)
+#define PASSES (LOSS_TILE / PASS_ROWS)
+
+// This thread's row in a pass and first column in the tile pair.
+__device__ __forceinline__ int pass_row() {
+    return 4 * (int)(thread_id() / 32 / (LOSS_TILE / 32)) + (int)(thread_id() % 32) / STRIPS;
+}
+__device__ __forceinline__ int pass_col() {
+    return 32 * (int)(thread_id() / 32 % (LOSS_TILE / 32)) + STRIP * (int)(thread_id() % STRIPS);
+}
+
+// The own element (i, j) of a pair and its mirror (j, i) have non-finite
+// logits: their flat offsets go to `bad` (the smallest wins). Valid input
+// never comes here. (Out of line, the call's saved registers spilled.)
+__device__ __forceinline__ void report_nonfinite(float xij, float xji, long long at_ij, long long at_ji, u64* bad) {
+    if (!isfinite(xij)) {
+        atomicMin(bad, (u64)at_ij);
+    }
+    if (!isfinite(xji)) {
+        atomicMin(bad, (u64)at_ji);
+    }
+}
+
+// A thread's strip of the own tile: logits, and labels and mask (all 1
+// where there is none) as words, byte c for column c. (Bytes held one to a
+// register cost the passes registers they need.)
+struct OwnStrip {
+    float x[STRIP];
+    unsigned y, m;
+};
+
+__device__ __forceinline__ u8 byte_at(unsigned w, int c) { return (u8)(w >> (8 * c)); }
+
+// The strip at flat offset `at` (column col of n); zeros (mask ones) where
+// the row is outside the map (`in_row` false).
+__device__ __forceinline__ OwnStrip load_own_words(const float* x, const u8* y, const u8* mask, long long at,
+                                                   int col, int n, bool wide, bool in_row) {
+    OwnStrip s = {{}, 0u, 0x01010101u};
+    if (in_row) {
+        load_strip(x + at, col, n, wide, s.x);
+        s.y = load_word(y + at, col, n, wide);
+        if (mask) {
+            s.m = load_word(mask + at, col, n, wide);
+        }
+    }
+    return s;
+}
+
+// v[c] and v[c] = a of a strip held in registers, for a variable c.
+__device__ __forceinline__ float pick(const float* v, int c) {
+    return c == 0 ? v[0] : (c == 1 ? v[1] : (c == 2 ? v[2] : v[3]));
+}
+__device__ __forceinline__ void put(float* v, int c, float a) {
+#pragma unroll
+    for (int k = 0; k < STRIP; ++k) {
+        v[k] = c == k ? a : v[k];
+    }
+}
+
+// What a pass adds to a tile pair's sums and checks.
+struct PassSums {
+    float loss, pen;
+    bool invalid;
+    unsigned ignored_pairs, ignored_diag;
+};
+
+// One pass's strip (row i of the own tile, columns col.. at local row il,
+// columns jl0..) in an interior tile pair: every element of it and of its
+// mirrors real, off the band and inside the sample, so that each counts
+// exactly when its label is not an ignore mark and its mask not 0. No
+// branch but the penalty's (uniform) and the non-finite report's: the
+// terms are evaluated for every element and selected by `count`.
+template <bool CHECK>
+__device__ __forceinline__ void interior_pass(int S, const Elem& e, const OwnStrip& own, int il, int jl0,
+                                              long long own_at, long long base, int i, int col, int nn,
+                                              float rb, float wpb, int pen_kind, int pen_probs, float delta,
+                                              bool require_symmetric, const float (*sx)[LOSS_TILE + 1],
+                                              float (*sg)[LOSS_TILE + 1], const u8 (*sy)[LOSS_TILE + 4],
+                                              bool write, float* gs, PassSums& ps, u64* bad) {
+    if (CHECK) {
+        // The strip's labels and their mirrors as words.
+        const unsigned own_w = own.y;
+        unsigned mir_w = 0u;
+#pragma unroll
+        for (int c = 0; c < STRIP; ++c) {
+            mir_w |= (unsigned)sy[jl0 + c][il] << (8 * c);
+        }
+        ps.invalid = ps.invalid || invalid_strip(own_w, mir_w, require_symmetric);
+        ps.ignored_pairs += count_bits(nonzero_bytes(~own_w) ^ 0x80808080u);
+    }
+#pragma unroll
+    for (int c = 0; c < STRIP; ++c) {
+        const int jl = jl0 + c;
+        const u8 yij = byte_at(own.y, c);
+        const bool count = yij != IGNORE && byte_at(own.m, c) != 0;
+        const float xij = own.x[c], xji = sx[jl][il];
+        if (count && !(isfinite(xij) && isfinite(xji))) {
+            report_nonfinite(xij, xji, own_at + c, base + (long long)(col + c) * nn + i, bad);
+        }
+        float gij, gji;
+        const float l = pair_terms(S, e, xij, xji, yij == 1, sy[jl][il] == 1, &gij, &gji);
+        ps.loss += count ? l : 0.0f;
+        gij *= rb;
+        gji *= rb;
+        if (pen_kind != PEN_NONE) {
+            float rho, da, db;
+            penalty_value_grad(pen_kind, pen_probs, delta, xij, xji, &rho, &da, &db);
+            ps.pen += count ? rho : 0.0f;
+            gij += wpb * da;
+            gji += wpb * db;
+        }
+        if (write) {
+            gs[c] = count ? gij : 0.0f;
+            sg[jl][il] = count ? gji : 0.0f;
+        }
+    }
+}
+
+// The same for a tile pair on the diagonal or across the sample's edge or
+// the band: each element tested on its own, the diagonal's (i, i) term
+// once, and a diagonal tile's own half written to shared memory as well
+// (its strips hold both halves; it goes out whole from there).
+template <bool CHECK>
+__device__ __forceinline__ void edge_pass(int S, const Elem& e, const OwnStrip& own, int il, int jl0, long long own_at,
+                                          long long base, int i, int col, int nn, int len, int k, bool diagonal,
+                                          float rb, float wpb, int pen_kind, int pen_probs, float delta,
+                                          bool require_symmetric, const float (*sx)[LOSS_TILE + 1],
+                                          float (*sg)[LOSS_TILE + 1], const u8 (*sy)[LOSS_TILE + 4], bool write,
+                                          float* gs, PassSums& ps, u64* bad) {
+    // Not unrolled (few pairs come here, and an unrolled copy would take
+    // registers from the interior passes): the strip's elements are picked
+    // by selects, since indexing a register array by a variable would put
+    // it in local memory.
+#pragma unroll 1
+    for (int c = 0; c < STRIP; ++c) {
+        const int jl = jl0 + c, j = col + c;
+        const u8 yij = byte_at(own.y, c);
+        if (i >= nn || j >= nn || (diagonal && i > j)) {
+            continue;
+        }
+        const bool count = counted(i, j, len, k, yij, byte_at(own.m, c));
+        if (CHECK && i < len && j < len) {
+            ps.invalid = ps.invalid || invalid_pair(yij, sy[jl][il], require_symmetric);
+            if (yij == IGNORE) {
+                ps.ignored_pairs += (i < j && j - i >= k) ? 1u : 0u;
+                ps.ignored_diag += (i == j && k == 0) ? 1u : 0u;
+            }
+        }
+        const float xij = pick(own.x, c), xji = sx[jl][il];
+        float gij = 0.0f, gji = 0.0f;
+        if (count) {
+            if (!isfinite(xij) || !isfinite(xji)) {
+                report_nonfinite(xij, xji, own_at + c, base + (long long)j * nn + i, bad);
+            }
+            const bool pa = yij == 1, pb = sy[jl][il] == 1;
+            if (i == j) {
+                float l1, d1;
+                elem_value_grad(e, xij, pa, &l1, &d1);
+                const float f = S == STRAT_DUAL ? 2.0f : 1.0f;
+                ps.loss += f * l1;
+                gij = rb * (f * d1);
+            } else {
+                ps.loss += pair_terms(S, e, xij, xji, pa, pb, &gij, &gji);
+                gij *= rb;
+                gji *= rb;
+                if (pen_kind != PEN_NONE) {
+                    float rho, da, db;
+                    penalty_value_grad(pen_kind, pen_probs, delta, xij, xji, &rho, &da, &db);
+                    ps.pen += rho;
+                    gij += wpb * da;
+                    gji += wpb * db;
+                }
+            }
+        }
+        if (write) {
+            put(gs, c, gij);
+            sg[jl][il] = gji;
+            if (diagonal) {
+                sg[il][jl] = gij;
+            }
+        }
+    }
+}
+
 // The kernel's body: the grid-stride walk over tile pairs. Rows, columns,
 // lengths and the separation are 32-bit (the host sends n <= 2^20); flat
 // offsets, 64-bit, are formed once a row. CHECK: the checked kernel's label
@@ -97,148 +290,81 @@ __device__ __forceinline__ void loss_body(int S, const float* __restrict__ x, co
                                           const long long* __restrict__ lengths, long long batch, long long n,
                                           long long sep, int wide, const Elem& e, int pen_kind, int pen_probs,
                                           float delta, const double* __restrict__ r, const double* __restrict__ wp,
-                                          double* __restrict__ partial, u64* __restrict__ bad, float (*sx)[TILE + 1],
-                                          float (*sg)[TILE + 1], u8 (*sy)[TILE + 4], double* red,
-                                          bool require_symmetric, u64* __restrict__ ignored,
-                                          u64* __restrict__ violation) {
+                                          double* __restrict__ partial, u64* __restrict__ bad,
+                                          float (*sx)[LOSS_TILE + 1], float (*sg)[LOSS_TILE + 1],
+                                          u8 (*sy)[LOSS_TILE + 4], double (*sums)[THREADS], bool require_symmetric,
+                                          u64* __restrict__ ignored, u64* __restrict__ violation) {
     const int nn = (int)n, k = sep < n ? (int)sep : nn;
-    const int il = (int)(thread_id() / STRIPS), jl0 = STRIP * (int)(thread_id() % STRIPS);
-    double acc = 0.0, pacc = 0.0;
-    // The current sample's length and factors, read again only when the
-    // walk enters another sample.
-    long long cb = -1;
-    int len = 0;
-    double rd = 0.0, wpd = 0.0;
-    float rb = 0.0f, wpb = 0.0f;
-    for (Walk w = walk_start(n, batch); walk_more(w); walk_next(w)) {
-        const Tile t = tile_of(w, n);
-        if (t.b != cb) {
-            cb = t.b;
-            len = (int)lengths[cb];
-            rd = r[cb];
-            wpd = wp[cb];
-            rb = (float)rd;
-            wpb = (float)wpd;
-        }
-        const int i0 = (int)t.i0, j0 = (int)t.j0, i = i0 + il, col = j0 + jl0;
+    const int il0 = pass_row(), jl0 = pass_col();
+    // The thread's running sums (element terms, penalty) in f64, kept in
+    // shared memory, not registers: the passes need every register.
+    const unsigned tid = thread_id();
+    sums[0][tid] = 0.0;
+    sums[1][tid] = 0.0;
+    for (Walk w = walk_start<LOSS_TILE>(n, batch); walk_more(w); walk_next(w)) {
+        const Tile t = tile_of<LOSS_TILE>(w, n);
+        // The sample's length and factors, read per pair (cached loads,
+        // a few against the pair's thousands of elements; held across the
+        // walk they cost registers the passes need).
+        const int len = (int)lengths[t.b];
+        const float rb = (float)r[t.b], wpb = (float)wp[t.b];
+        const int i0 = t.i0, j0 = t.j0, col = j0 + jl0, mcol = i0 + jl0;
         const bool diagonal = t.ti == t.tj;
-        // Every element inside the sample and at least k off the diagonal:
-        // then an element counts exactly when its label and mask let it.
-        const bool inner = !diagonal && j0 + TILE <= len && i0 + TILE <= len && j0 - (i0 + TILE - 1) >= k;
+        const bool inner = interior<LOSS_TILE>(t, len, k);
 
-        // This thread's strip of the own tile, (i, col + c), loaded before
-        // the mirror's staging so that both loads are in flight at once.
-        const long long own_at = t.base + (long long)i * nn + col;
-        const Strip own = load_own(x, y, mask, own_at, col, nn, wide, i < nn);
-        float gs[STRIP] = {};
-        // The mirror tile (rows J, columns I), staged along its rows.
-        const int mrow = j0 + il, mcol = i0 + jl0;
-        const long long mir_at = t.base + (long long)mrow * nn + mcol;
-        stage_strip(x + mir_at, mrow < nn, mcol, nn, wide, sx);
-        stage_strip(y + mir_at, mrow < nn, mcol, nn, wide, sy);
+        // The mirror tile (rows J, columns I), staged along its rows, every
+        // pass's strip at once so that their loads are in flight together.
+#pragma unroll
+        for (int p = 0; p < PASSES; ++p) {
+            const int rl = il0 + p * PASS_ROWS, mrow = j0 + rl;
+            const long long mir_at = t.base + (long long)mrow * nn + mcol;
+            stage_strip(x + mir_at, mrow < nn, mcol, nn, wide, sx, rl, jl0);
+            stage_strip(y + mir_at, mrow < nn, mcol, nn, wide, sy, rl, jl0);
+        }
         __syncthreads();
-        // Sums of at most 16 non-negative f32 terms (error < 1e-6 relative),
-        // then added in f64.
-        float tacc = 0.0f, tpacc = 0.0f;
-        // CHECK: this pair's invalid labels, and ignore marks of the counted set.
-        bool invalid = false;
-        unsigned ignored_pairs = 0u, ignored_diag = 0u;
-        if (CHECK && inner) {
-            // Every element real and counted but for ignore marks: the strip
-            // and its mirrors as words.
-            unsigned own_w = 0u, mir_w = 0u;
-#pragma unroll
-            for (int c = 0; c < STRIP; ++c) {
-                own_w |= (unsigned)own.y[c] << (8 * c);
-                mir_w |= (unsigned)sy[jl0 + c][il] << (8 * c);
-            }
-            invalid = invalid_strip(own_w, mir_w, require_symmetric);
-            ignored_pairs = count_bits(nonzero_bytes(~own_w) ^ 0x80808080u);
-        }
-        // Unrolled, so that the strips stay in registers (indexed by a
-        // variable they would go to local memory).
-#pragma unroll
-        for (int c = 0; c < STRIP; ++c) {
-            const int jl = jl0 + c, j = col + c;
-            const u8 yij = own.y[c];
-            bool count;
+        // Sums of at most 4 * PASSES non-negative f32 terms (error < 1e-6
+        // relative), then added in f64.
+        PassSums ps = {0.0f, 0.0f, false, 0u, 0u};
+#pragma unroll 1
+        for (int p = 0; p < PASSES; ++p) {
+            const int il = il0 + p * PASS_ROWS, i = i0 + il;
+            const long long own_at = t.base + (long long)i * nn + col;
+            const OwnStrip own = load_own_words(x, y, mask, own_at, col, nn, wide, i < nn);
+            float gs[STRIP] = {};
             if (inner) {
-                count = yij != IGNORE && own.m[c] != 0;
+                interior_pass<CHECK>(S, e, own, il, jl0, own_at, t.base, i, col, nn, rb, wpb, pen_kind, pen_probs,
+                                     delta, require_symmetric, sx, sg, sy, grad != nullptr, gs, ps, bad);
             } else {
-                if (i >= nn || j >= nn || (diagonal && i > j)) {
-                    continue;
-                }
-                count = counted(i, j, len, k, yij, own.m[c]);
-                if (CHECK && i < len && j < len) {
-                    invalid = invalid || invalid_pair(yij, sy[jl][il], require_symmetric);
-                    if (yij == IGNORE) {
-                        ignored_pairs += (i < j && j - i >= k) ? 1u : 0u;
-                        ignored_diag += (i == j && k == 0) ? 1u : 0u;
-                    }
-                }
+                edge_pass<CHECK>(S, e, own, il, jl0, own_at, t.base, i, col, nn, len, k, diagonal, rb, wpb,
+                                 pen_kind, pen_probs, delta, require_symmetric, sx, sg, sy, grad != nullptr, gs,
+                                 ps, bad);
             }
-            const float xij = own.x[c], xji = sx[jl][il];
-            float gij = 0.0f, gji = 0.0f;
-            if (count) {
-                if (!isfinite(xij) || !isfinite(xji)) {
-                    if (!isfinite(xij)) {
-                        atomicMin(bad, (u64)(own_at + c));
-                    }
-                    if (!isfinite(xji)) {
-                        atomicMin(bad, (u64)(t.base + (long long)j * nn + i));
-                    }
-                }
-                const bool pa = yij == 1, pb = sy[jl][il] == 1;
-                if (!inner && i == j) {
-                    float l1, d1;
-                    elem_value_grad(e, xij, pa, &l1, &d1);
-                    const float f = S == STRAT_DUAL ? 2.0f : 1.0f;
-                    tacc += f * l1;
-                    gij = rb * (f * d1);
-                } else {
-                    tacc += pair_terms(S, e, xij, xji, pa, pb, &gij, &gji);
-                    gij *= rb;
-                    gji *= rb;
-                    if (pen_kind != PEN_NONE) {
-                        float rho, da, db;
-                        penalty_value_grad(pen_kind, pen_probs, delta, xij, xji, &rho, &da, &db);
-                        tpacc += rho;
-                        gij += wpb * da;
-                        gji += wpb * db;
-                    }
-                }
-            }
-            if (grad) {
-                gs[c] = gij;
-                sg[jl][il] = gji;
-                // A diagonal tile goes out whole from shared memory (its
-                // strips hold both halves), so its own half goes there too.
-                if (diagonal) {
-                    sg[il][jl] = gij;
-                }
+            if (grad && !diagonal && i < nn) {
+                store_strip(grad + own_at, col, nn, wide, gs);
             }
         }
-        acc += rd * (double)tacc;
-        pacc += wpd * (double)tpacc;
+        sums[0][tid] += r[t.b] * (double)ps.loss;
+        sums[1][tid] += wp[t.b] * (double)ps.pen;
         if (CHECK) {
-            report_checks(invalid, ignored_pairs, ignored_diag, t.b, ignored, violation);
+            report_checks(ps.invalid, ps.ignored_pairs, ps.ignored_diag, t.b, ignored, violation);
         } else {
-            (void)invalid;
             (void)require_symmetric;
             (void)ignored;
             (void)violation;
         }
-        if (grad && !diagonal && i < nn) {
-            store_strip(grad + own_at, col, nn, wide, gs);
-        }
         __syncthreads();
         // The mirror gradients (or a diagonal tile's), written along rows of J.
         if (grad) {
-            unstage_strip(sg, grad + mir_at, mrow < nn, mcol, nn, wide);
+#pragma unroll
+            for (int p = 0; p < PASSES; ++p) {
+                const int rl = il0 + p * PASS_ROWS, mrow = j0 + rl;
+                const long long mir_at = t.base + (long long)mrow * nn + mcol;
+                unstage_strip(sg, grad + mir_at, mrow < nn, mcol, nn, wide, rl, jl0);
+            }
         }
     }
-    const double s_elem = block_sum(acc, red);
-    const double s_pen = block_sum(pacc, red);
+    const double s_elem = block_sum(sums[0][tid], sums[0]);
+    const double s_pen = block_sum(sums[1][tid], sums[1]);
     if (thread_id() == 0) {
         partial[2 * blockIdx.x] = s_elem;
         partial[2 * blockIdx.x + 1] = s_pen;
@@ -259,10 +385,10 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss_ch
     float w_pos, float w_neg, float gamma, int kind, int pen_kind, int pen_probs, float delta,
     int require_symmetric, const double* __restrict__ r, const double* __restrict__ wp, u64* __restrict__ ignored,
     u64* __restrict__ violation, double* __restrict__ partial, u64* __restrict__ bad) {
-    __shared__ float sx[TILE][TILE + 1];
-    __shared__ float sg[TILE][TILE + 1];
-    __shared__ __align__(16) u8 sy[TILE][TILE + 4];
-    __shared__ double red[THREADS];
+    __shared__ float sx[LOSS_TILE][LOSS_TILE + 1];
+    __shared__ float sg[LOSS_TILE][LOSS_TILE + 1];
+    __shared__ __align__(16) u8 sy[LOSS_TILE][LOSS_TILE + 4];
+    __shared__ double sums[2][THREADS];
 
     const Elem e = {w_pos, w_neg, gamma, kind};
 #ifdef SYMSEG_STRATEGY
@@ -272,7 +398,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss_ch
     const int S = strategy;
 #endif
     loss_body<true>(S, x, y, nullptr, grad, lengths, batch, n, sep, wide, e, pen_kind, pen_probs, delta, r, wp,
-                    partial, bad, sx, sg, sy, red, require_symmetric != 0, ignored, violation);
+                    partial, bad, sx, sg, sy, sums, require_symmetric != 0, ignored, violation);
 }
 #else
 extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss(
@@ -282,10 +408,10 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss(
     int pen_kind, int pen_probs, float delta,
     const double* __restrict__ r, const double* __restrict__ wp, const u64* __restrict__ violation,
     double* __restrict__ partial, u64* __restrict__ bad) {
-    __shared__ float sx[TILE][TILE + 1];
-    __shared__ float sg[TILE][TILE + 1];
-    __shared__ __align__(16) u8 sy[TILE][TILE + 4];
-    __shared__ double red[THREADS];
+    __shared__ float sx[LOSS_TILE][LOSS_TILE + 1];
+    __shared__ float sg[LOSS_TILE][LOSS_TILE + 1];
+    __shared__ __align__(16) u8 sy[LOSS_TILE][LOSS_TILE + 4];
+    __shared__ double sums[2][THREADS];
 
     // Invalid labels or mask (the scan, queued before): touch nothing, so the
     // gradient buffer stays as it was, as on the CPU backend.
@@ -302,6 +428,6 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss(
     const int S = strategy;
 #endif
     loss_body<false>(S, x, y, mask, grad, lengths, batch, n, sep, wide, e, pen_kind, pen_probs, delta, r, wp,
-                     partial, bad, sx, sg, sy, red, true, nullptr, nullptr);
+                     partial, bad, sx, sg, sy, sums, true, nullptr, nullptr);
 }
 #endif
