@@ -217,6 +217,23 @@ fn non_finite_logit_in_an_off_diagonal_tile_is_found_by_every_strategy() {
     }
 }
 
+#[test]
+fn upper_and_lower_report_a_non_finite_logit_on_the_side_they_do_not_count() {
+    let (x, y) = (logits(1, 150), symmetric_labels(1, 150));
+    for (strategy, (i, j)) in
+        [(Strategy::Upper, (140, 3)), (Strategy::Lower, (3, 140)), (Strategy::Lower, (7, 9))]
+    {
+        let mut x = x.clone();
+        x[[0, i, j]] = f32::NAN;
+        let cfg = LossConfig::default().strategy(strategy);
+        let err = loss_err(&x, &y, Region::default(), &cfg);
+        assert!(
+            matches!(err, Error::NonFiniteLogit { sample: 0, i: ei, j: ej, .. } if (ei, ej) == (i, j)),
+            "{strategy}: {err:?}"
+        );
+    }
+}
+
 /// One planted violation anywhere in a larger batch (odd sizes, padding, a mask,
 /// a partial last tile, a tile's last column) is found by the vector
 /// scan at every SIMD level and named at exactly its position, whichever order

@@ -977,6 +977,32 @@ fn a_non_finite_counted_logit_is_found_at_its_lowest_index() {
     }
 }
 
+/// `upper` and `lower` read one side of the diagonal for the loss, yet a
+/// non-finite logit on the other side is in the counted set all the same
+/// (SPEC §1), and is reported by the row kernel as by the tile kernel.
+#[test]
+fn upper_and_lower_report_a_non_finite_logit_on_the_side_they_do_not_count() {
+    use symseg_core::{Penalty, PenaltyKind, Strategy};
+    let Some(emu) = emulators() else { return };
+    let mut rng = Rng::new(55);
+    for round in 0..8 {
+        let n = [40, 131][round % 2];
+        let mut case = Case::random(&mut rng, &CaseSpec::new(1, n));
+        let strategy = [Strategy::Upper, Strategy::Lower][round / 2 % 2];
+        let (a, b) = (rng.below(n - 1), rng.below(n - 1));
+        let (lo, hi) = (a.min(b), a.max(b) + 1);
+        // The side the strategy does not count: below the diagonal for upper.
+        let k = if strategy == Strategy::Upper { hi * n + lo } else { lo * n + hi };
+        case.logits[k] = [f32::NAN, f32::INFINITY][round % 2];
+        let penalty = (round / 4 == 1).then(|| Penalty::new(PenaltyKind::L1).weight(0.5));
+        let cfg = random_config(&mut rng).strategy(strategy).penalty(penalty);
+        let grid = Grid::varied(&case, round as u64);
+        let counts = scan(emu, &case, grid, true).expect("valid labels");
+        let out = loss(emu, &case, grid, &cfg, &counts, true);
+        assert_eq!(out.bad, k as u64, "round {round} ({cfg:?}, {grid:?})");
+    }
+}
+
 /// SPEC §6's counts over ordered counted pairs and the asymmetry over unordered ones, in f64.
 fn reference_stats(rb: &RefBatch<'_>, x: &[f32], pred: &PredictConfig) -> Vec<(Confusion, f64, u64)> {
     let n = rb.n;

@@ -105,23 +105,54 @@ __device__ __forceinline__ bool strip_loss(int S, const Elem& e, const float* v,
 }
 
 // The top bit of each byte of a strip at columns j0 .. j0 + 3 of row i that
-// lies inside a sample of length len, at least k off the diagonal and on
-// the strategy's side of it (kb, kw: the band test below).
-__device__ __forceinline__ unsigned strip_region(int S, int i, int j0, int len, int kb, unsigned kw) {
+// lies inside a sample of length len and at least k off the diagonal (kb,
+// kw: the band test below).
+__device__ __forceinline__ unsigned strip_region(int i, int j0, int len, int kb, unsigned kw) {
     unsigned in = 0u;
 #pragma unroll
     for (int c = 0; c < STRIP; ++c) {
         const int d = j0 + c - i;
         // |d| >= k as one unsigned comparison: d + kb >= kw.
-        bool ok = (unsigned)(d + kb) >= kw && j0 + c < len;
-        if (S == STRAT_UPPER) {
-            ok = ok && d >= 0;
-        } else if (S == STRAT_LOWER) {
-            ok = ok && d <= 0;
-        }
+        const bool ok = (unsigned)(d + kb) >= kw && j0 + c < len;
         in |= ok ? 0x80u << (8 * c) : 0u;
     }
     return in;
+}
+
+// The same for the side of the diagonal that `upper` (j >= i) or `lower`
+// (j <= i) counts, of a strip whose first column is d0 = j0 - i off it.
+__device__ __forceinline__ unsigned strip_side(int S, int d0) {
+    unsigned in = 0u;
+#pragma unroll
+    for (int c = 0; c < STRIP; ++c) {
+        const bool ok = S == STRAT_UPPER ? d0 + c >= 0 : d0 + c <= 0;
+        in |= ok ? 0x80u << (8 * c) : 0u;
+    }
+    return in;
+}
+
+// Whether the sum of a strip's logits at the bytes of `in` is not finite.
+__device__ __forceinline__ bool probe_strip(const float* v, unsigned in) {
+    float probe = 0.0f;
+#pragma unroll
+    for (int c = 0; c < STRIP; ++c) {
+        probe += (in & (0x80u << (8 * c))) != 0u ? v[c] : 0.0f;
+    }
+    return !isfinite(probe);
+}
+
+// The non-finite logits of an octet at flat offset `at` among the bytes of
+// `in_a` and `in_b` go to `bad` (the smallest wins).
+__device__ __forceinline__ void report_octet(const float* xa, const float* xb, unsigned in_a, unsigned in_b,
+                                             long long at, u64* bad) {
+#pragma unroll
+    for (int c = 0; c < OCT; ++c) {
+        const unsigned cw = c < STRIP ? in_a : in_b;
+        const float v = c < STRIP ? xa[c] : xb[c - STRIP];
+        if (((cw >> (8 * (c % STRIP) + 7)) & 1u) && !isfinite(v)) {
+            atomicMin(bad, (u64)(at + c));
+        }
+    }
 }
 
 // The labels of a strip (columns j0 .. j0 + 3 of row i, those at or past
@@ -234,48 +265,51 @@ __device__ __forceinline__ void loss_rows(const float* __restrict__ x, const u8*
                             &invalid);
                 report_checks(invalid, ignored_pairs, ignored_diag, w.b, ignored, violation);
             }
-            unsigned cnt_a = 0x80808080u, cnt_b = 0x80808080u;
+            unsigned set_a = 0x80808080u, set_b = 0x80808080u;
             if (mask) {
-                cnt_a = nonzero_bytes(load_word(mask + w.at, j0, nn, wide));
-                cnt_b = nonzero_bytes(load_word(mask + w.at + STRIP, j1, nn, wide));
+                set_a = nonzero_bytes(load_word(mask + w.at, j0, nn, wide));
+                set_b = nonzero_bytes(load_word(mask + w.at + STRIP, j1, nn, wide));
             }
-            // A byte counts where its label is not an ignore mark (255) and
-            // its mask not 0 ...
-            cnt_a &= nonzero_bytes(~ya);
-            cnt_b &= nonzero_bytes(~yb);
+            // A byte is in the counted set where its label is not an ignore
+            // mark (255) and its mask not 0 ...
+            set_a &= nonzero_bytes(~ya);
+            set_b &= nonzero_bytes(~yb);
             // ... and where it lies in the sample's region: every column of
-            // an octet wholly inside the sample, off the band |i - j| < k and
-            // on the strategy's side of the diagonal (most octets of a large
-            // map; j - i runs over off .. off + 7, and k >= 0, so an octet
-            // clear of the band lies wholly on one side), else column by column.
+            // an octet wholly inside the sample and off the band |i - j| < k
+            // (most octets of a large map; j - i runs over off .. off + 7),
+            // else column by column.
             const int off = j0 - i, last = off + OCT - 1;
-            bool inner = j0 + OCT <= len;
-            if (S == STRAT_UPPER) {
-                inner = inner && off >= k;
-            } else if (S == STRAT_LOWER) {
-                inner = inner && last <= -k;
-            } else {
-                inner = inner && (off >= k || last <= -k);
+            if (!(j0 + OCT <= len && (off >= k || last <= -k))) {
+                set_a &= strip_region(i, j0, len, kb, kw);
+                set_b &= strip_region(i, j1, len, kb, kw);
             }
-            if (!inner) {
-                cnt_a &= strip_region(S, i, j0, len, kb, kw);
-                cnt_b &= strip_region(S, i, j1, len, kb, kw);
+            // The loss counts the set's elements on the strategy's side of
+            // the diagonal; the other side's must still be finite (SPEC §1).
+            unsigned cnt_a = set_a, cnt_b = set_b;
+            if (S == STRAT_UPPER || S == STRAT_LOWER) {
+                const bool whole = S == STRAT_UPPER ? off >= 0 : last <= 0;
+                const bool none = S == STRAT_UPPER ? last < 0 : off > 0;
+                if (none) {
+                    cnt_a = cnt_b = 0u;
+                } else if (!whole) {
+                    cnt_a &= strip_side(S, off);
+                    cnt_b &= strip_side(S, off + STRIP);
+                }
             }
             if ((cnt_a | cnt_b) != 0u) {
                 float tacc = 0.0f;
                 const bool nfa = strip_loss(S, e, xa, ya, cnt_a, rb, &tacc, ga);
                 const bool nfb = strip_loss(S, e, xb, yb, cnt_b, rb, &tacc, gb);
                 if (nfa || nfb) {
-#pragma unroll
-                    for (int c = 0; c < OCT; ++c) {
-                        const unsigned cw = c < STRIP ? cnt_a : cnt_b;
-                        const float v = c < STRIP ? xa[c] : xb[c - STRIP];
-                        if (((cw >> (8 * (c % STRIP) + 7)) & 1u) && !isfinite(v)) {
-                            atomicMin(bad, (u64)(w.at + c));
-                        }
-                    }
+                    report_octet(xa, xb, cnt_a, cnt_b, w.at, bad);
                 }
                 acc = fma(rd, (double)tacc, acc);
+            }
+            if (S == STRAT_UPPER || S == STRAT_LOWER) {
+                const unsigned oa = set_a & ~cnt_a, ob = set_b & ~cnt_b;
+                if ((oa | ob) != 0u && (probe_strip(xa, oa) || probe_strip(xb, ob))) {
+                    report_octet(xa, xb, oa, ob, w.at, bad);
+                }
             }
         }
         if (grad) {
