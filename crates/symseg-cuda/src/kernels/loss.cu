@@ -119,6 +119,48 @@ __device__ __forceinline__ void report_nonfinite(float xij, float xji, long long
     }
 }
 
+// The mirror tile (rows J from j0, columns I from mcol) into `sx` and `sy`,
+// this thread's strip of every pass, the logits and then the labels: each
+// time all the loads first, then the stores, so that the loads are in
+// flight together. (A load and its store under one branch, as
+// `stage_strip` has them, wait for each load in turn: eight memory
+// latencies a tile pair instead of two. All eight loads at once spill.)
+// Rows and columns outside the sample are staged as zeros.
+__device__ __forceinline__ void stage_mirror(const float* __restrict__ x, const u8* __restrict__ y, long long base,
+                                             int j0, int mcol, int il0, int jl0, int nn, bool wide,
+                                             float (*sx)[LOSS_TILE + 1], u8 (*sy)[LOSS_TILE + 4]) {
+    const long long at0 = base + (long long)(j0 + il0) * nn + mcol, step = (long long)PASS_ROWS * nn;
+    const int rows_in = nn - (j0 + il0);  // this thread's passes with p * PASS_ROWS < rows_in are in the sample
+    float v[PASSES][STRIP];
+#pragma unroll
+    for (int p = 0; p < PASSES; ++p) {
+        const bool in_row = p * PASS_ROWS < rows_in;
+#pragma unroll
+        for (int c = 0; c < STRIP; ++c) {
+            v[p][c] = 0.0f;
+        }
+        if (in_row) {
+            load_strip(x + at0 + p * step, mcol, nn, wide, v[p]);
+        }
+    }
+#pragma unroll
+    for (int p = 0; p < PASSES; ++p) {
+#pragma unroll
+        for (int c = 0; c < STRIP; ++c) {
+            sx[il0 + p * PASS_ROWS][jl0 + c] = v[p][c];
+        }
+    }
+    unsigned w[PASSES];
+#pragma unroll
+    for (int p = 0; p < PASSES; ++p) {
+        w[p] = p * PASS_ROWS < rows_in ? load_word(y + at0 + p * step, mcol, nn, wide) : 0u;
+    }
+#pragma unroll
+    for (int p = 0; p < PASSES; ++p) {
+        *reinterpret_cast<unsigned*>(&sy[il0 + p * PASS_ROWS][jl0]) = w[p];
+    }
+}
+
 // A thread's strip of the own tile: logits, and labels and mask (all 1
 // where there is none) as words, byte c for column c. (Bytes held one to a
 // register cost the passes registers they need.)
@@ -166,8 +208,11 @@ struct PassSums {
 // columns jl0..) in an interior tile pair: every element of it and of its
 // mirrors real, off the band and inside the sample, so that each counts
 // exactly when its label is not an ignore mark and its mask not 0. No
-// branch but the penalty's (uniform) and the non-finite report's: the
-// terms are evaluated for every element and selected by `count`.
+// branch per element but the penalty's (uniform) and, on asymmetric labels,
+// `average`'s and `dual`'s: the terms are evaluated for every element and
+// selected by `count`, and a non-finite counted logit is found by one test
+// of their sum (non-finite exactly when one of them is, or where large
+// finite ones overflow it; then each is looked at).
 template <bool CHECK>
 __device__ __forceinline__ void interior_pass(int S, const Elem& e, const OwnStrip& own, int il, int jl0,
                                               long long own_at, long long base, int i, int col, int nn,
@@ -186,15 +231,14 @@ __device__ __forceinline__ void interior_pass(int S, const Elem& e, const OwnStr
         ps.invalid = ps.invalid || invalid_strip(own_w, mir_w, require_symmetric);
         ps.ignored_pairs += count_bits(nonzero_bytes(~own_w) ^ 0x80808080u);
     }
+    float counted_sum = 0.0f;
 #pragma unroll
     for (int c = 0; c < STRIP; ++c) {
         const int jl = jl0 + c;
         const u8 yij = byte_at(own.y, c);
         const bool count = yij != IGNORE && byte_at(own.m, c) != 0;
         const float xij = own.x[c], xji = sx[jl][il];
-        if (count && !(isfinite(xij) && isfinite(xji))) {
-            report_nonfinite(xij, xji, own_at + c, base + (long long)(col + c) * nn + i, bad);
-        }
+        counted_sum += count ? xij + xji : 0.0f;
         float gij, gji;
         const float l = pair_terms(S, e, xij, xji, yij == 1, sy[jl][il] == 1, &gij, &gji);
         ps.loss += count ? l : 0.0f;
@@ -210,6 +254,15 @@ __device__ __forceinline__ void interior_pass(int S, const Elem& e, const OwnStr
         if (write) {
             gs[c] = count ? gij : 0.0f;
             sg[jl][il] = count ? gji : 0.0f;
+        }
+    }
+    if (!isfinite(counted_sum)) {
+#pragma unroll 1
+        for (int c = 0; c < STRIP; ++c) {
+            if (byte_at(own.y, c) != IGNORE && byte_at(own.m, c) != 0) {
+                report_nonfinite(pick(own.x, c), sx[jl0 + c][il], own_at + c,
+                                 base + (long long)(col + c) * nn + i, bad);
+            }
         }
     }
 }
@@ -312,15 +365,7 @@ __device__ __forceinline__ void loss_body(int S, const float* __restrict__ x, co
         const bool diagonal = t.ti == t.tj;
         const bool inner = interior<LOSS_TILE>(t, len, k);
 
-        // The mirror tile (rows J, columns I), staged along its rows, every
-        // pass's strip at once so that their loads are in flight together.
-#pragma unroll
-        for (int p = 0; p < PASSES; ++p) {
-            const int rl = il0 + p * PASS_ROWS, mrow = j0 + rl;
-            const long long mir_at = t.base + (long long)mrow * nn + mcol;
-            stage_strip(x + mir_at, mrow < nn, mcol, nn, wide, sx, rl, jl0);
-            stage_strip(y + mir_at, mrow < nn, mcol, nn, wide, sy, rl, jl0);
-        }
+        stage_mirror(x, y, t.base, j0, mcol, il0, jl0, nn, wide, sx, sy);
         __syncthreads();
         // Sums of at most 4 * PASSES non-negative f32 terms (error < 1e-6
         // relative), then added in f64.
