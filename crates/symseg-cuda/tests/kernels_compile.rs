@@ -94,9 +94,11 @@ fn every_kernel_fits_its_launch_bounds_without_spilling() {
     if nvrtc_missing() {
         return;
     }
-    // 64K 32-bit registers per SM on A100 and H100.
+    // 64K 32-bit registers per SM on A100 and H100; shared memory per SM
+    // (164 and 228 KiB), of which the driver reserves 1 KiB a block.
     const REGISTERS_PER_SM: u32 = 65_536;
-    for sm in ["sm_80", "sm_90"] {
+    const RESERVED_SHARED_PER_BLOCK: u32 = 1024;
+    for (sm, shared_per_sm) in [("sm_80", 164 * 1024), ("sm_90", 228 * 1024)] {
         for (k, kind) in every_build() {
             let r = match kind {
                 None => kernels::resources(k, sm),
@@ -116,6 +118,12 @@ fn every_kernel_fits_its_launch_bounds_without_spilling() {
                 "{sm} {}: {} registers leave fewer than {blocks} blocks per SM",
                 k.file,
                 r.registers,
+            );
+            assert!(
+                (r.shared_bytes + RESERVED_SHARED_PER_BLOCK) * blocks <= shared_per_sm,
+                "{sm} {}: {} bytes of shared memory a block leave fewer than {blocks} blocks per SM",
+                k.file,
+                r.shared_bytes,
             );
         }
     }

@@ -217,8 +217,8 @@ template <bool CHECK>
 __device__ __forceinline__ void interior_pass(int S, const Elem& e, const OwnStrip& own, int il, int jl0,
                                               long long own_at, long long base, int i, int col, int nn,
                                               float rb, float wpb, int pen_kind, int pen_probs, float delta,
-                                              bool require_symmetric, const float (*sx)[LOSS_TILE + 1],
-                                              float (*sg)[LOSS_TILE + 1], const u8 (*sy)[LOSS_TILE + 4],
+                                              bool require_symmetric, const float* __restrict__ x,
+                                              float (*sx)[LOSS_TILE + 1], const u8 (*sy)[LOSS_TILE + 4],
                                               bool write, float* gs, PassSums& ps, u64* bad) {
     if (CHECK) {
         // The strip's labels and their mirrors as words.
@@ -253,15 +253,16 @@ __device__ __forceinline__ void interior_pass(int S, const Elem& e, const OwnStr
         }
         if (write) {
             gs[c] = count ? gij : 0.0f;
-            sg[jl][il] = count ? gji : 0.0f;
+            sx[jl][il] = count ? gji : 0.0f;
         }
     }
     if (!isfinite(counted_sum)) {
 #pragma unroll 1
         for (int c = 0; c < STRIP; ++c) {
             if (byte_at(own.y, c) != IGNORE && byte_at(own.m, c) != 0) {
-                report_nonfinite(pick(own.x, c), sx[jl0 + c][il], own_at + c,
-                                 base + (long long)(col + c) * nn + i, bad);
+                // The mirror logit from memory: its place in `sx` holds its gradient now.
+                const long long mir_at = base + (long long)(col + c) * nn + i;
+                report_nonfinite(pick(own.x, c), x[mir_at], own_at + c, mir_at, bad);
             }
         }
     }
@@ -275,9 +276,9 @@ template <bool CHECK>
 __device__ __forceinline__ void edge_pass(int S, const Elem& e, const OwnStrip& own, int il, int jl0, long long own_at,
                                           long long base, int i, int col, int nn, int len, int k, bool diagonal,
                                           float rb, float wpb, int pen_kind, int pen_probs, float delta,
-                                          bool require_symmetric, const float (*sx)[LOSS_TILE + 1],
-                                          float (*sg)[LOSS_TILE + 1], const u8 (*sy)[LOSS_TILE + 4], bool write,
-                                          float* gs, PassSums& ps, u64* bad) {
+                                          bool require_symmetric, float (*sx)[LOSS_TILE + 1],
+                                          const u8 (*sy)[LOSS_TILE + 4], bool write, float* gs, PassSums& ps,
+                                          u64* bad) {
     // Not unrolled (few pairs come here, and an unrolled copy would take
     // registers from the interior passes): the strip's elements are picked
     // by selects, since indexing a register array by a variable would put
@@ -325,9 +326,9 @@ __device__ __forceinline__ void edge_pass(int S, const Elem& e, const OwnStrip& 
         }
         if (write) {
             put(gs, c, gij);
-            sg[jl][il] = gji;
+            sx[jl][il] = gji;
             if (diagonal) {
-                sg[il][jl] = gij;
+                sx[il][jl] = gij;
             }
         }
     }
@@ -337,6 +338,13 @@ __device__ __forceinline__ void edge_pass(int S, const Elem& e, const OwnStrip& 
 // lengths and the separation are 32-bit (the host sends n <= 2^20); flat
 // offsets, 64-bit, are formed once a row. CHECK: the checked kernel's label
 // checks (see `symseg_loss_checked`), without a mask.
+//
+// The mirror tile `sx` holds the logits and, at each place once its pair
+// is evaluated, that logit's gradient: a place is staged, read, written
+// and written out by one thread only (in a diagonal tile, half the places
+// are written by the thread of their mirror place instead, and read by
+// none). So one tile buffer serves both, and a block needs 25 KB of shared
+// memory rather than 42 (four blocks an SM then fit on sm_80 as well).
 template <bool CHECK>
 __device__ __forceinline__ void loss_body(int S, const float* __restrict__ x, const u8* __restrict__ y,
                                           const u8* __restrict__ mask, float* __restrict__ grad,
@@ -344,8 +352,8 @@ __device__ __forceinline__ void loss_body(int S, const float* __restrict__ x, co
                                           long long sep, int wide, const Elem& e, int pen_kind, int pen_probs,
                                           float delta, const double* __restrict__ r, const double* __restrict__ wp,
                                           double* __restrict__ partial, u64* __restrict__ bad,
-                                          float (*sx)[LOSS_TILE + 1], float (*sg)[LOSS_TILE + 1],
-                                          u8 (*sy)[LOSS_TILE + 4], double (*sums)[THREADS], bool require_symmetric,
+                                          float (*sx)[LOSS_TILE + 1], u8 (*sy)[LOSS_TILE + 4],
+                                          double (*sums)[THREADS], bool require_symmetric,
                                           u64* __restrict__ ignored, u64* __restrict__ violation) {
     const int nn = (int)n, k = sep < n ? (int)sep : nn;
     const int il0 = pass_row(), jl0 = pass_col();
@@ -378,10 +386,10 @@ __device__ __forceinline__ void loss_body(int S, const float* __restrict__ x, co
             float gs[STRIP] = {};
             if (inner) {
                 interior_pass<CHECK>(S, e, own, il, jl0, own_at, t.base, i, col, nn, rb, wpb, pen_kind, pen_probs,
-                                     delta, require_symmetric, sx, sg, sy, grad != nullptr, gs, ps, bad);
+                                     delta, require_symmetric, x, sx, sy, grad != nullptr, gs, ps, bad);
             } else {
                 edge_pass<CHECK>(S, e, own, il, jl0, own_at, t.base, i, col, nn, len, k, diagonal, rb, wpb,
-                                 pen_kind, pen_probs, delta, require_symmetric, sx, sg, sy, grad != nullptr, gs,
+                                 pen_kind, pen_probs, delta, require_symmetric, sx, sy, grad != nullptr, gs,
                                  ps, bad);
             }
             if (grad && !diagonal && i < nn) {
@@ -398,13 +406,14 @@ __device__ __forceinline__ void loss_body(int S, const float* __restrict__ x, co
             (void)violation;
         }
         __syncthreads();
-        // The mirror gradients (or a diagonal tile's), written along rows of J.
+        // The mirror gradients (or a diagonal tile's), which the passes left
+        // in sx in place of the logits, written along rows of J.
         if (grad) {
 #pragma unroll
             for (int p = 0; p < PASSES; ++p) {
                 const int rl = il0 + p * PASS_ROWS, mrow = j0 + rl;
                 const long long mir_at = t.base + (long long)mrow * nn + mcol;
-                unstage_strip(sg, grad + mir_at, mrow < nn, mcol, nn, wide, rl, jl0);
+                unstage_strip(sx, grad + mir_at, mrow < nn, mcol, nn, wide, rl, jl0);
             }
         }
     }
@@ -431,7 +440,6 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss_ch
     int require_symmetric, const double* __restrict__ r, const double* __restrict__ wp, u64* __restrict__ ignored,
     u64* __restrict__ violation, double* __restrict__ partial, u64* __restrict__ bad) {
     __shared__ float sx[LOSS_TILE][LOSS_TILE + 1];
-    __shared__ float sg[LOSS_TILE][LOSS_TILE + 1];
     __shared__ __align__(16) u8 sy[LOSS_TILE][LOSS_TILE + 4];
     __shared__ double sums[2][THREADS];
 
@@ -443,7 +451,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss_ch
     const int S = strategy;
 #endif
     loss_body<true>(S, x, y, nullptr, grad, lengths, batch, n, sep, wide, e, pen_kind, pen_probs, delta, r, wp,
-                    partial, bad, sx, sg, sy, sums, require_symmetric != 0, ignored, violation);
+                    partial, bad, sx, sy, sums, require_symmetric != 0, ignored, violation);
 }
 #else
 extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss(
@@ -454,7 +462,6 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss(
     const double* __restrict__ r, const double* __restrict__ wp, const u64* __restrict__ violation,
     double* __restrict__ partial, u64* __restrict__ bad) {
     __shared__ float sx[LOSS_TILE][LOSS_TILE + 1];
-    __shared__ float sg[LOSS_TILE][LOSS_TILE + 1];
     __shared__ __align__(16) u8 sy[LOSS_TILE][LOSS_TILE + 4];
     __shared__ double sums[2][THREADS];
 
@@ -473,6 +480,6 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss(
     const int S = strategy;
 #endif
     loss_body<false>(S, x, y, mask, grad, lengths, batch, n, sep, wide, e, pen_kind, pen_probs, delta, r, wp,
-                     partial, bad, sx, sg, sy, sums, true, nullptr, nullptr);
+                     partial, bad, sx, sy, sums, true, nullptr, nullptr);
 }
 #endif
