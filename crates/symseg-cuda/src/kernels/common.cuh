@@ -199,12 +199,11 @@ __device__ __forceinline__ void store_strip(float* p, I col, I n, bool wide, con
 }
 
 // This thread's strip at `p` (column col of a row of n; none where the row
-// is outside the map, `in_row` false) into row r, columns c0.. of the shared
-// tile `dst` (by default row t / STRIPS, the strip's own place in a TILE-wide tile).
+// is outside the map, `in_row` false) into row (t / STRIPS) of the shared
+// tile `dst`.
 template <typename T, int W, typename I>
-__device__ __forceinline__ void stage_strip(const T* p, bool in_row, I col, I n, bool wide, T (*dst)[W],
-                                            unsigned r = thread_id() / STRIPS,
-                                            unsigned c0 = STRIP * (thread_id() % STRIPS)) {
+__device__ __forceinline__ void stage_strip(const T* p, bool in_row, I col, I n, bool wide, T (*dst)[W]) {
+    const unsigned r = thread_id() / STRIPS, c0 = STRIP * (thread_id() % STRIPS);
     if (in_row) {
         T v[STRIP] = {};
         load_strip(p, col, n, wide, v);
@@ -236,10 +235,9 @@ __device__ __forceinline__ unsigned load_word(const u8* p, I col, I n, bool wide
 // one word. `dst` must be 4-byte aligned; a row of `W` bytes, W a multiple
 // of 4, keeps every strip so.
 template <int W, typename I>
-__device__ __forceinline__ void stage_strip(const u8* p, bool in_row, I col, I n, bool wide, u8 (*dst)[W],
-                                            unsigned r = thread_id() / STRIPS,
-                                            unsigned c0 = STRIP * (thread_id() % STRIPS)) {
+__device__ __forceinline__ void stage_strip(const u8* p, bool in_row, I col, I n, bool wide, u8 (*dst)[W]) {
     static_assert(W % 4 == 0, "label rows must keep 4-byte alignment");
+    const unsigned r = thread_id() / STRIPS, c0 = STRIP * (thread_id() % STRIPS);
     if (in_row) {
         *reinterpret_cast<unsigned*>(&dst[r][c0]) = load_word(p, col, n, wide);
     }
