@@ -11,13 +11,32 @@
 #   SYMSEG_PROFILE=1 bash .gpu/run.sh --cases 0 --seconds 0.05
 #                               # then Nsight Compute on the scan and loss
 #                               # kernels of plain and average at 8x2048^2
+#
+# SYMSEG_BASELINE=REV also builds the xtask of git revision REV (in a
+# worktree under target/, with its own target directory) as
+# .gpu/xtask-baseline; run.sh then times plain and average at 8x2048^2 with
+# both binaries, one after the other on the same GPU, so that the gain since
+# REV is measured directly rather than against figures from another card.
+# (2d7b671 is the last revision whose kernels were all measured on a GPU.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p xtask -p symseg-cli --features symseg-cli/cuda
+rm -rf .gpu
 mkdir -p .gpu
 strip -o .gpu/xtask target/release/xtask
 strip -o .gpu/symseg target/release/symseg
 cp scripts/gpu_cli_check.py .gpu/
+if [ -n "${SYMSEG_BASELINE:-}" ]; then
+    rev="$(git rev-parse --short "$SYMSEG_BASELINE^{commit}")"
+    src="$PWD/target/baseline-src"
+    git worktree remove --force "$src" 2>/dev/null || rm -rf "$src"
+    git worktree prune
+    git worktree add --detach "$src" "$rev"
+    (cd "$src" && CARGO_TARGET_DIR="$PWD/../baseline" cargo build --release -p xtask)
+    strip -o .gpu/xtask-baseline target/baseline/release/xtask
+    echo "$rev" > .gpu/baseline-rev
+    git worktree remove --force "$src"
+fi
 cat > .gpu/run.sh <<'RUN'
 #!/usr/bin/env bash
 # Runs the prepared gpu-check, then `symseg loss/metrics --backend cuda`
@@ -53,6 +72,22 @@ for scan in rows tiles; do
             grep -E "^$s |copy|labels checked|loss calls|fixed cost" || status=1
     done
 done
+if [ -x "$here/xtask-baseline" ]; then
+    # The revision named when the bundle was made against this one, in
+    # turn, twice, on the same GPU (its gpu-check may lack --only and
+    # --shape, so it runs its whole benchmark).
+    base="$(cat "$here/baseline-rev" 2>/dev/null || echo baseline)"
+    for round in 1 2; do
+        echo "== plain and average at 8x2048^2: $base (baseline), round $round"
+        "$here/xtask-baseline" gpu-check --cases 0 --seconds 0.3 2>&1 |
+            grep -E "^(plain|average) +none +8x2048x2048|copy" || status=1
+        echo "== plain and average at 8x2048^2: this revision, round $round"
+        for s in plain average; do
+            "$here/xtask" gpu-check --cases 0 --seconds 0.3 --only "$s" --shape 8x2048 2>&1 |
+                grep -E "^$s +none +8x2048x2048|copy" || status=1
+        done
+    done
+fi
 echo "== command line: symseg loss/metrics --backend cuda against --backend cpu"
 python3 "$here/gpu_cli_check.py" "$here/symseg" "${TMPDIR:-/tmp}/symseg-cli-check" || status=1
 if [ "${SYMSEG_PROFILE:-0}" = 1 ]; then
