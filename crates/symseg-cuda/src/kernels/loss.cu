@@ -425,6 +425,13 @@ __device__ __forceinline__ void loss_body(int S, const float* __restrict__ x, co
     }
 }
 
+// The block's shared memory, for whichever entry point below the module
+// holds: the mirror tile's logits (then gradients) and labels, and the
+// threads' running sums.
+__shared__ float loss_sx[LOSS_TILE][LOSS_TILE + 1];
+__shared__ __align__(16) u8 loss_sy[LOSS_TILE][LOSS_TILE + 4];
+__shared__ double loss_sums[2][THREADS];
+
 #ifdef SYMSEG_TILES_CHECKED
 // The pass for a call without a mask that no scan precedes, as
 // `symseg_loss_rows_checked` is for the row kernel's strategies: reduction
@@ -439,10 +446,6 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss_ch
     float w_pos, float w_neg, float gamma, int kind, int pen_kind, int pen_probs, float delta,
     int require_symmetric, const double* __restrict__ r, const double* __restrict__ wp, u64* __restrict__ ignored,
     u64* __restrict__ violation, double* __restrict__ partial, u64* __restrict__ bad) {
-    __shared__ float sx[LOSS_TILE][LOSS_TILE + 1];
-    __shared__ __align__(16) u8 sy[LOSS_TILE][LOSS_TILE + 4];
-    __shared__ double sums[2][THREADS];
-
     const Elem e = {w_pos, w_neg, gamma, kind};
 #ifdef SYMSEG_STRATEGY
     (void)strategy;
@@ -451,7 +454,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss_ch
     const int S = strategy;
 #endif
     loss_body<true>(S, x, y, nullptr, grad, lengths, batch, n, sep, wide, e, pen_kind, pen_probs, delta, r, wp,
-                    partial, bad, sx, sy, sums, require_symmetric != 0, ignored, violation);
+                    partial, bad, loss_sx, loss_sy, loss_sums, require_symmetric != 0, ignored, violation);
 }
 #else
 extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss(
@@ -461,10 +464,6 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss(
     int pen_kind, int pen_probs, float delta,
     const double* __restrict__ r, const double* __restrict__ wp, const u64* __restrict__ violation,
     double* __restrict__ partial, u64* __restrict__ bad) {
-    __shared__ float sx[LOSS_TILE][LOSS_TILE + 1];
-    __shared__ __align__(16) u8 sy[LOSS_TILE][LOSS_TILE + 4];
-    __shared__ double sums[2][THREADS];
-
     // Invalid labels or mask (the scan, queued before): touch nothing, so the
     // gradient buffer stays as it was, as on the CPU backend.
     if (*violation != ~0ull) {
@@ -480,6 +479,6 @@ extern "C" __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) symseg_loss(
     const int S = strategy;
 #endif
     loss_body<false>(S, x, y, mask, grad, lengths, batch, n, sep, wide, e, pen_kind, pen_probs, delta, r, wp,
-                     partial, bad, sx, sy, sums, true, nullptr, nullptr);
+                     partial, bad, loss_sx, loss_sy, loss_sums, true, nullptr, nullptr);
 }
 #endif
