@@ -79,7 +79,7 @@ if [ -x "$here/xtask-baseline" ]; then
     base="$(cat "$here/baseline-rev" 2>/dev/null || echo baseline)"
     for round in 1 2; do
         echo "== plain and average at 8x2048^2: $base (baseline), round $round"
-        "$here/xtask-baseline" gpu-check --cases 0 --seconds 0.3 2>&1 |
+        "$here/xtask-baseline" gpu-check --cases 0 --seconds 0.2 2>&1 |
             grep -E "^(plain|average) +none +8x2048x2048|copy" || status=1
         echo "== plain and average at 8x2048^2: this revision, round $round"
         for s in plain average; do
