@@ -86,9 +86,6 @@ __device__ __forceinline__ void oct_walk_next(OctWalk* w, const OctStep& s) {
 // at each), which holds no predicate per element.
 __device__ __forceinline__ bool strip_loss(int S, const Elem& e, const float* v, unsigned yw, unsigned counted, float rb,
                                            float* tacc, float* gs) {
-    // `dual` on symmetric labels: l(x_ij, y_ij) + l(x_ij, y_ji) is twice
-    // the first, bit for bit, as is its derivative.
-    const float twice = S == STRAT_DUAL ? 2.0f : 1.0f;
     float probe = 0.0f;
 #pragma unroll
     for (int c = 0; c < STRIP; ++c) {
@@ -97,8 +94,8 @@ __device__ __forceinline__ bool strip_loss(int S, const Elem& e, const float* v,
         const bool pos = (yw & (1u << (8 * c))) != 0u;
         float l, g;
         elem_value_grad(e, v[c], pos, &l, &g);
-        *tacc += in ? twice * l : 0.0f;
-        gs[c] = in ? rb * (twice * g) : 0.0f;
+        *tacc += in ? l : 0.0f;
+        gs[c] = in ? rb * g : 0.0f;
         probe += in ? v[c] : 0.0f;
     }
     return !isfinite(probe);
@@ -241,7 +238,11 @@ __device__ __forceinline__ void loss_rows(const float* __restrict__ x, const u8*
         if (w.b != cb) {
             cb = w.b;
             len = (int)lengths[cb];
-            rd = r[cb];
+            // `dual` on symmetric labels: l(x_ij, y_ij) + l(x_ij, y_ji) is
+            // twice the first, as is its derivative; scaling the factor by 2
+            // instead of each term gives the same bits (a product by 2 is
+            // exact) for two multiplies an element fewer.
+            rd = (S == STRAT_DUAL ? 2.0 : 1.0) * r[cb];
             rb = (float)rd;
         }
         const int i = w.i, j0 = OCT * w.q, j1 = j0 + STRIP;
