@@ -84,12 +84,15 @@ __device__ __forceinline__ void oct_walk_next(OctWalk* w, const OctStep& s) {
 // counted logit may not be finite: the sum of the counted logits is not
 // (also, harmlessly, where finite ones overflow it; the caller then looks
 // at each), which holds no predicate per element.
-__device__ __forceinline__ bool strip_loss(int S, const Elem& e, const float* v, unsigned yw, unsigned counted, float rb,
+// With ALL, every element counts (`counted` is ignored): no test and no
+// select per element, for the octets inside the region (most of a map).
+template <bool ALL>
+__device__ __forceinline__ bool strip_loss(const Elem& e, const float* v, unsigned yw, unsigned counted, float rb,
                                            float* tacc, float* gs) {
     float probe = 0.0f;
 #pragma unroll
     for (int c = 0; c < STRIP; ++c) {
-        const bool in = (counted & (0x80u << (8 * c))) != 0u;
+        const bool in = ALL || (counted & (0x80u << (8 * c))) != 0u;
         // Bit 0 of a counted label (0 or 1) is the label.
         const bool pos = (yw & (1u << (8 * c))) != 0u;
         float l, g;
@@ -299,8 +302,16 @@ __device__ __forceinline__ void loss_rows(const float* __restrict__ x, const u8*
             }
             if ((cnt_a | cnt_b) != 0u) {
                 float tacc = 0.0f;
-                const bool nfa = strip_loss(S, e, xa, ya, cnt_a, rb, &tacc, ga);
-                const bool nfb = strip_loss(S, e, xb, yb, cnt_b, rb, &tacc, gb);
+                bool nfa, nfb;
+                // `plain` and `dual` only: the select-free copy pushes
+                // `upper`'s and `lower`'s builds past 64 registers.
+                if ((S == STRAT_PLAIN || S == STRAT_DUAL) && (cnt_a & cnt_b) == 0x80808080u) {
+                    nfa = strip_loss<true>(e, xa, ya, cnt_a, rb, &tacc, ga);
+                    nfb = strip_loss<true>(e, xb, yb, cnt_b, rb, &tacc, gb);
+                } else {
+                    nfa = strip_loss<false>(e, xa, ya, cnt_a, rb, &tacc, ga);
+                    nfb = strip_loss<false>(e, xb, yb, cnt_b, rb, &tacc, gb);
+                }
                 if (nfa || nfb) {
                     report_octet(xa, xb, cnt_a, cnt_b, w.at, bad);
                 }
