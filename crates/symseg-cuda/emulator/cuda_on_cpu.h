@@ -62,6 +62,10 @@ inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v)
 
 inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 
+// A load cached in L2 only: on the CPU, a load.
+template <class T>
+inline T __ldcg(const T* p) { return *p; }
+
 #if defined(EMU_FIBERS)
 // A block's threads as fibers on the launching thread (the CPU driver's
 // mode): __syncthreads switches to the next fiber, so a barrier costs a few

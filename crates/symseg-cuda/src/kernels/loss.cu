@@ -366,9 +366,13 @@ __device__ __forceinline__ void loss_body(int S, const float* __restrict__ x, co
         const Tile t = tile_of<LOSS_TILE>(w, n);
         // The sample's length and factors, read per pair (cached loads,
         // a few against the pair's thousands of elements; held across the
-        // walk they cost registers the passes need).
+        // walk they cost registers the passes need). The f32 factors by
+        // loads of their own (`__ldcg`, which the compiler does not merge
+        // with the f64 reads of the sums below): from one shared load it
+        // kept the f64 live through the passes and converted it again at
+        // every element (F2F, two registers for one).
         const int len = (int)lengths[t.b];
-        const float rb = (float)r[t.b], wpb = (float)wp[t.b];
+        const float rb = (float)__ldcg(r + t.b), wpb = (float)__ldcg(wp + t.b);
         const int i0 = t.i0, j0 = t.j0, col = j0 + jl0, mcol = i0 + jl0;
         const bool diagonal = t.ti == t.tj;
         const bool inner = interior<LOSS_TILE>(t, len, k);
