@@ -372,8 +372,7 @@ mod tests {
     use crate::launch_args::{STRIP, TILE};
 
     fn defined(name: &str) -> usize {
-        let line = COMMON.lines().find(|l| l.starts_with(&format!("#define {name} "))).expect(name);
-        line.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a number")
+        defined_in(COMMON, name)
     }
 
     /// The value of `#define name N` in `source`.
