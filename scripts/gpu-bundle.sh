@@ -2,8 +2,9 @@
 # Prepares `cargo xtask gpu-check` for a GPU machine that has no Rust toolchain
 # and no network: builds the xtask binary and the `symseg` command line (with
 # `--backend cuda`) here (x86-64, release), strips them and puts them in .gpu/
-# (ignored by git) with the command line's cross-check and a runner script
-# that finds the machine's NVRTC 13 and runs both.
+# (ignored by git) with the command line's cross-check, PyTorch's loss timing
+# (run where the machine has torch) and a runner script that finds the
+# machine's NVRTC 13 and runs them.
 #
 #   bash scripts/gpu-bundle.sh
 #   # then, on the GPU machine, with .gpu carried along:
@@ -25,7 +26,7 @@ rm -rf .gpu
 mkdir -p .gpu
 strip -o .gpu/xtask target/release/xtask
 strip -o .gpu/symseg target/release/symseg
-cp scripts/gpu_cli_check.py .gpu/
+cp scripts/gpu_cli_check.py benches/pytorch/loss_speed.py .gpu/
 if [ -n "${SYMSEG_BASELINE:-}" ]; then
     rev="$(git rev-parse --short "$SYMSEG_BASELINE^{commit}")"
     src="$PWD/target/baseline-src"
@@ -90,6 +91,15 @@ if [ -x "$here/xtask-baseline" ]; then
 fi
 echo "== command line: symseg loss/metrics --backend cuda against --backend cpu"
 python3 "$here/gpu_cli_check.py" "$here/symseg" "${TMPDIR:-/tmp}/symseg-cli-check" || status=1
+# PyTorch's focal loss + backward on the same GPU, where the machine has a
+# CUDA build of PyTorch (not symseg's to fail: only reported).
+if python3 -c "import sys, torch, torchvision; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+    echo "== PyTorch on this GPU: the same loss + gradient (loss_speed.py)"
+    timeout 180 python3 "$here/loss_speed.py" --device cuda --shape 8x2048 --shape 1x2048 --shape 32x256 \
+        --seconds 0.5 || echo "loss_speed.py failed (not counted)"
+else
+    echo "== PyTorch on this GPU: skipped (no CUDA build of torch and torchvision here)"
+fi
 if [ "${SYMSEG_PROFILE:-0}" = 1 ]; then
     # Each kernel's time, throughput, registers and occupancy, for the two
     # strategies of the bandwidth target: the scan and loss kernels of the
