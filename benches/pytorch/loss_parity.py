@@ -11,7 +11,7 @@ float64 with autograd:
    optax.sigmoid_focal_loss, ignore labels (255) included where the library
    has them; and the popular "also apply the loss to the transpose" next to
    symseg's `dual`.
-2. All of SPEC.md in about sixty lines of PyTorch (`spec_loss` below: the five
+2. All of SPEC.md in about seventy lines of PyTorch (`spec_loss` below: the five
    strategies, the penalty, lengths, min_sep, ignore labels, masks, the three
    reductions) against symseg, on random padded batches.
 3. gamma < 1: the gradient of (1 - p_t)^gamma through autograd is NaN where
